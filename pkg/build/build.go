@@ -1,0 +1,561 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/stages"
+)
+
+// Option configures Build.
+type Option func(*options) error
+
+type options struct {
+	outputDir    string
+	cacheDir     string
+	events       func(Event)
+	concurrency  int
+	cacheMaxSize int64
+	log          io.Writer
+	client       *http.Client
+	workDir      string
+	// commitAfter is the stage duration from which an intermediate tree is
+	// committed (debs and last stages always are).
+	commitAfter time.Duration
+}
+
+// WithOutputDir sets where the image files go (default: the current
+// directory). It is created if missing.
+func WithOutputDir(dir string) Option {
+	return func(o *options) error { o.outputDir = dir; return nil }
+}
+
+// WithCacheDir sets the cache directory (default: $XDG_CACHE_HOME/ibuild or
+// ~/.cache/ibuild).
+func WithCacheDir(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return errors.New("empty cache directory")
+		}
+		o.cacheDir = dir
+		return nil
+	}
+}
+
+// WithEvents receives progress events (Download, StageStart, StageDone,
+// Commit). It is called from several goroutines during downloads.
+func WithEvents(f func(Event)) Option {
+	return func(o *options) error { o.events = f; return nil }
+}
+
+// WithConcurrency bounds parallel downloads (default 8).
+func WithConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("concurrency %d: must be at least 1", n)
+		}
+		o.concurrency = n
+		return nil
+	}
+}
+
+// WithCacheMaxSize evicts least recently used cache entries after the
+// build until the cache holds at most bytes (0: no limit).
+func WithCacheMaxSize(bytes int64) Option {
+	return func(o *options) error {
+		if bytes < 0 {
+			return fmt.Errorf("cache size %d: must not be negative", bytes)
+		}
+		o.cacheMaxSize = bytes
+		return nil
+	}
+}
+
+// WithWorkDir sets where trees are built (default: /dev/shm when it is a
+// tmpfs with 8 GiB free, else the cache's temp directory). Stages create
+// many small files, so a tmpfs is much faster; each build works in its own
+// subdirectory, removed at the end, or by the next build if it was killed.
+func WithWorkDir(dir string) Option {
+	return func(o *options) error { o.workDir = dir; return nil }
+}
+
+// WithLog receives the output of the tools the stages run (default:
+// discarded).
+func WithLog(w io.Writer) Option {
+	return func(o *options) error { o.log = w; return nil }
+}
+
+// WithHTTPClient sets the client packages are downloaded with.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) error { o.client = c; return nil }
+}
+
+// Result is what a build produced.
+type Result struct {
+	// Entry is the entry's name, "arch/type".
+	Entry string
+	// Files are the output files, in the output directory.
+	Files []OutputFile
+}
+
+// OutputFile is one file a build wrote.
+type OutputFile struct {
+	// Name is the file's path relative to the output directory.
+	Name string
+	// Path is the file's full path.
+	Path   string
+	Size   int64
+	SHA256 string
+}
+
+// plan is one stage, decoded, with its cache key.
+type stagePlan struct {
+	typ      string
+	stage    stages.Stage
+	key      string
+	inputs   []string // pipelines the options reference
+	packages []string // refs
+}
+
+type pipelinePlan struct {
+	p      *manifest.Pipeline
+	stages []*stagePlan
+	cached int    // leading stages whose trees are in the store
+	tree   string // the finished tree in the work area, once there
+	needed bool
+}
+
+func (pp *pipelinePlan) key() string { return pp.stages[len(pp.stages)-1].key }
+
+// Build builds the lockfile's entry for arch and typ (empty matches the only
+// entry) and writes its files to the output directory.
+func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ...Option) (*Result, error) {
+	o := options{concurrency: 8, log: io.Discard, events: func(Event) {}, commitAfter: 10 * time.Second}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("build options: %w", err)
+		}
+	}
+	if o.cacheDir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("finding a cache directory: %w (use WithCacheDir)", err)
+		}
+		o.cacheDir = filepath.Join(d, "ibuild")
+	}
+	if o.outputDir == "" {
+		o.outputDir = "."
+	}
+	entry, err := lf.Entry(arch, typ)
+	if err != nil {
+		return nil, err
+	}
+	if len(entry.Pipelines) == 0 {
+		return nil, fmt.Errorf("entry %s has no pipelines", entry.Name())
+	}
+	if err := lf.Validate(); err != nil {
+		return nil, fmt.Errorf("lockfile: %w", err)
+	}
+	plans, err := planEntry(lf, entry)
+	if err != nil {
+		return nil, err
+	}
+
+	store, err := OpenStore(o.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	work, err := openWorkArea(store, o.workDir)
+	if err != nil {
+		return nil, err
+	}
+	defer work.Close()
+
+	markNeeded(store, plans, len(plans)-1)
+
+	src := NewSources(store.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events)
+	var refs []string
+	for _, pp := range plans {
+		if !pp.needed {
+			continue
+		}
+		for _, sp := range pp.stages[pp.cached:] {
+			refs = append(refs, sp.packages...)
+		}
+	}
+	if err := src.Fetch(ctx, refs); err != nil {
+		return nil, err
+	}
+
+	b := &builder{store: store, work: work, src: src, lf: lf, entry: entry, o: &o, byName: map[string]*pipelinePlan{}}
+	// Background commits read the work area: wait for them on every path.
+	defer b.wait()
+	for _, pp := range plans {
+		if pp.needed {
+			if err := b.runPipeline(ctx, pp); err != nil {
+				return nil, err
+			}
+		}
+		b.byName[pp.p.Name] = pp
+	}
+
+	last := plans[len(plans)-1]
+	outTree := last.tree
+	if outTree == "" {
+		// Cached: read the files in place when stored as a directory.
+		var ok bool
+		if outTree, ok = store.DirTree(last.key()); !ok {
+			if outTree, err = b.treeOf(last); err != nil {
+				return nil, err
+			}
+		}
+	}
+	res := &Result{Entry: entry.Name()}
+	res.Files, err = exportFiles(outTree, o.outputDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.wait(); err != nil {
+		return nil, err
+	}
+	work.Close()
+	store.Close() // release the tmp area before evicting
+	if o.cacheMaxSize > 0 {
+		st, err := OpenStore(o.cacheDir)
+		if err != nil {
+			return res, err
+		}
+		_, err = st.Evict(o.cacheMaxSize)
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// planEntry decodes and validates every stage and computes the keys, before
+// anything runs.
+func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, error) {
+	index := lf.PackageIndex()
+	finalKey := map[string]string{}
+	var plans []*pipelinePlan
+	for i := range entry.Pipelines {
+		p := &entry.Pipelines[i]
+		pp := &pipelinePlan{p: p}
+		if len(p.Stages) == 0 {
+			return nil, fmt.Errorf("entry %s pipeline %s: no stages", entry.Name(), p.Name)
+		}
+		buildKey := ""
+		if p.Build != "" {
+			k, ok := finalKey[p.Build]
+			if !ok {
+				return nil, fmt.Errorf("entry %s pipeline %s: build pipeline %q is not defined before it", entry.Name(), p.Name, p.Build)
+			}
+			buildKey = k
+		}
+		prev := ""
+		for j := range p.Stages {
+			ms := &p.Stages[j]
+			where := fmt.Sprintf("entry %s pipeline %s stage %d (%s)", entry.Name(), p.Name, j, ms.Type)
+			st, err := stages.New(ms.Type, ms.Options)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			canon, r, err := canonicalOptions(ms.Options)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			digests, err := packageDigests(index, r.packages)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			inputs := map[string]string{}
+			for _, name := range r.pipelines {
+				k, ok := finalKey[name]
+				if !ok {
+					return nil, fmt.Errorf("%s: references pipeline %q, which is not defined before it", where, name)
+				}
+				inputs[name] = k
+			}
+			key, err := stageKey(keyInput{
+				Arch: entry.Arch, SourceDateEpoch: lf.SourceDateEpoch, Type: ms.Type, Options: canon,
+				Previous: prev, BuildRoot: buildKey, Inputs: inputs, Packages: digests,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			pp.stages = append(pp.stages, &stagePlan{typ: ms.Type, stage: st, key: key, inputs: r.pipelines, packages: r.packages})
+			prev = key
+		}
+		finalKey[p.Name] = prev
+		plans = append(plans, pp)
+	}
+	return plans, nil
+}
+
+// markNeeded decides which pipelines must run for plans[i]'s tree: none
+// when its tree is cached, else its build root and the inputs of the
+// stages that must run.
+func markNeeded(store *Store, plans []*pipelinePlan, i int) {
+	pp := plans[i]
+	if pp.needed {
+		return
+	}
+	pp.needed = true
+	for k := len(pp.stages); k > 0; k-- {
+		if store.Lookup(pp.stages[k-1].key) {
+			pp.cached = k
+			break
+		}
+	}
+	if pp.cached == len(pp.stages) {
+		return
+	}
+	deps := map[string]bool{}
+	if pp.p.Build != "" {
+		deps[pp.p.Build] = true
+	}
+	for _, sp := range pp.stages[pp.cached:] {
+		for _, in := range sp.inputs {
+			deps[in] = true
+		}
+	}
+	for j := 0; j < i; j++ {
+		if deps[plans[j].p.Name] {
+			markNeeded(store, plans, j)
+		}
+	}
+}
+
+// builder runs the pipelines of one build.
+type builder struct {
+	store  *Store
+	work   *workArea
+	src    *Sources
+	lf     *manifest.Lockfile
+	entry  *manifest.Entry
+	o      *options
+	byName map[string]*pipelinePlan // pipelines done so far
+
+	// Commits of finished pipelines run in the background: nothing
+	// changes those trees any more.
+	commits   sync.WaitGroup
+	commitMu  sync.Mutex
+	commitErr error
+}
+
+// commit stores tree as key; in the background when async.
+func (b *builder) commit(pp *pipelinePlan, i int, tree string, async bool) error {
+	sp := pp.stages[i]
+	do := func() error {
+		start := time.Now()
+		if err := b.store.Commit(sp.key, tree, objectMeta{Pipeline: pp.p.Name, Stage: i, Type: sp.typ}); err != nil {
+			return fmt.Errorf("pipeline %s stage %d (%s): %w", pp.p.Name, i, sp.typ, err)
+		}
+		b.o.events(Commit{Pipeline: pp.p.Name, Index: i, Key: sp.key, Duration: time.Since(start)})
+		return nil
+	}
+	if !async {
+		return do()
+	}
+	b.commits.Add(1)
+	go func() {
+		defer b.commits.Done()
+		if err := do(); err != nil {
+			b.commitMu.Lock()
+			if b.commitErr == nil {
+				b.commitErr = err
+			}
+			b.commitMu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// wait waits for the background commits.
+func (b *builder) wait() error {
+	b.commits.Wait()
+	b.commitMu.Lock()
+	defer b.commitMu.Unlock()
+	return b.commitErr
+}
+
+// treeOf returns a finished pipeline's tree in the work area, extracting
+// it from the store when it was cached.
+func (b *builder) treeOf(pp *pipelinePlan) (string, error) {
+	if pp.tree != "" {
+		return pp.tree, nil
+	}
+	dst := filepath.Join(b.work.dir, "done-"+pp.p.Name)
+	if err := b.store.Materialize(pp.key(), dst); err != nil {
+		return "", fmt.Errorf("pipeline %s: %w", pp.p.Name, err)
+	}
+	pp.tree = dst
+	return dst, nil
+}
+
+func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
+	name := pp.p.Name
+	o := b.o
+	for i := 0; i < pp.cached; i++ {
+		o.events(StageStart{Pipeline: name, Index: i, Type: pp.stages[i].typ, CacheHit: true})
+		o.events(StageDone{Pipeline: name, Index: i, Type: pp.stages[i].typ, CacheHit: true})
+	}
+	if pp.cached == len(pp.stages) {
+		return nil
+	}
+	buildRoot := ""
+	if pp.p.Build != "" {
+		var err error
+		if buildRoot, err = b.treeOf(b.byName[pp.p.Build]); err != nil {
+			return err
+		}
+	}
+	tree := filepath.Join(b.work.dir, "tree-"+name)
+	if pp.cached > 0 {
+		if err := b.store.Materialize(pp.stages[pp.cached-1].key, tree); err != nil {
+			return fmt.Errorf("pipeline %s: %w", name, err)
+		}
+	} else if err := os.Mkdir(tree, 0o755); err != nil {
+		return fmt.Errorf("pipeline %s: %w", name, err)
+	}
+	for i := pp.cached; i < len(pp.stages); i++ {
+		sp := pp.stages[i]
+		inputs := map[string]string{}
+		protected := []string{}
+		if buildRoot != "" {
+			protected = append(protected, buildRoot)
+		}
+		for _, in := range sp.inputs {
+			t, err := b.treeOf(b.byName[in])
+			if err != nil {
+				return err
+			}
+			inputs[in] = t
+			protected = append(protected, t)
+		}
+		env := &stages.Env{
+			Tree:            tree,
+			Inputs:          inputs,
+			BuildRoot:       buildRoot,
+			Packages:        b.src,
+			Runner:          NewRunner(WithReadOnlyTrees(protected...), WithSourceDateEpoch(b.lf.SourceDateEpoch), WithRunnerLog(o.log)),
+			Arch:            dpkgArch(b.entry.Arch),
+			SourceDateEpoch: b.lf.SourceDateEpoch,
+			Log:             o.log,
+		}
+		o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ})
+		start := time.Now()
+		if err := sp.stage.Run(ctx, env); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, context.Cause(ctx))
+			}
+			return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+		}
+		d := time.Since(start)
+		o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, Duration: d})
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
+		}
+		last := i == len(pp.stages)-1
+		if last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter) {
+			if err := b.commit(pp, i, tree, last); err != nil {
+				return err
+			}
+		}
+	}
+	pp.tree = tree
+	return nil
+}
+
+// exportFiles copies the regular files of tree into dir (each through a
+// temp file and a rename) and returns them with their digests.
+func exportFiles(tree, dir string) ([]OutputFile, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("writing outputs: %w", err)
+	}
+	var names []string
+	err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, err := filepath.Rel(tree, p)
+			if err != nil {
+				return err
+			}
+			names = append(names, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("writing outputs: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, errors.New("writing outputs: the last pipeline produced no files")
+	}
+	sort.Strings(names)
+	var out []OutputFile
+	for _, name := range names {
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", dst, err)
+		}
+		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(name)+".tmp-"+randomHex())
+		if err := copyFile(filepath.Join(tree, name), tmp); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("writing %s: %w", dst, err)
+		}
+		sum, size, err := hashFile(tmp)
+		if err == nil {
+			err = os.Rename(tmp, dst)
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("writing %s: %w", dst, err)
+		}
+		out = append(out, OutputFile{Name: name, Path: dst, Size: size, SHA256: sum})
+	}
+	return out, nil
+}
+
+// copyFile copies one file keeping holes (cp's sparse detection) and using a
+// reflink where possible.
+func copyFile(src, dst string) error {
+	cmdOut, err := runCmd("cp", "--reflink=auto", "--sparse=always", "--", src, dst)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(cmdOut))
+	}
+	return nil
+}
+
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}

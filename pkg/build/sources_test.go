@@ -1,0 +1,168 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+)
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestSourcesFetch(t *testing.T) {
+	good := []byte("the real package")
+	var flaky, truncated atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/good.deb", "/good2.deb":
+			w.Write(good)
+		case "/evil.deb":
+			w.Write([]byte("not the real one"))
+		case "/long.deb":
+			w.Write(append(good, '!'))
+		case "/flaky.deb":
+			if flaky.Add(1) == 1 {
+				http.Error(w, "try later", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write(good)
+		case "/truncated.deb":
+			// Announce the full length, send half, close: an unexpected EOF.
+			truncated.Add(1)
+			w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+			w.Write(good[:len(good)/2])
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	pkg := func(name string) manifest.Package {
+		return manifest.Package{Name: name, Version: "1", Arch: "amd64", URL: srv.URL + "/" + name + ".deb", SHA256: digest(good), Size: int64(len(good))}
+	}
+	for _, tc := range []struct {
+		name    string
+		want    string // error substring; "" for success
+		entries int    // files stored afterwards
+	}{
+		{"good", "", 1},
+		{"flaky", "", 1},
+		{"evil", "downloading evil:amd64=1 from " + srv.URL + "/evil.deb: sha256 mismatch: got " + digest([]byte("not the real one")) + ", the lockfile says " + digest(good), 0},
+		{"long", "got 17 bytes, the lockfile says 16", 0},
+		{"truncated", "unexpected EOF", 0},
+		{"missing", "404 Not Found", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := pkg(tc.name)
+			var events []Event
+			s := NewSources(dir, []manifest.Package{p}, srv.Client(), 2, func(e Event) { events = append(events, e) })
+			s.retries = 2
+			s.backoff = time.Millisecond
+			err := s.Fetch(context.Background(), []string{p.Ref()})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				path, err := s.Path(p.Ref())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := os.ReadFile(path); string(b) != string(good) {
+					t.Errorf("stored %q", b)
+				}
+				if path != filepath.Join(dir, "sha256", digest(good)) {
+					t.Errorf("path %s", path)
+				}
+				if len(events) != 1 || events[0] != (Download{Ref: p.Ref(), Bytes: int64(len(good))}) {
+					t.Errorf("events: %#v", events)
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v, want %q", err, tc.want)
+				}
+				if _, err := s.Path(p.Ref()); err == nil {
+					t.Errorf("Path of a failed package succeeded")
+				}
+			}
+			stored, _ := os.ReadDir(filepath.Join(dir, "sha256"))
+			if len(stored) != tc.entries {
+				t.Errorf("%d files stored, want %d", len(stored), tc.entries)
+			}
+			tmp, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+			if len(tmp) != 0 {
+				t.Errorf("temp files left: %v", tmp)
+			}
+		})
+	}
+	if n := truncated.Load(); n != 3 {
+		t.Errorf("truncated download tried %d times, want 3 (retried)", n)
+	}
+}
+
+func TestSourcesCachedAndShared(t *testing.T) {
+	content := []byte("shared content")
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(content)
+	}))
+	defer srv.Close()
+	// Two refs with the same content are stored (and downloaded) once.
+	pkgs := []manifest.Package{
+		{Name: "a", Version: "1", Arch: "all", URL: srv.URL + "/a", SHA256: digest(content), Size: int64(len(content))},
+		{Name: "b", Version: "1", Arch: "all", URL: srv.URL + "/b", SHA256: digest(content), Size: int64(len(content))},
+	}
+	dir := t.TempDir()
+	s := NewSources(dir, pkgs, srv.Client(), 8, nil)
+	if err := s.Fetch(context.Background(), []string{"a:all=1", "b:all=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fetch(context.Background(), []string{"a:all=1", "b:all=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() != 1 {
+		t.Errorf("%d requests, want 1", hits.Load())
+	}
+	pa, _ := s.Path("a:all=1")
+	pb, _ := s.Path("b:all=1")
+	if pa != pb || pa == "" {
+		t.Errorf("paths %q %q", pa, pb)
+	}
+	if err := s.Fetch(context.Background(), []string{"c:all=1"}); err == nil || !strings.Contains(err.Error(), "c:all=1 is not in the lockfile") {
+		t.Errorf("unknown ref: %v", err)
+	}
+	// A stored file of the wrong size is not trusted.
+	os.WriteFile(pa, []byte("short"), 0o644)
+	if _, err := s.Path("a:all=1"); err == nil {
+		t.Errorf("Path trusted a file of the wrong size")
+	}
+}
+
+func TestSourcesCancel(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-block
+	}))
+	defer srv.Close()
+	defer close(block)
+	p := manifest.Package{Name: "slow", Version: "1", Arch: "all", URL: srv.URL + "/slow", SHA256: digest([]byte("x")), Size: 1}
+	s := NewSources(t.TempDir(), []manifest.Package{p}, srv.Client(), 1, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Fetch(ctx, []string{p.Ref()}); err == nil {
+		t.Errorf("a cancelled fetch succeeded")
+	}
+}

@@ -1,0 +1,139 @@
+package build
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestStoreRoundTrip commits trees in both formats and checks what comes
+// back: contents, modes, owners, hard links, symlinks, devices, xattrs,
+// mtimes.
+func TestStoreRoundTrip(t *testing.T) {
+	for _, files := range []int{3, dirFormatMax + 10} {
+		t.Run(fmt.Sprint(files), func(t *testing.T) {
+			st, err := OpenStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			src := filepath.Join(t.TempDir(), "tree")
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.MkdirAll(filepath.Join(src, "usr/bin"), 0o755))
+			for i := 0; i < files; i++ {
+				must(os.WriteFile(filepath.Join(src, "usr", fmt.Sprintf("f%03d", i)), []byte(fmt.Sprint(i)), 0o644))
+			}
+			must(os.WriteFile(filepath.Join(src, "usr/bin/su"), []byte("suid"), 0o644))
+			must(os.Chmod(filepath.Join(src, "usr/bin/su"), os.ModeSetuid|0o755))
+			must(os.Link(filepath.Join(src, "usr/bin/su"), filepath.Join(src, "usr/bin/su2")))
+			must(os.Symlink("usr/bin", filepath.Join(src, "bin")))
+			mtime := time.Unix(1700000000, 123456789)
+			must(os.Chtimes(filepath.Join(src, "usr/f000"), mtime, mtime))
+			root := os.Geteuid() == 0
+			if root {
+				must(os.Lchown(filepath.Join(src, "usr/f001"), 1234, 5678))
+				must(unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+				// File capabilities (as ping has; no file is setuid too:
+				// restoring the xattr would clear the bit).
+				must(os.WriteFile(filepath.Join(src, "usr/bin/ping"), []byte("ping"), 0o755))
+				must(unix.Lsetxattr(filepath.Join(src, "usr/bin/ping"), "security.capability",
+					[]byte{1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0))
+			}
+			must(st.Commit("k1", src, objectMeta{Pipeline: "p"}))
+			m, err := st.meta("k1")
+			must(err)
+			wantFormat := "dir"
+			if files > dirFormatMax {
+				wantFormat = "tar"
+			}
+			if m.Format != wantFormat || m.Size <= 0 {
+				t.Errorf("meta %+v, want format %s", m, wantFormat)
+			}
+			dst := filepath.Join(t.TempDir(), "out")
+			must(st.Materialize("k1", dst))
+			fi, err := os.Stat(filepath.Join(dst, "usr/bin/su"))
+			must(err)
+			if fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
+				t.Errorf("su mode %v", fi.Mode())
+			}
+			fi2, err := os.Stat(filepath.Join(dst, "usr/bin/su2"))
+			must(err)
+			if !os.SameFile(fi, fi2) {
+				t.Errorf("hard link lost")
+			}
+			if l, err := os.Readlink(filepath.Join(dst, "bin")); err != nil || l != "usr/bin" {
+				t.Errorf("symlink: %q %v", l, err)
+			}
+			fi, err = os.Stat(filepath.Join(dst, "usr/f000"))
+			must(err)
+			if !fi.ModTime().Equal(mtime) {
+				t.Errorf("mtime %v, want %v", fi.ModTime(), mtime)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dst, "usr", fmt.Sprintf("f%03d", files-1))); string(b) != fmt.Sprint(files-1) {
+				t.Errorf("content %q", b)
+			}
+			if root {
+				fi, _ = os.Lstat(filepath.Join(dst, "usr/f001"))
+				if s := fi.Sys().(*syscall.Stat_t); s.Uid != 1234 || s.Gid != 5678 {
+					t.Errorf("owner %d:%d", s.Uid, s.Gid)
+				}
+				fi, _ = os.Lstat(filepath.Join(dst, "null"))
+				if s := fi.Sys().(*syscall.Stat_t); fi.Mode()&os.ModeCharDevice == 0 || s.Rdev != unix.Mkdev(1, 3) {
+					t.Errorf("device node %v", fi.Mode())
+				}
+				buf := make([]byte, 64)
+				if n, err := unix.Lgetxattr(filepath.Join(dst, "usr/bin/ping"), "security.capability", buf); err != nil || n != 20 {
+					t.Errorf("capability xattr: %d %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestWorkAreaCleansDeadBuilds(t *testing.T) {
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	root := t.TempDir()
+	live, err := openWorkArea(st, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	// A killed build: lock file nobody holds, and its directory.
+	dead := filepath.Join(root, "ibuild-work", "build-123")
+	os.MkdirAll(filepath.Join(dead, "tree"), 0o755)
+	os.WriteFile(dead+".lock", nil, 0o600)
+	// A directory without a lock file.
+	orphan := filepath.Join(root, "ibuild-work", "build-456")
+	os.MkdirAll(orphan, 0o755)
+
+	other, err := openWorkArea(st, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dead, dead + ".lock", orphan} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s survived: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(live.dir); err != nil {
+		t.Errorf("a running build's work directory was removed: %v", err)
+	}
+	other.Close()
+	if _, err := os.Stat(other.dir); err == nil {
+		t.Errorf("closed work area still there")
+	}
+}

@@ -1,0 +1,360 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+func init() {
+	Register("cleanup", func(o json.RawMessage) (Stage, error) {
+		var s Cleanup
+		if err := Decode(o, &s); err != nil {
+			return nil, err
+		}
+		return &s, nil
+	})
+}
+
+// Cleanup removes what makes one machine's image differ from another's or
+// is left over from the build: the machine id, SSH host keys (a unit makes
+// new ones at first boot), apt's lists and caches, logs, temporary files,
+// random seeds, and the build's service blockers. Running it twice changes
+// nothing the second time.
+type Cleanup struct{}
+
+// sshKeygenUnit makes the host keys the image ships without, before sshd
+// needs them; ssh-keygen -A only makes missing ones.
+const (
+	sshKeygenUnitName = "ibuild-ssh-keygen.service"
+	sshKeygenUnit     = `[Unit]
+Description=Generate missing SSH host keys
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`
+)
+
+// cleanupDivertSuffix marks the local dpkg diversions the debs stage
+// makes (debsDivertSuffix); it undoes them itself, this is the safety net
+// for a tree it could not finish.
+const cleanupDivertSuffix = ".ibuild-diverted"
+
+// Run applies every step.
+func (s *Cleanup) Run(ctx context.Context, env *Env) error {
+	steps := []struct {
+		name string
+		fn   func(root string) error
+	}{
+		{"machine id", cleanMachineID},
+		{"ssh host keys", cleanSSHKeys},
+		{"apt", cleanApt},
+		{"logs", cleanLogs},
+		{"temporary files", cleanTmp},
+		{"build leftovers", cleanBuildLeftovers},
+		{"random seeds and caches", cleanSeeds},
+	}
+	for _, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := st.fn(env.Tree); err != nil {
+			return fmt.Errorf("cleaning up %s: %w", st.name, err)
+		}
+	}
+	return nil
+}
+
+// cleanMachineID empties /etc/machine-id, so systemd makes one at first
+// boot, and points D-Bus's copy at it.
+func cleanMachineID(root string) error {
+	etc, err := treeResolve(root, "/etc", true)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(etc, "machine-id")
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := treeWriteFile(p, nil, 0o444, 0, 0); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("/etc/machine-id is not a regular file")
+	case fi.Size() > 0:
+		if err := os.Truncate(p, 0); err != nil {
+			return err
+		}
+	}
+	dbus, err := treeResolve(root, "/var/lib/dbus", true)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(dbus); err == nil && fi.IsDir() {
+		link := filepath.Join(dbus, "machine-id")
+		if target, err := os.Readlink(link); err != nil || target != "/etc/machine-id" {
+			return replaceSymlink(link, "/etc/machine-id")
+		}
+	}
+	return nil
+}
+
+// cleanSSHKeys removes the host keys and, when the tree has sshd, enables
+// the unit that makes new ones at first boot.
+func cleanSSHKeys(root string) error {
+	dir, err := treeResolve(root, "/etc/ssh", true)
+	if err != nil {
+		return err
+	}
+	keys, err := filepath.Glob(filepath.Join(dir, "ssh_host_*"))
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := os.Remove(k); err != nil {
+			return err
+		}
+	}
+	if !treeExists(root, "/usr/sbin/sshd") {
+		return nil
+	}
+	unit := path.Join("/etc/systemd/system", sshKeygenUnitName)
+	if err := writeIfChanged(root, unit, sshKeygenUnit); err != nil {
+		return err
+	}
+	wants, err := treeMkdirAll(root, "/etc/systemd/system/multi-user.target.wants")
+	if err != nil {
+		return err
+	}
+	link := filepath.Join(wants, sshKeygenUnitName)
+	if target, err := os.Readlink(link); err == nil && target == unit {
+		return nil
+	}
+	return replaceSymlink(link, unit)
+}
+
+// writeIfChanged writes a root-owned 0644 file unless it already has data.
+func writeIfChanged(root, p, data string) error {
+	if old, err := treeReadFile(root, p); err == nil && string(old) == data {
+		return nil
+	}
+	return treeWriteConfig(root, p, []byte(data), 0o644)
+}
+
+// cleanApt removes the package lists and caches apt rebuilds on update.
+func cleanApt(root string) error {
+	keep := map[string]bool{"lock": true, "partial": true}
+	if err := emptyDir(root, "/var/lib/apt/lists", keep); err != nil {
+		return err
+	}
+	if err := emptyDir(root, "/var/lib/apt/lists/partial", nil); err != nil {
+		return err
+	}
+	if err := removeGlob(root, "/var/cache/apt", "*.bin"); err != nil {
+		return err
+	}
+	if err := removeGlob(root, "/var/cache/apt/archives", "*.deb"); err != nil {
+		return err
+	}
+	return emptyDir(root, "/var/cache/apt/archives/partial", nil)
+}
+
+// cleanLogs empties the build's logs, keeping each file (owner, mode) for
+// the services that expect it, and removes rotated, compressed and
+// journal files, which an empty file would corrupt.
+func cleanLogs(root string) error {
+	dir, err := treeResolve(root, "/var/log", true)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !d.Type().IsRegular() {
+			return nil // symlinks are left alone: they may point anywhere
+		}
+		if removableLog(d.Name()) {
+			return os.Remove(p)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Size() > 0 {
+			return os.Truncate(p, 0)
+		}
+		return nil
+	})
+}
+
+func removableLog(name string) bool {
+	for _, suf := range []string{".gz", ".xz", ".zst", ".bz2", ".old", ".journal", ".journal~"} {
+		if strings.HasSuffix(name, suf) {
+			return true
+		}
+	}
+	// Rotated: name.1, name.2...
+	if i := strings.LastIndexByte(name, '.'); i >= 0 && i < len(name)-1 {
+		return strings.Trim(name[i+1:], "0123456789") == ""
+	}
+	return false
+}
+
+// cleanTmp empties /tmp and /var/tmp.
+func cleanTmp(root string) error {
+	for _, d := range []string{"/tmp", "/var/tmp"} {
+		if err := emptyDir(root, d, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanBuildLeftovers removes the service blocker and undoes the
+// diversions the debs stage would have left had it not finished.
+func cleanBuildLeftovers(root string) error {
+	if data, err := treeReadFile(root, "/usr/sbin/policy-rc.d"); err == nil && strings.Contains(string(data), "# ibuild:") {
+		p, err := treeResolve(root, "/usr/sbin/policy-rc.d", false)
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	db, err := treeResolve(root, "/var/lib/dpkg/diversions", true)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(db)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines)%3 != 0 {
+		return fmt.Errorf("/var/lib/dpkg/diversions: %d lines, not records of 3", len(lines))
+	}
+	var kept []string
+	changed := false
+	for i := 0; i+2 < len(lines); i += 3 {
+		from, to, pkg := lines[i], lines[i+1], lines[i+2]
+		if pkg != ":" || to != from+cleanupDivertSuffix {
+			kept = append(kept, from, to, pkg)
+			continue
+		}
+		if err := undoDiversion(root, from, to); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	out := ""
+	if len(kept) > 0 {
+		out = strings.Join(kept, "\n") + "\n"
+	}
+	return treeWriteConfig(root, "/var/lib/dpkg/diversions", []byte(out), 0o644)
+}
+
+// undoDiversion puts the diverted file back in place of the stand-in.
+func undoDiversion(root, from, to string) error {
+	fromHost, err := treeResolve(root, from, false)
+	if err != nil {
+		return err
+	}
+	toHost, err := treeResolve(root, to, false)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(toHost); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing was renamed away: the record alone goes
+		}
+		return err
+	}
+	return os.Rename(toHost, fromHost)
+}
+
+// cleanSeeds removes per-machine random seeds and caches that record the
+// build host's state.
+func cleanSeeds(root string) error {
+	for _, p := range []string{"/var/lib/systemd/random-seed", "/var/cache/ldconfig/aux-cache"} {
+		host, err := treeResolve(root, p, false)
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(host); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return removeGlob(root, "/var/cache/debconf", "*-old")
+}
+
+// emptyDir removes the contents of a tree directory, but the names in
+// keep; a missing directory is fine.
+func emptyDir(root, dir string, keep map[string]bool) error {
+	host, err := treeResolve(root, dir, true)
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(host)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if keep[e.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(host, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeGlob removes the regular files and symlinks of a tree directory
+// matching pattern.
+func removeGlob(root, dir, pattern string) error {
+	host, err := treeResolve(root, dir, true)
+	if err != nil {
+		return err
+	}
+	matches, err := filepath.Glob(filepath.Join(host, pattern))
+	if err != nil {
+		return err
+	}
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.IsDir() {
+			continue
+		}
+		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}

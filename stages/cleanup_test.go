@@ -1,0 +1,200 @@
+package stages_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/image-builder-action/image-builder-action/stages"
+)
+
+func TestCleanupValidate(t *testing.T) {
+	if _, err := stages.New("cleanup", json.RawMessage(`{}`)); err != nil {
+		t.Errorf("New(cleanup, {}): %v", err)
+	}
+	if _, err := stages.New("cleanup", json.RawMessage(`{"keep_logs":true}`)); err == nil || !strings.Contains(err.Error(), `unknown field "keep_logs"`) {
+		t.Errorf("New(cleanup) with an unknown option: %v", err)
+	}
+}
+
+// tcSnapshot describes every entry of a tree: type, mode, owner, size,
+// mtime, link target and content digest.
+func tcSnapshot(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		l := fmt.Sprintf("%s %v %d:%d %d %d", strings.TrimPrefix(p, root), fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			l += " -> " + target
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			l += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		lines = append(lines, l)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// tcSecondRunNoop runs cleanup again and fails if anything changed.
+func tcSecondRunNoop(t *testing.T, env *stages.Env) {
+	t.Helper()
+	before := tcSnapshot(t, env.Tree)
+	tcRun(t, env, "cleanup", `{}`)
+	if after := tcSnapshot(t, env.Tree); after != before {
+		a, b := strings.Split(after, "\n"), map[string]bool{}
+		for _, l := range strings.Split(before, "\n") {
+			b[l] = true
+		}
+		for _, l := range a {
+			if !b[l] {
+				t.Errorf("second cleanup changed: %s", l)
+			}
+		}
+		if len(a) != len(b) {
+			t.Errorf("second cleanup changed the number of entries: %d -> %d", len(b), len(a))
+		}
+	}
+}
+
+func TestCleanupFiles(t *testing.T) {
+	tcNeedRoot(t)
+	root := tcEmptyTree(t)
+	for p, data := range map[string]string{
+		"/etc/machine-id":                                  "0123456789abcdef0123456789abcdef\n",
+		"/etc/ssh/ssh_host_ed25519_key":                    "secret",
+		"/etc/ssh/ssh_host_ed25519_key.pub":                "public",
+		"/etc/ssh/sshd_config":                             "config",
+		"/var/lib/apt/lists/lock":                          "",
+		"/var/lib/apt/lists/partial/x":                     "partial",
+		"/var/lib/apt/lists/host_dists_bookworm_InRelease": "release",
+		"/var/cache/apt/pkgcache.bin":                      "cache",
+		"/var/cache/apt/archives/a_1_amd64.deb":            "deb",
+		"/var/cache/apt/archives/partial/b.deb":            "partial",
+		"/var/log/dpkg.log":                                "installed things",
+		"/var/log/apt/history.log":                         "history",
+		"/var/log/apt/eipp.log.xz":                         "xz",
+		"/var/log/syslog.1":                                "rotated",
+		"/var/log/journal/abc/system.journal":              "journal",
+		"/tmp/dir/file":                                    "tmp",
+		"/var/tmp/file":                                    "tmp",
+		"/usr/sbin/policy-rc.d":                            "#!/bin/sh\n# ibuild: no service starts while building.\nexit 101\n",
+		"/usr/sbin/start-stop-daemon":                      "#!/bin/sh\n# ibuild stand-in\n",
+		"/usr/sbin/start-stop-daemon.ibuild-diverted":      "the real one",
+		"/var/lib/dpkg/diversions": "/bin/sh\n/bin/sh.distrib\ndash\n" +
+			"/usr/sbin/start-stop-daemon\n/usr/sbin/start-stop-daemon.ibuild-diverted\n:\n",
+		"/var/lib/systemd/random-seed":      "seed",
+		"/var/cache/debconf/config.dat-old": "old",
+		"/var/cache/debconf/config.dat":     "current",
+	} {
+		tcWrite(t, root, p, data)
+	}
+	os.MkdirAll(filepath.Join(root, "var/lib/dbus"), 0o755)
+	os.Chmod(filepath.Join(root, "tmp"), 0o777|fs.ModeSticky)
+	os.Chown(filepath.Join(root, "var/log/dpkg.log"), 0, 4)
+	env := tcEnv(t, root)
+	tcRun(t, env, "cleanup", `{}`)
+
+	gone := []string{"/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub",
+		"/var/lib/apt/lists/partial/x", "/var/lib/apt/lists/host_dists_bookworm_InRelease",
+		"/var/cache/apt/pkgcache.bin", "/var/cache/apt/archives/a_1_amd64.deb", "/var/cache/apt/archives/partial/b.deb",
+		"/var/log/apt/eipp.log.xz", "/var/log/syslog.1", "/var/log/journal/abc/system.journal",
+		"/tmp/dir", "/var/tmp/file", "/usr/sbin/policy-rc.d", "/usr/sbin/start-stop-daemon.ibuild-diverted",
+		"/var/lib/systemd/random-seed", "/var/cache/debconf/config.dat-old",
+		// No sshd: no key generation unit.
+		"/etc/systemd/system/ibuild-ssh-keygen.service"}
+	for _, p := range gone {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	for p, want := range map[string]string{
+		"/etc/machine-id":               "",
+		"/var/log/dpkg.log":             "",
+		"/var/log/apt/history.log":      "",
+		"/etc/ssh/sshd_config":          "config",
+		"/var/cache/debconf/config.dat": "current",
+		"/usr/sbin/start-stop-daemon":   "the real one",
+		"/var/lib/dpkg/diversions":      "/bin/sh\n/bin/sh.distrib\ndash\n",
+	} {
+		if got := tcRead(t, root, p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	for _, d := range []string{"/tmp", "/var/tmp", "/var/lib/apt/lists/partial", "/var/log/journal/abc"} {
+		if fi, err := os.Stat(filepath.Join(root, d)); err != nil || !fi.IsDir() {
+			t.Errorf("directory %s was removed: %v", d, err)
+		}
+	}
+	if mode, _, _ := tcStat(t, root, "/tmp"); mode.Perm() != 0o777 || mode&fs.ModeSticky == 0 {
+		t.Errorf("/tmp mode %v", mode)
+	}
+	if _, _, gid := tcStat(t, root, "/var/log/dpkg.log"); gid != 4 {
+		t.Errorf("/var/log/dpkg.log lost its group: %d", gid)
+	}
+	if got := tcLink(t, root, "/var/lib/dbus/machine-id"); got != "/etc/machine-id" {
+		t.Errorf("/var/lib/dbus/machine-id -> %q", got)
+	}
+	tcSecondRunNoop(t, env)
+}
+
+func TestCleanupRun(t *testing.T) {
+	root := tcDebianTree(t)
+	env := tcEnv(t, root)
+	if keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*")); len(keys) == 0 {
+		t.Fatal("the test tree has no ssh host keys to remove")
+	}
+	tcRun(t, env, "cleanup", `{}`)
+	if keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*")); len(keys) != 0 {
+		t.Errorf("host keys left: %v", keys)
+	}
+	if got := tcRead(t, root, "/etc/machine-id"); got != "" {
+		t.Errorf("/etc/machine-id = %q", got)
+	}
+	unit := tcRead(t, root, "/etc/systemd/system/ibuild-ssh-keygen.service")
+	for _, want := range []string{"\nBefore=ssh.service\n", "\nExecStart=/usr/bin/ssh-keygen -A\n", "\nWantedBy=multi-user.target\n"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("key generation unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/ssh-keygen")); err != nil {
+		t.Errorf("the unit runs a missing ssh-keygen: %v", err)
+	}
+	if got := tcLink(t, root, "/etc/systemd/system/multi-user.target.wants/ibuild-ssh-keygen.service"); got != "/etc/systemd/system/ibuild-ssh-keygen.service" {
+		t.Errorf("wants link -> %q", got)
+	}
+	// The tree's own systemctl agrees it is enabled.
+	var out bytes.Buffer
+	err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Env: []string{"SYSTEMD_OFFLINE=1"},
+		Args: []string{"systemctl", "is-enabled", "ibuild-ssh-keygen.service"}, Stdout: &out})
+	if got := strings.TrimSpace(out.String()); err != nil || got != "enabled" {
+		t.Errorf("systemctl is-enabled: %q, %v", got, err)
+	}
+	tcSecondRunNoop(t, env)
+}

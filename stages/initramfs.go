@@ -1,0 +1,236 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
+)
+
+func init() {
+	Register("initramfs", func(o json.RawMessage) (Stage, error) {
+		var s Initramfs
+		if err := Decode(o, &s); err != nil {
+			return nil, err
+		}
+		return &s, s.validate()
+	})
+}
+
+// Initramfs configures initramfs-tools and builds the initramfs of every
+// kernel in the tree once, with the tree's own update-initramfs. With a
+// module list, only those modules (and what they need) go in, which makes
+// the image small and the build fast; FSTYPE names the root's file system,
+// which a chroot cannot detect.
+type Initramfs struct {
+	// Modules are kernel modules to include (MODULES=list); empty keeps
+	// initramfs-tools' default (MODULES=most).
+	Modules []string `json:"modules,omitempty"`
+	// Compress is the compressor (COMPRESS=); its tool must be in the tree.
+	Compress string `json:"compress,omitempty"`
+	// Fstype is the root file system's type (FSTYPE=).
+	Fstype string `json:"fstype,omitempty"`
+}
+
+var (
+	initramfsModuleRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	initramfsFstypeRE = regexp.MustCompile(`^[a-z0-9]+$`)
+)
+
+// initramfsCompressors maps COMPRESS= values to the tool mkinitramfs runs
+// and the package that has it.
+var initramfsCompressors = map[string][2]string{
+	"gzip":  {"gzip", "gzip"},
+	"bzip2": {"bzip2", "bzip2"},
+	"lz4":   {"lz4", "lz4"},
+	"lzma":  {"lzma", "xz-utils"},
+	"lzop":  {"lzop", "lzop"},
+	"xz":    {"xz", "xz-utils"},
+	"zstd":  {"zstd", "zstd"},
+}
+
+func (s *Initramfs) validate() error {
+	seen := map[string]bool{}
+	for i, m := range s.Modules {
+		if !initramfsModuleRE.MatchString(m) {
+			return fmt.Errorf("modules[%d]: %q is not a module name", i, m)
+		}
+		if seen[m] {
+			return fmt.Errorf("modules[%d]: %q listed twice", i, m)
+		}
+		seen[m] = true
+	}
+	if s.Compress != "" {
+		if _, ok := initramfsCompressors[s.Compress]; !ok {
+			var names []string
+			for k := range initramfsCompressors {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			return fmt.Errorf("compress: %q is not one of %s", s.Compress, strings.Join(names, ", "))
+		}
+	}
+	if s.Fstype != "" && !initramfsFstypeRE.MatchString(s.Fstype) {
+		return fmt.Errorf("fstype: %q is not a file system type", s.Fstype)
+	}
+	return nil
+}
+
+const (
+	initramfsConf    = "/etc/initramfs-tools/conf.d/ibuild.conf"
+	initramfsModules = "/etc/initramfs-tools/modules"
+)
+
+// Run writes the configuration and builds the initramfs images.
+func (s *Initramfs) Run(ctx context.Context, env *Env) error {
+	tree := env.Tree
+	hostPath := func(p string) (string, error) { return nsrun.ResolveIn(tree, p) }
+	if !initramfsExecutable(tree, "/usr/sbin/update-initramfs") {
+		return errors.New("the tree has no /usr/sbin/update-initramfs: install initramfs-tools")
+	}
+	if s.Compress != "" {
+		tool := initramfsCompressors[s.Compress]
+		if !initramfsExecutable(tree, "/usr/bin/"+tool[0]) && !initramfsExecutable(tree, "/bin/"+tool[0]) {
+			// mkinitramfs would silently fall back to gzip.
+			return fmt.Errorf("compress %s: the tree has no %s: install %s", s.Compress, tool[0], tool[1])
+		}
+	}
+	kernels, err := initramfsKernels(tree)
+	if err != nil {
+		return err
+	}
+	if len(kernels) == 0 {
+		return errors.New("the tree has no kernel (/boot/vmlinuz-* with /lib/modules/<version>)")
+	}
+
+	var conf strings.Builder
+	conf.WriteString("# Written by ibuild.\n")
+	if len(s.Modules) > 0 {
+		conf.WriteString("MODULES=list\n")
+	}
+	if s.Compress != "" {
+		conf.WriteString("COMPRESS=" + s.Compress + "\n")
+	}
+	if s.Fstype != "" {
+		conf.WriteString("FSTYPE=" + s.Fstype + "\n")
+	}
+	p, err := hostPath(initramfsConf)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsConf, err)
+	}
+	if err := os.WriteFile(p, []byte(conf.String()), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsConf, err)
+	}
+	if len(s.Modules) > 0 {
+		if err := s.writeModules(tree); err != nil {
+			return err
+		}
+	}
+
+	for _, k := range kernels {
+		initrd, err := hostPath("/boot/initrd.img-" + k)
+		if err != nil {
+			return err
+		}
+		// -c refuses to overwrite; the image is rebuilt from scratch.
+		if err := os.Remove(initrd); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		cmd := &Cmd{
+			Root:   tree,
+			Args:   []string{"update-initramfs", "-c", "-k", k},
+			Env:    []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", env.SourceDateEpoch)},
+			Stdout: env.Log,
+			Stderr: env.Log,
+		}
+		if err := env.Runner.Run(ctx, cmd); err != nil {
+			return fmt.Errorf("building the initramfs of %s: %w", k, err)
+		}
+		fi, err := os.Stat(initrd)
+		if err != nil || fi.Size() == 0 {
+			return fmt.Errorf("building the initramfs of %s: no /boot/initrd.img-%s afterwards", k, k)
+		}
+	}
+	return nil
+}
+
+// writeModules adds the modules missing from /etc/initramfs-tools/modules,
+// keeping what the file has.
+func (s *Initramfs) writeModules(tree string) error {
+	p, err := nsrun.ResolveIn(tree, initramfsModules)
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading %s: %w", initramfsModules, err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(old), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			have[f[0]] = true
+		}
+	}
+	out := string(old)
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	for _, m := range s.Modules {
+		if !have[m] {
+			out += m + "\n"
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsModules, err)
+	}
+	if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsModules, err)
+	}
+	return nil
+}
+
+// initramfsKernels lists the kernel versions that have both an image in /boot
+// and modules, sorted.
+func initramfsKernels(tree string) ([]string, error) {
+	boot, err := nsrun.ResolveIn(tree, "/boot")
+	if err != nil {
+		return nil, err
+	}
+	images, err := filepath.Glob(filepath.Join(boot, "vmlinuz-*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, img := range images {
+		v := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
+		mods, err := nsrun.ResolveIn(tree, "/lib/modules/"+v)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(mods); err == nil && fi.IsDir() {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// initramfsExecutable reports whether p (inside the tree) is an executable file.
+func initramfsExecutable(tree, p string) bool {
+	hp, err := nsrun.ResolveIn(tree, p)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(hp)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}

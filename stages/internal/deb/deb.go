@@ -1,0 +1,216 @@
+// Package deb reads Debian binary packages in pure Go: the ar container, the
+// control file, and the data archive, which it extracts into a tree the way
+// `dpkg-deb --fsys-tarfile | tar --keep-directory-symlink -x` does, with
+// dpkg's path filters applied. The build pipeline uses it to bootstrap a
+// tree before any dpkg exists there.
+package deb
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// member is one file of an ar archive.
+type member struct {
+	name   string
+	offset int64
+	size   int64
+}
+
+// members lists the ar archive's files.
+func members(r io.ReaderAt, size int64) ([]member, error) {
+	magic := make([]byte, 8)
+	if _, err := r.ReadAt(magic, 0); err != nil {
+		return nil, fmt.Errorf("reading ar header: %w", err)
+	}
+	if string(magic) != "!<arch>\n" {
+		return nil, errors.New("not an ar archive (no !<arch> magic)")
+	}
+	var out []member
+	off := int64(8)
+	hdr := make([]byte, 60)
+	for off < size {
+		if _, err := r.ReadAt(hdr, off); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return nil, fmt.Errorf("reading ar member header at %d: %w", off, err)
+		}
+		if string(hdr[58:60]) != "`\n" {
+			return nil, fmt.Errorf("bad ar member header at %d", off)
+		}
+		name := strings.TrimRight(strings.TrimSpace(string(hdr[0:16])), "/")
+		n, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad ar member size %q at %d", hdr[48:58], off)
+		}
+		out = append(out, member{name: name, offset: off + 60, size: n})
+		off += 60 + n + n%2
+	}
+	return out, nil
+}
+
+// Package is an opened .deb file.
+type Package struct {
+	path    string
+	f       *os.File
+	control member
+	data    member
+}
+
+// Open opens the .deb at path.
+func Open(path string) (*Package, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ms, err := members(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	p := &Package{path: path, f: f}
+	for _, m := range ms {
+		switch {
+		case strings.HasPrefix(m.name, "control.tar"):
+			p.control = m
+		case strings.HasPrefix(m.name, "data.tar"):
+			p.data = m
+		}
+	}
+	if p.control.name == "" || p.data.name == "" {
+		f.Close()
+		return nil, fmt.Errorf("reading %s: no control.tar or data.tar member", path)
+	}
+	return p, nil
+}
+
+// Close closes the file.
+func (p *Package) Close() error { return p.f.Close() }
+
+// tarReader decompresses one member according to its name's extension.
+func (p *Package) tarReader(m member) (*tar.Reader, func(), error) {
+	sr := io.NewSectionReader(p.f, m.offset, m.size)
+	var r io.Reader = bufio.NewReaderSize(sr, 1<<16)
+	closer := func() {}
+	switch ext := strings.TrimPrefix(m.name, strings.SplitN(m.name, ".tar", 2)[0]+".tar"); ext {
+	case "":
+	case ".gz":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s %s: %w", p.path, m.name, err)
+		}
+		r = zr
+	case ".xz":
+		zr, err := xz.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s %s: %w", p.path, m.name, err)
+		}
+		r = zr
+	case ".zst":
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s %s: %w", p.path, m.name, err)
+		}
+		r = zr
+		closer = zr.Close
+	default:
+		return nil, nil, fmt.Errorf("reading %s: unsupported compression of %s", p.path, m.name)
+	}
+	return tar.NewReader(r), closer, nil
+}
+
+// Control is a package's control file, by field name.
+type Control map[string]string
+
+// Control reads the package's control file.
+func (p *Package) Control() (Control, error) {
+	tr, closeFn, err := p.tarReader(p.control)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("reading %s: no control file in %s", p.path, p.control.name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s %s: %w", p.path, p.control.name, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == "control" {
+			data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+			if err != nil {
+				return nil, fmt.Errorf("reading %s control: %w", p.path, err)
+			}
+			c, err := ParseControl(data)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s control: %w", p.path, err)
+			}
+			return c, nil
+		}
+	}
+}
+
+// ParseControl parses one deb822 paragraph. Continuation lines are kept,
+// joined with newlines.
+func ParseControl(data []byte) (Control, error) {
+	c := Control{}
+	last := ""
+	for i, line := range strings.Split(string(bytes.TrimRight(data, "\n")), "\n") {
+		if line == "" {
+			return nil, fmt.Errorf("line %d: more than one paragraph", i+1)
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if last == "" {
+				return nil, fmt.Errorf("line %d: continuation line without a field", i+1)
+			}
+			c[last] += "\n" + line
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("line %d: no colon in %q", i+1, line)
+		}
+		last = strings.TrimSpace(k)
+		c[last] = strings.TrimSpace(v)
+	}
+	return c, nil
+}
+
+// Files lists the paths of the data archive's entries, as "/usr/bin/x".
+func (p *Package) Files() ([]string, error) {
+	tr, closeFn, err := p.tarReader(p.data)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	var out []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", p.path, err)
+		}
+		out = append(out, path.Clean("/"+h.Name))
+	}
+}
