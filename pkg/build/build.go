@@ -32,6 +32,8 @@ type options struct {
 	log          io.Writer
 	client       *http.Client
 	workDir      string
+	// freshTrees ignores the stage trees in the cache (WithFreshTrees).
+	freshTrees bool
 	// commitAfter is the stage duration from which an intermediate tree is
 	// committed (debs and last stages always are).
 	commitAfter time.Duration
@@ -90,6 +92,14 @@ func WithCacheMaxSize(bytes int64) Option {
 // subdirectory, removed at the end, or by the next build if it was killed.
 func WithWorkDir(dir string) Option {
 	return func(o *options) error { o.workDir = dir; return nil }
+}
+
+// WithFreshTrees runs every stage again: the stage trees in the cache are
+// neither used nor added to (the build's trees live in a private store
+// removed at the end); packages still come from the cache, checked against
+// their digests. Verify uses it so a rebuild proves something.
+func WithFreshTrees() Option {
+	return func(o *options) error { o.freshTrees = true; return nil }
 }
 
 // WithLog receives the output of the tools the stages run (default:
@@ -174,11 +184,24 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 		return nil, err
 	}
 
-	store, err := OpenStore(o.cacheDir)
+	cache, err := OpenStore(o.cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
+	defer cache.Close()
+	store := cache
+	if o.freshTrees {
+		// In the cache's private temp area: removed by Close, or by the
+		// next build if this one is killed.
+		dir, err := cache.TempDir("fresh-")
+		if err != nil {
+			return nil, fmt.Errorf("making a private store: %w", err)
+		}
+		if store, err = OpenStore(dir); err != nil {
+			return nil, err
+		}
+		defer store.Close()
+	}
 	work, err := openWorkArea(store, o.workDir)
 	if err != nil {
 		return nil, err
@@ -187,7 +210,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 
 	markNeeded(store, plans, len(plans)-1)
 
-	src := NewSources(store.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events)
+	src := NewSources(cache.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events)
 	var refs []string
 	for _, pp := range plans {
 		if !pp.needed {
@@ -234,6 +257,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	}
 	work.Close()
 	store.Close() // release the tmp area before evicting
+	cache.Close()
 	if o.cacheMaxSize > 0 {
 		st, err := OpenStore(o.cacheDir)
 		if err != nil {

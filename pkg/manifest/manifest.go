@@ -4,6 +4,8 @@ package manifest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -26,6 +28,9 @@ type Lockfile struct {
 	Blueprint Input `json:"blueprint"`
 	// ImageDefs is the digest of the image definitions used.
 	ImageDefs Input `json:"imagedefs"`
+	// ContentSHA256 is the digest of the rest of the file in canonical
+	// form: a hand edit that did not go through ibuild lock shows.
+	ContentSHA256 string `json:"content_sha256"`
 	// SourceDateEpoch clamps every timestamp in the built images.
 	SourceDateEpoch int64 `json:"source_date_epoch"`
 	// Repositories are the suites resolved against, as they were.
@@ -157,8 +162,52 @@ func (l *Lockfile) Normalize() {
 }
 
 // Marshal returns the canonical serialisation: normalised, stage options
-// with sorted keys, two-space indentation and a trailing newline.
+// with sorted keys, two-space indentation and a trailing newline, with
+// content_sha256 set to the digest of the rest.
 func (l *Lockfile) Marshal() ([]byte, error) {
+	d, err := l.ComputeDigest()
+	if err != nil {
+		return nil, err
+	}
+	c := *l
+	c.ContentSHA256 = d
+	return c.marshal()
+}
+
+// ComputeDigest is the sha256 of the canonical serialisation without
+// content_sha256.
+func (l *Lockfile) ComputeDigest() (string, error) {
+	c := *l
+	c.ContentSHA256 = ""
+	b, err := c.marshal()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// VerifyDigest checks content_sha256 against the content: a lockfile
+// edited by hand, or merged badly, is refused before it is built.
+func (l *Lockfile) VerifyDigest() error {
+	d, err := l.ComputeDigest()
+	if err != nil {
+		return err
+	}
+	if l.ContentSHA256 != d {
+		return fmt.Errorf("its content does not match its content_sha256 (%s, content %s): it was changed by hand or merged badly; run `ibuild lock` to write it again", orNone(l.ContentSHA256), d)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func (l *Lockfile) marshal() ([]byte, error) {
 	c := *l
 	c.Entries = append([]Entry(nil), l.Entries...)
 	c.Packages = append([]Package(nil), l.Packages...)

@@ -100,7 +100,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown field", `"tool"`, `"tol"`, `line 3: json: unknown field "tol"`},
 		{"format version", `"version": 1,`, `"version": 9,`, "format version 9"},
-		{"wrong type", `"source_date_epoch": 1700000000`, `"source_date_epoch": "x"`, "line 11: field source_date_epoch"},
+		{"wrong type", `"source_date_epoch": 1700000000`, `"source_date_epoch": "x"`, "line 12: field source_date_epoch"},
 		{"bad digest", `"sha256": "4444`, `"sha256": "zzzz`, "is not a sha256 digest"},
 		{"missing build pipeline", `"build": "build"`, `"build": "nope"`, `builds with "nope"`},
 		{"syntax", `"entries": [`, `"entries": [,`, "line 2"},
@@ -176,5 +176,38 @@ func TestMarkdownEscapes(t *testing.T) {
 		if strings.Contains(md, bad) {
 			t.Errorf("markdown contains %q:\n%s", bad, md)
 		}
+	}
+}
+
+func TestVerifyDigest(t *testing.T) {
+	b, err := sample().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Parse("x", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.VerifyDigest(); err != nil {
+		t.Fatalf("fresh lockfile: %v", err)
+	}
+	for name, edit := range map[string][2]string{
+		"stage option":   {`"hostname": "one"`, `"hostname": "two"`},
+		"package digest": {`"sha256": "4444`, `"sha256": "5444`},
+		"digest removed": {`"content_sha256": "`, `"content_sha256": "x`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tampered := strings.Replace(string(b), edit[0], edit[1], 1)
+			if tampered == string(b) {
+				t.Fatalf("%q not in the sample", edit[0])
+			}
+			l, err := Parse("x", []byte(tampered))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.VerifyDigest(); err == nil || !strings.Contains(err.Error(), "changed by hand") {
+				t.Errorf("got %v", err)
+			}
+		})
 	}
 }
