@@ -1,0 +1,145 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/repo"
+)
+
+// DefaultLockPath is where a blueprint's lockfile goes: beside it, the
+// extension replaced by ".lock.json".
+func DefaultLockPath(bp string) string {
+	return strings.TrimSuffix(bp, filepath.Ext(bp)) + ".lock.json"
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("IBUILD_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "ibuild")
+	}
+	return filepath.Join(os.TempDir(), "ibuild-cache")
+}
+
+type lockFlags struct {
+	distro   string
+	arches   []string
+	types    []string
+	output   string
+	check    bool
+	repos    []string
+	keyring  string
+	cacheDir string
+	offline  bool
+}
+
+func newLock() *cobra.Command {
+	var f lockFlags
+	c := &cobra.Command{
+		Use:   "lock BLUEPRINT",
+		Short: "Resolve a blueprint into a lockfile (or check one with --check)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			bpPath := args[0]
+			out := f.output
+			if out == "" {
+				out = DefaultLockPath(bpPath)
+			}
+			bp, err := blueprint.Load(bpPath)
+			if err != nil {
+				return err
+			}
+			opts, err := f.options(out)
+			if err != nil {
+				return err
+			}
+			if f.check {
+				lf, err := manifest.Load(out)
+				if err != nil {
+					return err
+				}
+				err = lock.Check(c.Context(), lf, out, bp, bpPath, opts...)
+				var se *lock.StaleError
+				if errors.As(err, &se) {
+					if se.Diff != nil {
+						fmt.Fprint(c.OutOrStdout(), se.Diff.Text())
+					}
+					return &ExitError{Code: 1, Err: err}
+				}
+				if err == nil {
+					fmt.Fprintf(c.ErrOrStderr(), "%s is up to date with %s\n", out, bpPath)
+				}
+				return err
+			}
+			lf, err := lock.Lock(c.Context(), bp, bpPath, opts...)
+			if err != nil {
+				return err
+			}
+			if err := lf.Write(out); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "wrote %s: %d entries, %d packages\n", out, len(lf.Entries), len(lf.Packages))
+			return nil
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.distro, "distro", "", "distro (default: the blueprint's)")
+	fl.StringSliceVar(&f.arches, "arch", nil, "architectures, comma-separated (default: the host's)")
+	fl.StringSliceVar(&f.types, "type", nil, "image types, comma-separated (default: qcow2)")
+	fl.StringVarP(&f.output, "output", "o", "", "lockfile path (default: BLUEPRINT with .lock.json)")
+	fl.BoolVar(&f.check, "check", false, "exit 1 if the lockfile no longer matches the blueprint or image definitions")
+	fl.StringArrayVar(&f.repos, "repo", nil, `repository as "URI SUITE COMPONENT…" (repeatable; default: the host's apt sources)`)
+	fl.StringVar(&f.keyring, "keyring", "", "keyring verifying --repo repositories (default: the distro's)")
+	fl.StringVar(&f.cacheDir, "cache", defaultCacheDir(), "metadata cache directory")
+	fl.BoolVar(&f.offline, "offline", false, "use cached repository metadata only")
+	return c
+}
+
+func (f *lockFlags) options(out string) ([]lock.Option, error) {
+	client := &repo.Client{CacheDir: filepath.Join(f.cacheDir, "metadata"), Keyring: f.keyring, Offline: f.offline}
+	opts := []lock.Option{
+		lock.WithFetcher(client),
+		lock.WithLockDir(filepath.Dir(out)),
+		lock.WithDistro(f.distro),
+		lock.WithArches(f.arches...),
+		lock.WithTypes(f.types...),
+	}
+	if len(f.repos) > 0 {
+		srcs, err := ParseRepoFlags(f.repos, f.keyring)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, lock.WithSources(srcs...))
+	}
+	return opts, nil
+}
+
+// ParseRepoFlags reads --repo values: "URI SUITE COMPONENT…", as a
+// one-line apt source without its "deb".
+func ParseRepoFlags(values []string, keyring string) ([]repo.Source, error) {
+	var out []repo.Source
+	for _, v := range values {
+		fs := strings.Fields(v)
+		if len(fs) > 0 && fs[0] == "deb" {
+			fs = fs[1:]
+		}
+		if len(fs) < 3 {
+			return nil, fmt.Errorf("--repo %q: want \"URI SUITE COMPONENT…\"", v)
+		}
+		if !strings.HasPrefix(fs[0], "http://") && !strings.HasPrefix(fs[0], "https://") && !strings.HasPrefix(fs[0], "file:") {
+			return nil, fmt.Errorf("--repo %q: %q is not an http, https or file URI", v, fs[0])
+		}
+		out = append(out, repo.Source{URI: strings.TrimRight(fs[0], "/"), Suite: fs[1], Components: fs[2:], SignedBy: keyring})
+	}
+	return out, nil
+}

@@ -1,0 +1,57 @@
+// Package cmd holds ibuild's commands: each turns flags into options and
+// makes one library call.
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/image-builder-action/image-builder-action/pkg/version"
+)
+
+// ExitError carries an exit code other than 1 (or 1 with no message).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode prints err (when there is something to say) and returns the
+// process exit code for it.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintln(os.Stderr, "ibuild:", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintln(os.Stderr, "ibuild:", err)
+	return 1
+}
+
+// New returns the root command.
+func New() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ibuild",
+		Short:         "Build bootable OS images from a locked blueprint",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix())
+	return root
+}

@@ -1,0 +1,380 @@
+// Package lock turns a blueprint into a lockfile: it resolves the package
+// sets of every requested (arch, image type) against the repositories and
+// writes the pipelines that build them.
+package lock
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/depsolve"
+	"github.com/image-builder-action/image-builder-action/pkg/distro"
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/repo"
+	"github.com/image-builder-action/image-builder-action/pkg/version"
+)
+
+// Fetcher gives the verified package indices of sources for one
+// architecture (plus "all").
+type Fetcher interface {
+	Fetch(ctx context.Context, srcs []repo.Source, arch string) (*repo.Index, error)
+}
+
+type options struct {
+	distro      string
+	arches      []string
+	types       []string
+	sources     []repo.Source
+	hostRoot    string
+	fetcher     Fetcher
+	defs        *distro.Defs
+	lockDir     string
+	toolVersion string
+}
+
+// Option configures Lock.
+type Option func(*options) error
+
+// WithDistro overrides the blueprint's distro.
+func WithDistro(name string) Option {
+	return func(o *options) error { o.distro = name; return nil }
+}
+
+// WithArches selects the architectures (default: the host's).
+func WithArches(arches ...string) Option {
+	return func(o *options) error { o.arches = arches; return nil }
+}
+
+// WithTypes selects the image types (default: qcow2).
+func WithTypes(types ...string) Option {
+	return func(o *options) error { o.types = types; return nil }
+}
+
+// WithSources replaces the repositories inferred from the host.
+func WithSources(srcs ...repo.Source) Option {
+	return func(o *options) error { o.sources = srcs; return nil }
+}
+
+// WithHostRoot reads the host's apt sources below root instead of "/".
+func WithHostRoot(root string) Option {
+	return func(o *options) error { o.hostRoot = root; return nil }
+}
+
+// WithFetcher sets how repository metadata is fetched.
+func WithFetcher(f Fetcher) Option {
+	return func(o *options) error { o.fetcher = f; return nil }
+}
+
+// WithDefs uses these image definitions instead of the embedded ones.
+func WithDefs(d *distro.Defs) Option {
+	return func(o *options) error { o.defs = d; return nil }
+}
+
+// WithLockDir is the directory the lockfile will be written to; the
+// blueprint's path is recorded relative to it.
+func WithLockDir(dir string) Option {
+	return func(o *options) error { o.lockDir = dir; return nil }
+}
+
+// WithToolVersion overrides the tool version recorded in the lockfile
+// (tests use it to keep golden files stable).
+func WithToolVersion(v string) Option {
+	return func(o *options) error { o.toolVersion = v; return nil }
+}
+
+// HostArch is the image-definition name of the machine's architecture.
+func HostArch() string { return hostArch }
+
+// BlueprintDigest is the digest a lockfile records for a blueprint: the
+// sha256 of its decoded content in canonical JSON, so comments and
+// formatting do not make a lockfile stale.
+func BlueprintDigest(bp *blueprint.Blueprint) (string, error) {
+	b, err := json.Marshal(bp)
+	if err != nil {
+		return "", fmt.Errorf("digesting blueprint: %w", err)
+	}
+	// Round-trip through a generic value: map keys come out sorted.
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", err
+	}
+	if b, err = json.Marshal(v); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Lock resolves bp into a lockfile. bpPath is where the blueprint was read
+// from (recorded relative to the lockfile's directory).
+func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...Option) (*manifest.Lockfile, error) {
+	o := options{}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.defs == nil {
+		d, err := distro.Load()
+		if err != nil {
+			return nil, err
+		}
+		o.defs = d
+	}
+	if o.fetcher == nil {
+		return nil, errors.New("lock: no repository fetcher")
+	}
+	if o.toolVersion == "" {
+		o.toolVersion = version.Tool()
+	}
+
+	distroName := o.distro
+	if distroName == "" {
+		distroName = bp.Distro
+	}
+	if distroName == "" {
+		return nil, fmt.Errorf("%s: no distro: set distro in the blueprint or pass --distro (known: %s)", bpPath, strings.Join(o.defs.DistroNames(), ", "))
+	}
+	d, err := o.defs.Distro(distroName)
+	if err != nil {
+		return nil, err
+	}
+	arches := o.arches
+	if len(arches) == 0 {
+		if bp.Architecture != "" {
+			arches = []string{bp.Architecture}
+		} else {
+			arches = []string{HostArch()}
+		}
+	}
+	types := o.types
+	if len(types) == 0 {
+		types = []string{"qcow2"}
+	}
+	arches, types = uniqSorted(arches), uniqSorted(types)
+
+	cust, extraPkgs, err := customizationsFor(bp, d)
+	if err != nil {
+		return nil, err
+	}
+	srcs := o.sources
+	if len(srcs) == 0 {
+		root := o.hostRoot
+		if root == "" {
+			root = "/"
+		}
+		host, err := repo.HostSources(root)
+		if err != nil {
+			return nil, fmt.Errorf("reading the host's apt sources: %w", err)
+		}
+		if srcs, err = DistroSources(d, host); err != nil {
+			return nil, err
+		}
+	}
+	bpSrcs, err := blueprintSources(bp, d)
+	if err != nil {
+		return nil, err
+	}
+	srcs = append(srcs, bpSrcs...)
+
+	bpDigest, err := BlueprintDigest(bp)
+	if err != nil {
+		return nil, err
+	}
+	rel := bpPath
+	if o.lockDir != "" && bpPath != "" {
+		if r, err := filepath.Rel(o.lockDir, bpPath); err == nil {
+			rel = r
+		}
+	}
+	lf := &manifest.Lockfile{
+		Version:   manifest.FormatVersion,
+		Tool:      o.toolVersion,
+		Blueprint: manifest.Input{Path: filepath.ToSlash(rel), SHA256: bpDigest},
+		ImageDefs: manifest.Input{SHA256: o.defs.Digest},
+	}
+
+	pkgs := map[string]manifest.Package{}
+	repos := map[string]*manifest.Repository{}
+	var epoch time.Time
+	for _, archName := range arches {
+		a, err := d.Arch(archName)
+		if err != nil {
+			return nil, err
+		}
+		var plans []*entryPlan
+		for _, typName := range types {
+			t, err := o.defs.Type(typName)
+			if err != nil {
+				return nil, err
+			}
+			if !contains(t.Arches, archName) {
+				return nil, fmt.Errorf("image type %s is not available for %s", typName, archName)
+			}
+			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, bpDigest))
+		}
+		idx, err := o.fetcher.Fetch(ctx, srcs, a.Dpkg)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range idx.Releases {
+			key := r.Source.URI + " " + r.Source.Suite
+			mr := repos[key]
+			if mr == nil {
+				mr = &manifest.Repository{URI: r.Source.URI, Suite: r.Source.Suite, Components: r.Source.Components,
+					InReleaseSHA256: r.SHA256, Date: r.Date.UTC().Format(time.RFC3339)}
+				repos[key] = mr
+			}
+			if !contains(mr.Arches, a.Dpkg) {
+				mr.Arches = append(mr.Arches, a.Dpkg)
+				sort.Strings(mr.Arches)
+			}
+			if r.Date.After(epoch) {
+				epoch = r.Date
+			}
+		}
+		universe := depsolve.NewUniverse(idx.Packages, a.Dpkg)
+		memo := map[string][]manifest.Package{}
+		solve := func(install []string) ([]manifest.Package, error) {
+			key := strings.Join(install, "\x00")
+			if r, ok := memo[key]; ok {
+				return r, nil
+			}
+			sol, err := universe.Solve(ctx, depsolve.Request{Arch: a.Dpkg, Install: install})
+			if err != nil {
+				return nil, err
+			}
+			out := make([]manifest.Package, 0, len(sol.Packages))
+			for _, p := range sol.Packages {
+				mp := manifest.Package{Name: p.Name, Version: p.Version, Arch: p.Architecture, URL: p.URL, SHA256: p.SHA256, Size: p.Size}
+				out = append(out, mp)
+				pkgs[mp.Ref()] = mp
+			}
+			memo[key] = out
+			return out, nil
+		}
+		for _, p := range plans {
+			buildPkgs, err := solve(p.buildPackages)
+			if err != nil {
+				return nil, fmt.Errorf("resolving the build root of %s/%s: %w", archName, p.typ.Name, err)
+			}
+			osPkgs, err := solve(p.osPackages)
+			if err != nil {
+				return nil, fmt.Errorf("resolving the packages of %s/%s: %w", archName, p.typ.Name, err)
+			}
+			pipes, err := p.pipelines(buildPkgs, osPkgs)
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", archName, p.typ.Name, err)
+			}
+			lf.Entries = append(lf.Entries, manifest.Entry{Distro: d.Name, Arch: archName, Type: p.typ.Name, Filename: p.typ.Filename, Pipelines: pipes})
+		}
+	}
+	lf.SourceDateEpoch = epoch.Unix()
+	for _, r := range repos {
+		lf.Repositories = append(lf.Repositories, *r)
+	}
+	sort.Slice(lf.Repositories, func(i, j int) bool {
+		a, b := lf.Repositories[i], lf.Repositories[j]
+		if a.URI != b.URI {
+			return a.URI < b.URI
+		}
+		return a.Suite < b.Suite
+	})
+	for _, p := range pkgs {
+		lf.Packages = append(lf.Packages, p)
+	}
+	lf.Normalize()
+	if err := lf.Validate(); err != nil {
+		return nil, fmt.Errorf("generated lockfile is invalid: %w", err)
+	}
+	return lf, nil
+}
+
+func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizations, extra []string, seed string) *entryPlan {
+	p := &entryPlan{distro: d, arch: a, typ: t, cust: c, seed: seed + "/" + d.Name + "/" + a.Name}
+	p.buildPackages = uniqSorted(d.Build.Packages)
+	var os []string
+	switch t.Platform {
+	case "container":
+		os = append(os, d.Container.Packages...)
+	default:
+		os = append(os, d.OS.Packages...)
+	}
+	if t.Bootable {
+		kernel := a.Kernel[t.Kernel]
+		if c.kernelName != "" {
+			kernel = c.kernelName
+		}
+		os = append(os, kernel)
+		os = append(os, a.Bootloader...)
+		os = append(os, d.Initramfs.Packages...)
+	}
+	os = append(os, t.Packages...)
+	os = append(os, extra...)
+	p.osPackages = uniqSorted(os)
+	return p
+}
+
+func uniqSorted(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// DistroSources maps the host's apt sources onto the distro's suites: for
+// each suite, the first host source serving a suite of the same kind (the
+// release, -updates, -security) gives the mirror, as composer-cli infers
+// repositories from the host. The release suite must be found.
+func DistroSources(d *distro.Distro, host []repo.Source) ([]repo.Source, error) {
+	var out []repo.Source
+	for _, s := range d.Suites {
+		found := false
+		for _, h := range host {
+			if suiteKind(h.Suite) != s.Kind {
+				continue
+			}
+			src := repo.Source{URI: h.URI, Suite: s.Name, Components: d.Components, SignedBy: d.Keyring}
+			out = append(out, src)
+			found = true
+			break
+		}
+		if !found && s.Kind == "" {
+			return nil, fmt.Errorf("no apt source on this host serves a %s release suite to take the mirror from: pass repositories with --repo \"URI SUITE COMPONENT…\"", d.Name)
+		}
+	}
+	return out, nil
+}
+
+// suiteKind is "" for a release suite (bookworm), else its suffix from the
+// first dash (bookworm-updates -> "-updates").
+func suiteKind(suite string) string {
+	if i := strings.IndexByte(suite, '-'); i >= 0 {
+		return suite[i:]
+	}
+	return ""
+}
