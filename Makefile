@@ -1,0 +1,53 @@
+# ibuild: lock blueprints, build bootable images, publish them.
+GO ?= go
+BIN := bin/ibuild
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+# One cache for every test that downloads packages or builds trees.
+export IBUILD_TEST_CACHE ?= $(CURDIR)/.cache/test
+BLUEPRINT ?= testdata/blueprints/example.toml
+TYPE ?= qcow2
+OUT ?= out
+
+.PHONY: all build deps test test-short lint bench example boot check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ibuild
+
+deps:
+	./.ci/deps
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-short:
+	$(GO) test -short ./...
+
+test:
+	$(GO) test -timeout 55m ./...
+
+# What CI and the README run: install, lint, every test.
+check: deps lint test
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./pkg/repo ./pkg/depsolve ./pkg/lock
+
+# The main job: lock the example blueprint against the host's repositories,
+# then build it for this machine's architecture into $(OUT)/.
+example: deps build
+	./$(BIN) lock $(BLUEPRINT) --type $(TYPE)
+	./$(BIN) build $(BLUEPRINT:.toml=.lock.json) --type $(TYPE) -o $(OUT)
+
+# Boot the example image under QEMU (UEFI, serial console). Ctrl-a x quits.
+boot:
+	cp /usr/share/OVMF/OVMF_VARS_4M.fd $(OUT)/OVMF_VARS_4M.fd
+	qemu-system-x86_64 -m 2048 -smp 2 -nographic \
+	  -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+	  -drive if=pflash,format=raw,file=$(OUT)/OVMF_VARS_4M.fd \
+	  -drive file=$(OUT)/disk.qcow2,if=virtio,format=qcow2 \
+	  -nic user,model=virtio-net-pci
+
+clean:
+	rm -rf bin out .cache
