@@ -1,0 +1,229 @@
+package cmd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/publish"
+)
+
+type publishFlags struct {
+	from          string
+	tags          []string
+	arches, types []string
+	sign          string
+	key           string
+	json          bool
+	insecure      bool
+	attach        string
+	containerDisk string
+	source        string
+	revision      string
+	fulcioURL     string
+	rekorURL      string
+}
+
+func newPublish() *cobra.Command {
+	var f publishFlags
+	c := &cobra.Command{
+		Use:   "publish LOCKFILE --from DIR REF",
+		Short: "Push built images as signed OCI artifacts with SBOM and provenance",
+		Long: `Publish pushes every built output of LOCKFILE found in DIR to REF (a repository,
+optionally with a tag): one OCI artifact per (arch, type), an index per type
+across architectures, then a cosign signature, an SPDX SBOM and SLSA v1
+provenance, then the tags. It prints the digests.
+
+An entry's file is DIR/ARCH/TYPE/FILE, DIR/ARCH/FILE or DIR/FILE (FILE is the
+entry's filename, e.g. disk.qcow2). The key's password is read from
+COSIGN_PASSWORD, or asked for without echo on a terminal.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			lockPath, ref := args[0], args[1]
+			data, err := os.ReadFile(lockPath)
+			if err != nil {
+				return fmt.Errorf("reading lockfile: %w", err)
+			}
+			lf, err := manifest.Parse(lockPath, data)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(data)
+			opts := []publish.Option{
+				publish.WithLockfile(filepath.ToSlash(lockPath), hex.EncodeToString(sum[:])),
+				publish.WithArches(f.arches...),
+				publish.WithTypes(f.types...),
+				publish.WithTags(f.tags...),
+				publish.WithInsecure(f.insecure),
+				publish.WithMode(publish.Mode(f.attach)),
+				publish.WithEvents(progressPrinter(c.ErrOrStderr(), f.json)),
+			}
+			if f.source != "" || f.revision != "" {
+				opts = append(opts, publish.WithSource(f.source, f.revision))
+			}
+			if f.containerDisk != "" {
+				opts = append(opts, publish.WithContainerDisk(f.containerDisk))
+			}
+			// The blueprint, when it is beside the lockfile, names the image
+			// and gives its version.
+			if lf.Blueprint.Path != "" {
+				if bp, err := blueprint.Load(filepath.Join(filepath.Dir(lockPath), filepath.FromSlash(lf.Blueprint.Path))); err == nil {
+					if bp.Version != "" {
+						opts = append(opts, publish.WithVersion(bp.Version))
+					}
+					if n := strings.ReplaceAll(bp.Name, "/", "-"); n != "" {
+						opts = append(opts, publish.WithName(n))
+					}
+				}
+			}
+			signer, err := f.signer(c)
+			if err != nil {
+				return err
+			}
+			if signer != nil {
+				opts = append(opts, publish.WithSigner(signer))
+			}
+			res, err := publish.Publish(c.Context(), lf, f.from, ref, opts...)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				enc := json.NewEncoder(c.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			printResult(c.OutOrStdout(), res)
+			return nil
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.from, "from", "out", "directory holding the built images (ibuild build -o DIR)")
+	fl.StringArrayVar(&f.tags, "tag", nil, "tag the index of each image type (repeatable; with several types, TAG-TYPE)")
+	fl.StringSliceVar(&f.arches, "arch", nil, "publish only these architectures (their files must exist)")
+	fl.StringSliceVar(&f.types, "type", nil, "publish only these image types (their files must exist)")
+	fl.StringVar(&f.sign, "sign", "", "key, keyless or none (default: key with --key, else none)")
+	fl.StringVar(&f.key, "key", "", "cosign private key (cosign generate-key-pair); password from COSIGN_PASSWORD")
+	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow plain-HTTP registries (loopback addresses always may)")
+	fl.StringVar(&f.attach, "attach", "auto", "attach signatures as OCI 1.1 referrers, cosign tags, or auto (referrers where the registry has the API)")
+	fl.StringVar(&f.containerDisk, "containerdisk", "", "also publish the qcow2 image as a KubeVirt containerDisk to this reference")
+	fl.StringVar(&f.source, "source", "", "org.opencontainers.image.source (default: the GitHub repository in Actions)")
+	fl.StringVar(&f.revision, "revision", "", "org.opencontainers.image.revision (default: GITHUB_SHA in Actions)")
+	fl.StringVar(&f.fulcioURL, "fulcio-url", publish.DefaultFulcioURL, "Fulcio for keyless signing")
+	fl.StringVar(&f.rekorURL, "rekor-url", publish.DefaultRekorURL, "Rekor for keyless signing")
+	return c
+}
+
+func (f *publishFlags) signer(c *cobra.Command) (*publish.Signer, error) {
+	mode := f.sign
+	if mode == "" {
+		mode = "none"
+		if f.key != "" {
+			mode = "key"
+		}
+	}
+	switch mode {
+	case "none":
+		if f.key != "" {
+			return nil, errors.New("--key with --sign none: drop one")
+		}
+		return nil, nil
+	case "key":
+		if f.key == "" {
+			return nil, errors.New("--sign key needs --key (a cosign private key)")
+		}
+		return publish.LoadKey(f.key, keyPassword(c, f.key))
+	case "keyless":
+		if f.key != "" {
+			return nil, errors.New("--key with --sign keyless: drop one")
+		}
+		return publish.Keyless(c.Context(), publish.KeylessOptions{
+			CA:  publish.FulcioCA{URL: f.fulcioURL},
+			Log: &publish.Rekor{URL: f.rekorURL},
+		})
+	}
+	return nil, fmt.Errorf("--sign %q: want key, keyless or none", f.sign)
+}
+
+// keyPassword reads COSIGN_PASSWORD (set, even empty, it is used), else
+// asks on the terminal without echo.
+func keyPassword(c *cobra.Command, key string) publish.PassFunc {
+	return func() ([]byte, error) {
+		if pw, ok := os.LookupEnv("COSIGN_PASSWORD"); ok {
+			return []byte(pw), nil
+		}
+		fd := int(os.Stdin.Fd())
+		if !term.IsTerminal(fd) {
+			return nil, errors.New("set COSIGN_PASSWORD (empty for a key without one): there is no terminal to ask on")
+		}
+		fmt.Fprintf(c.ErrOrStderr(), "Password for %s: ", key)
+		pw, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.ErrOrStderr())
+		return pw, err
+	}
+}
+
+func progressPrinter(w io.Writer, quiet bool) func(publish.Event) {
+	return func(e publish.Event) {
+		if quiet {
+			return
+		}
+		switch e.Kind {
+		case "hash":
+			fmt.Fprintf(w, "hashed %s: %s (%s in %.1fs)\n", e.What, e.Ref, size(e.Bytes), e.Duration.Seconds())
+		case "push":
+			if e.Bytes > 0 {
+				fmt.Fprintf(w, "pushed %s: %s (%s in %.1fs)\n", e.What, e.Ref, size(e.Bytes), e.Duration.Seconds())
+			} else {
+				fmt.Fprintf(w, "pushed %s: %s\n", e.What, e.Ref)
+			}
+		case "sign":
+			fmt.Fprintf(w, "signed %s: %s\n", e.What, e.Ref)
+		case "tag":
+			fmt.Fprintf(w, "tagged %s: %s\n", e.What, e.Ref)
+		}
+	}
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func printResult(w io.Writer, res *publish.Result) {
+	imgs := res.Images
+	if res.ContainerDisk != nil {
+		imgs = append(imgs, *res.ContainerDisk)
+	}
+	for _, img := range imgs {
+		fmt.Fprintf(w, "%s\t%s\n", img.Type, img.Ref)
+		for _, t := range img.Tags {
+			fmt.Fprintf(w, "  tag\t%s\n", t)
+		}
+		for _, a := range img.Attachments {
+			fmt.Fprintf(w, "  %s\t%s\n", a.Kind, a.Ref)
+		}
+		for _, a := range img.Artifacts {
+			fmt.Fprintf(w, "  %s\t%s\t%s\tsha256:%s\n", a.Platform, a.Ref, filepath.Base(a.File), a.SHA256)
+			for _, at := range a.Attachments {
+				fmt.Fprintf(w, "    %s\t%s\n", at.Kind, at.Ref)
+			}
+		}
+	}
+}
