@@ -9,8 +9,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
@@ -71,13 +75,7 @@ func needArchive(t *testing.T) {
 // run runs a command, failing the test with its output on error.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
+	return runEnv(t, nil, "", name, args...)
 }
 
 func TestBuildAndBoot(t *testing.T) {
@@ -142,6 +140,33 @@ func TestBuildAndBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("publish", func(t *testing.T) {
+		tools := publishtest.RequireTools(t, "oras", "cosign", "docker-registry")
+		host := publishtest.DockerRegistry(t)
+		keys := filepath.Join(dir, "keys")
+		if err := os.MkdirAll(keys, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		env := append(os.Environ(), "COSIGN_PASSWORD=e2e-password")
+		runEnv(t, env, keys, tools["cosign"], "generate-key-pair")
+		ref := host + "/ibuild/boot"
+		start := time.Now()
+		runEnv(t, env, "", bin, "publish", lockPath, "--from", out, ref, "--type", "qcow2", "--tag", "e2e",
+			"--key", filepath.Join(keys, "cosign.key"))
+		t.Logf("publish qcow2: %s", time.Since(start).Round(100*time.Millisecond))
+
+		pulled := filepath.Join(dir, "pulled")
+		runEnv(t, env, "", tools["oras"], "pull", "--plain-http", "--platform", "linux/amd64", "-o", pulled, ref+":e2e")
+		if a, b := sha256File(t, qcow2), sha256File(t, filepath.Join(pulled, "disk.qcow2")); a != b {
+			t.Fatalf("oras pull gave sha256 %s, built %s", b, a)
+		}
+		verify := []string{"--key", filepath.Join(keys, "cosign.pub"), "--insecure-ignore-tlog=true", "--allow-http-registry", "--allow-insecure-registry"}
+		runEnv(t, env, "", tools["cosign"], append(append([]string{"verify"}, verify...), ref+":e2e")...)
+		for _, typ := range []string{"spdxjson", "slsaprovenance1"} {
+			runEnv(t, env, "", tools["cosign"], append(append([]string{"verify-attestation", "--type", typ}, verify...), ref+":e2e")...)
+		}
+	})
+
 	t.Run("boot", func(t *testing.T) {
 		need(t, "qemu-system-x86_64")
 		ovmf := "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -165,6 +190,34 @@ func TestBuildAndBoot(t *testing.T) {
 		}
 		wg.Wait()
 	})
+}
+
+// runEnv runs a command with env (nil: this process's) in dir ("" for
+// the current directory), failing the test with its output on error.
+func runEnv(t *testing.T, env []string, dir, name string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Env, cmd.Dir = env, dir
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // extract copies a partition (start and size in sectors) to its own file.
