@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
@@ -696,32 +696,7 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // needArchive skips unless the host's apt sources name a Debian mirror
 // that answers.
-func needArchive(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("network and build test: skipped with -short")
-	}
-	host, err := repo.HostSources("/")
-	if err != nil || len(host) == 0 {
-		t.Skipf("no host apt sources: %v", err)
-	}
-	defs, err := distro.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := lock.DistroSources(defs.Distros["debian-12"], host)
-	if err != nil {
-		t.Skipf("host apt sources name no Debian mirror: %v", err)
-	}
-	resp, err := http.Get(srcs[0].URI + "/dists/" + srcs[0].Suite + "/InRelease")
-	if err != nil {
-		t.Skipf("the archive is not reachable: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Skipf("the archive answered %s", resp.Status)
-	}
-}
+func needArchive(t *testing.T) { locktest.NeedArchive(t) }
 
 // lock, check, matrix and build of a real blueprint against the real
 // archive, as the action runs them in a job: the image is built, the

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/image-builder-action/image-builder-action/pkg/distro"
-	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
@@ -43,33 +41,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 
 // needArchive skips unless the host's apt sources name a Debian mirror
 // that answers.
-func needArchive(t *testing.T) []repo.Source {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("network test: skipped with -short")
-	}
-	host, err := repo.HostSources("/")
-	if err != nil || len(host) == 0 {
-		t.Skipf("no host apt sources: %v", err)
-	}
-	defs, err := distro.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := lock.DistroSources(defs.Distros["debian-12"], host)
-	if err != nil {
-		t.Skipf("host apt sources name no Debian mirror: %v", err)
-	}
-	resp, err := http.Get(srcs[0].URI + "/dists/" + srcs[0].Suite + "/InRelease")
-	if err != nil {
-		t.Skipf("the archive is not reachable: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Skipf("the archive answered %s", resp.Status)
-	}
-	return srcs
-}
+func needArchive(t *testing.T) []repo.Source { return locktest.NeedArchive(t) }
 
 // cacheDir is shared by the tests of one run, so metadata is fetched once.
 func cacheDir(t *testing.T) string {

@@ -101,4 +101,3 @@ http:
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
