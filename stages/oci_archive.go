@@ -26,8 +26,9 @@ type OCIArchive struct {
 	// Config is the image's run configuration.
 	Config OCIConfig `json:"config"`
 	// Architecture is the image's platform architecture, in Go's names
-	// (amd64, arm64…).
-	Architecture string `json:"architecture"`
+	// (amd64, arm64…); empty means the entry's (Env.Arch), which lets one
+	// image definition serve every architecture.
+	Architecture string `json:"architecture,omitempty"`
 }
 
 // OCIConfig is the run configuration of an image (the OCI image config's
@@ -74,7 +75,7 @@ func (s *OCIArchive) validate() error {
 	if err := s.Source.validate("source"); err != nil {
 		return err
 	}
-	if !ociArchitectures[s.Architecture] {
+	if s.Architecture != "" && !ociArchitectures[s.Architecture] {
 		return fmt.Errorf("architecture: %q is not one of %s", s.Architecture, strings.Join(sortedKeys(ociArchitectures), ", "))
 	}
 	c := s.Config
@@ -113,6 +114,23 @@ func (s *OCIArchive) validate() error {
 		return fmt.Errorf("config.stop_signal: %q is not a signal name (SIGTERM) or number", c.StopSignal)
 	}
 	return nil
+}
+
+// ociArchOfDpkg maps dpkg architectures (Env.Arch) to the OCI spec's.
+var ociArchOfDpkg = map[string]string{
+	"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386",
+	"ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "mips64el": "mips64le", "loong64": "loong64",
+}
+
+// architecture is the image's: the option, else the entry's.
+func (s *OCIArchive) architecture(env *Env) (string, error) {
+	if s.Architecture != "" {
+		return s.Architecture, nil
+	}
+	if a, ok := ociArchOfDpkg[env.Arch]; ok {
+		return a, nil
+	}
+	return "", fmt.Errorf("architecture: not set, and the entry's architecture %q has no OCI name", env.Arch)
 }
 
 // OCI media types.
@@ -185,6 +203,10 @@ func (s *OCIArchive) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	arch, err := s.architecture(env)
+	if err != nil {
+		return err
+	}
 	tmp, err := outputTemp(env.Tree, "oci-archive")
 	if err != nil {
 		return err
@@ -211,7 +233,7 @@ func (s *OCIArchive) Run(ctx context.Context, env *Env) error {
 		rc.ExposedPorts[p] = struct{}{}
 	}
 	config, err := json.Marshal(ociImageConfig{
-		Created: created, Architecture: s.Architecture, OS: "linux", Config: rc,
+		Created: created, Architecture: arch, OS: "linux", Config: rc,
 		RootFS:  ociRootFS{Type: "layers", DiffIDs: []string{diffID}},
 		History: []ociHistoryEl{{Created: created, CreatedBy: "ibuild oci-archive"}},
 	})
@@ -225,7 +247,7 @@ func (s *OCIArchive) Run(ctx context.Context, env *Env) error {
 	}
 	index, err := json.Marshal(ociIndex{SchemaVersion: 2, MediaType: ociIndexType, Manifests: []ociDescriptor{{
 		MediaType: ociManifestType, Digest: sha256Digest(manifest), Size: int64(len(manifest)),
-		Platform: &ociPlatform{Architecture: s.Architecture, OS: "linux"},
+		Platform: &ociPlatform{Architecture: arch, OS: "linux"},
 	}}})
 	if err != nil {
 		return fmt.Errorf("writing image index: %w", err)

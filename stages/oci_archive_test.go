@@ -22,7 +22,8 @@ func TestOCIArchiveValidate(t *testing.T) {
 		{`{"filename":"container.tar",` + src + `,"config":{"entrypoint":["/init"],"working_dir":"/srv","user":"1000:1000","labels":{"a":"b"},"exposed_ports":["80","53/udp"],"stop_signal":"SIGINT"},"architecture":"arm64"}`, ""},
 		{`{"filename":"container.tar",` + src + `,"architecture":"amd64"}`, ""},
 		{`{"filename":"container.tar",` + src + `,"architecture":"x86_64"}`, `architecture: "x86_64" is not one of`},
-		{`{"filename":"container.tar",` + src + `}`, `architecture: "" is not one of`},
+		{`{"filename":"container.tar",` + src + `}`, ""},
+		{`{"filename":"container.tar",` + src + `,"architecture":""}`, ""},
 		{`{"filename":"container.tar",` + src + `,"config":{"env":["PATH"]},"architecture":"amd64"}`, `config.env[0]: "PATH" is not NAME=value`},
 		{`{"filename":"container.tar",` + src + `,"config":{"env":["1X=y"]},"architecture":"amd64"}`, `config.env[0]: "1X=y"`},
 		{`{"filename":"container.tar",` + src + `,"config":{"working_dir":"srv"},"architecture":"amd64"}`, `config.working_dir: "srv" is not absolute`},
@@ -154,6 +155,17 @@ func TestOCIArchiveRun(t *testing.T) {
 	imgRun(t, env2, "oci-archive", imgOCIOptions)
 	if a, b := imgSHA256(t, archive), imgSHA256(t, filepath.Join(env2.Tree, "container.tar")); a != b {
 		t.Errorf("two runs differ")
+	}
+	// Without an architecture the entry's (dpkg amd64 -> OCI amd64) is
+	// used: the same bytes.
+	env3 := imgEnv(t, map[string]string{"os": osTree})
+	imgRun(t, env3, "oci-archive", strings.Replace(imgOCIOptions, `"architecture":"amd64"`, `"architecture":""`, 1))
+	if a, b := imgSHA256(t, archive), imgSHA256(t, filepath.Join(env3.Tree, "container.tar")); a != b {
+		t.Errorf("the entry's architecture gives another archive than the option")
+	}
+	env3.Arch = "sparc"
+	if err := imgRunErr(t, env3, "oci-archive", `{"filename":"c.tar","source":{"pipeline":"os","path":"/"}}`); err == nil || !strings.Contains(err.Error(), `"sparc" has no OCI name`) {
+		t.Errorf("unknown entry architecture: %v", err)
 	}
 
 	// skopeo reads it and copies it out.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"text/template"
 )
@@ -26,7 +27,38 @@ type OVA struct {
 	// the .mf.
 	Filename string `json:"filename"`
 	// VMDK is the stream-optimized disk (made by the qemu-img stage).
-	VMDK Source `json:"vmdk"`
+	VMDK OVADisk `json:"vmdk"`
+}
+
+// OVADisk names the VMDK an appliance packs: a file of an earlier
+// pipeline ({"pipeline": "vmdk", "path": "/disk.vmdk"}), or, written as a
+// plain string ("disk.vmdk"), a file an earlier stage of the same pipeline
+// left in the output directory. The appliance holds the disk, so such a
+// local file is removed once packed: the pipeline's output is the OVA
+// alone.
+type OVADisk struct {
+	Source
+	// File is the local file's name; empty when Source is used.
+	File string
+}
+
+// UnmarshalJSON takes a string (File) or a source object, strictly.
+func (d *OVADisk) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &d.File)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(&d.Source)
+}
+
+// name is the VMDK's base name, as the appliance stores it.
+func (d *OVADisk) name() string {
+	if d.File != "" {
+		return d.File
+	}
+	return path.Base(d.Path)
 }
 
 func init() {
@@ -43,14 +75,25 @@ func (s *OVA) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {
 		return err
 	}
-	if err := s.VMDK.validate("vmdk"); err != nil {
-		return err
+	field := "vmdk"
+	if s.VMDK.File != "" {
+		if err := checkFilename(field, s.VMDK.File); err != nil {
+			return err
+		}
+		if s.VMDK.File == s.Filename {
+			return fmt.Errorf("vmdk: %q is the appliance's own name", s.VMDK.File)
+		}
+	} else {
+		field = "vmdk.path"
+		if err := s.VMDK.validate("vmdk"); err != nil {
+			return err
+		}
+		if s.VMDK.Path == "/" {
+			return fmt.Errorf("vmdk.path: names a directory, not a VMDK file")
+		}
 	}
-	if s.VMDK.Path == "/" {
-		return fmt.Errorf("vmdk.path: names a directory, not a VMDK file")
-	}
-	if s.stem()+".ovf" == path.Base(s.VMDK.Path) || s.stem()+".mf" == path.Base(s.VMDK.Path) {
-		return fmt.Errorf("vmdk.path: %s collides with the appliance's own files", path.Base(s.VMDK.Path))
+	if n := s.VMDK.name(); s.stem()+".ovf" == n || s.stem()+".mf" == n {
+		return fmt.Errorf("%s: %s collides with the appliance's own files", field, n)
 	}
 	return nil
 }
@@ -161,18 +204,18 @@ func xmlText(s string) (string, error) {
 // Run writes the appliance under a temporary name and renames it into
 // place.
 func (s *OVA) Run(ctx context.Context, env *Env) error {
-	vmdk, fi, err := s.VMDK.sourceFile(env)
+	vmdk, fi, err := s.vmdkFile(env)
 	if err != nil {
 		return err
 	}
+	diskName := s.VMDK.name()
 	capacity, stream, err := vmdkInfo(vmdk)
 	if err != nil {
-		return fmt.Errorf("vmdk %s: %w", s.VMDK.Path, err)
+		return fmt.Errorf("vmdk %s: %w", diskName, err)
 	}
 	if !stream {
-		return fmt.Errorf("vmdk %s: not a streamOptimized VMDK, which an OVA needs", s.VMDK.Path)
+		return fmt.Errorf("vmdk %s: not a streamOptimized VMDK, which an OVA needs", diskName)
 	}
-	diskName := path.Base(s.VMDK.Path)
 	var ovf bytes.Buffer
 	err = ovfTemplate.Execute(&ovf, ovfParams{
 		Name: s.stem(), DiskFile: diskName, DiskSize: fi.Size(), Capacity: capacity,
@@ -185,7 +228,7 @@ func (s *OVA) Run(ctx context.Context, env *Env) error {
 	}
 	diskSum, err := fileSHA256(vmdk)
 	if err != nil {
-		return fmt.Errorf("vmdk %s: %w", s.VMDK.Path, err)
+		return fmt.Errorf("vmdk %s: %w", diskName, err)
 	}
 	ovfSum := sha256.Sum256(ovf.Bytes())
 	ovfName, mfName := s.stem()+".ovf", s.stem()+".mf"
@@ -195,12 +238,36 @@ func (s *OVA) Run(ctx context.Context, env *Env) error {
 		{name: mfName, data: []byte(mf), mode: 0o644},
 		{name: diskName, path: vmdk, mode: 0o644},
 	}
-	return writeOutput(env.Tree, s.Filename, func(w io.Writer) error {
+	err = writeOutput(env.Tree, s.Filename, func(w io.Writer) error {
 		if err := writeFilesTar(ctx, w, files, env.SourceDateEpoch); err != nil {
 			return fmt.Errorf("writing %s: %w", s.Filename, err)
 		}
 		return nil
 	})
+	if err != nil || s.VMDK.File == "" {
+		return err
+	}
+	if err := os.Remove(vmdk); err != nil {
+		return fmt.Errorf("removing the packed %s: %w", diskName, err)
+	}
+	return nil
+}
+
+// vmdkFile finds the VMDK: in an earlier pipeline or in the output
+// directory.
+func (s *OVA) vmdkFile(env *Env) (string, os.FileInfo, error) {
+	if s.VMDK.File == "" {
+		return s.VMDK.sourceFile(env)
+	}
+	p := filepath.Join(env.Tree, s.VMDK.File)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "", nil, fmt.Errorf("vmdk %s: %w", s.VMDK.File, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, fmt.Errorf("vmdk %s: not a regular file", s.VMDK.File)
+	}
+	return p, fi, nil
 }
 
 // fileSHA256 is the hex SHA-256 of a file's contents.

@@ -20,6 +20,12 @@ func TestOVAValidate(t *testing.T) {
 		{`{"filename":"image.ova","vmdk":{"pipeline":"vmdk","path":"/image.ovf"}}`, "collides"},
 		{`{"filename":"","vmdk":{"pipeline":"vmdk","path":"/disk.vmdk"}}`, "filename: empty"},
 		{`{"filename":"image.ova","vmdk":{"pipeline":"vmdk","path":"/disk.vmdk"},"memory":4096}`, `unknown field "memory"`},
+		{`{"filename":"image.ova","vmdk":{"pipeline":"vmdk","path":"/disk.vmdk","size":1}}`, `unknown field "size"`},
+		{`{"filename":"image.ova","vmdk":"disk.vmdk"}`, ""},
+		{`{"filename":"image.ova","vmdk":"image.ova"}`, "the appliance's own name"},
+		{`{"filename":"image.ova","vmdk":"image.mf"}`, "collides"},
+		{`{"filename":"image.ova","vmdk":"sub/disk.vmdk"}`, "must be a base name"},
+		{`{"filename":"image.ova","vmdk":7}`, "cannot unmarshal number"},
 	}
 	imgValidate(t, "ova", tests)
 }
@@ -134,6 +140,21 @@ func TestOVARun(t *testing.T) {
 	imgRun(t, env2, "ova", opts)
 	if a, b := imgSHA256(t, ova), imgSHA256(t, filepath.Join(env2.Tree, "appliance.ova")); a != b {
 		t.Errorf("two runs differ")
+	}
+
+	// The VMDK an earlier stage of the same pipeline wrote: packed, then
+	// removed, leaving the appliance alone; the same bytes.
+	local := imgEnv(t, nil)
+	if err := os.WriteFile(filepath.Join(local.Tree, "disk.vmdk"), vmdkData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	imgRun(t, local, "ova", `{"filename":"appliance.ova","vmdk":"disk.vmdk"}`)
+	imgLeftovers(t, local.Tree, "appliance.ova")
+	if a, b := imgSHA256(t, ova), imgSHA256(t, filepath.Join(local.Tree, "appliance.ova")); a != b {
+		t.Errorf("the appliance of a local VMDK differs from the one of an input's")
+	}
+	if err := imgRunErr(t, local, "ova", `{"filename":"again.ova","vmdk":"disk.vmdk"}`); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing local VMDK: %v", err)
 	}
 
 	// A VMDK an OVA cannot carry.

@@ -20,7 +20,9 @@ func init() {
 }
 
 // Systemd enables, disables and masks units and sets the default target
-// with the tree's own systemctl, which works offline in a chroot.
+// with the tree's own systemctl, which works offline in a chroot. A tree
+// without systemctl (a container without systemd) gets the same symlinks
+// from the units' [Install] sections, as `systemctl --root` would make.
 type Systemd struct {
 	// Unit names without a suffix get ".service".
 	Enabled  []string `json:"enabled,omitempty"`
@@ -136,6 +138,12 @@ func (s *Systemd) Run(ctx context.Context, env *Env) error {
 		if len(units) == 0 {
 			continue
 		}
+		if !hasSystemctl(env.Tree) {
+			if err := offlineSystemctl(env.Tree, a.verb, units); err != nil {
+				return fmt.Errorf("%s: %w", a.field, err)
+			}
+			continue
+		}
 		if err := systemctl(ctx, env, append([]string{a.verb}, units...)...); err != nil {
 			return fmt.Errorf("%s: %w", a.field, err)
 		}
@@ -145,9 +153,37 @@ func (s *Systemd) Run(ctx context.Context, env *Env) error {
 		if !unitExists(env.Tree, t) {
 			return fmt.Errorf("default_target: unit %s does not exist in the tree", t)
 		}
-		if err := systemctl(ctx, env, "set-default", t); err != nil {
+		if !hasSystemctl(env.Tree) {
+			if err := offlineSetDefault(env.Tree, t); err != nil {
+				return fmt.Errorf("default_target: %w", err)
+			}
+		} else if err := systemctl(ctx, env, "set-default", t); err != nil {
 			return fmt.Errorf("default_target: %w", err)
 		}
+	}
+	return nil
+}
+
+// hasSystemctl reports whether the tree has its own systemctl.
+func hasSystemctl(root string) bool {
+	return treeExists(root, "/usr/bin/systemctl") || treeExists(root, "/bin/systemctl")
+}
+
+// offlineSystemctl does verb (enable, disable, mask) to units in Go.
+func offlineSystemctl(root, verb string, units []string) error {
+	var err error
+	switch verb {
+	case "enable":
+		err = offlineEnable(root, units)
+	case "disable":
+		err = offlineDisable(root, units)
+	case "mask":
+		err = offlineMask(root, units)
+	default:
+		err = fmt.Errorf("unknown action %s", verb)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s without systemctl: %w", verb, strings.Join(units, " "), err)
 	}
 	return nil
 }

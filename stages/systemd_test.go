@@ -82,3 +82,61 @@ func TestSystemdRun(t *testing.T) {
 		t.Errorf("masked not-installed.service -> %q", got)
 	}
 }
+
+// tcUnitLinks lists the symlinks under /etc/systemd/system with their
+// targets.
+func tcUnitLinks(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	dir := filepath.Join(root, "etc/systemd/system")
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Type()&os.ModeSymlink == 0 {
+			return err
+		}
+		target, err := os.Readlink(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = target
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSystemdWithoutSystemctl checks the Go fallback against the tree's
+// own systemctl: the same options on two copies of a Debian tree, one
+// without systemctl, give the same links.
+func TestSystemdWithoutSystemctl(t *testing.T) {
+	withCtl, without := tcDebianTree(t), tcDebianTree(t)
+	if err := os.Remove(filepath.Join(without, "usr/bin/systemctl")); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []string{
+		`{"enabled":["systemd-networkd","serial-getty@ttyS0","getty@","fstrim.timer"],"masked":["apt-daily.timer"],"default_target":"multi-user"}`,
+		`{"disabled":["ssh","fstrim.timer","getty@tty1"]}`,
+	} {
+		tcRun(t, tcEnv(t, withCtl), "systemd", opts)
+		tcRun(t, tcEnv(t, without), "systemd", opts)
+		want, got := tcUnitLinks(t, withCtl), tcUnitLinks(t, without)
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("after %s: %s -> %q, systemctl made %q", opts, k, got[k], v)
+			}
+		}
+		for k, v := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("after %s: %s -> %q, which systemctl did not make", opts, k, v)
+			}
+		}
+	}
+	for _, tc := range []struct{ options, err string }{
+		{`{"enabled":["nonexistent"]}`, "unit nonexistent.service does not exist"},
+		{`{"enabled":["apt-daily.timer"]}`, "unit apt-daily.timer is masked"},
+	} {
+		err := tcStage(t, "systemd", tc.options).Run(context.Background(), tcEnv(t, without))
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: %v, want %q", tc.options, err, tc.err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
@@ -183,6 +184,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	if err != nil {
 		return nil, err
 	}
+	defer pinUmask()()
 
 	cache, err := OpenStore(o.cacheDir)
 	if err != nil {
@@ -272,6 +274,34 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 		}
 	}
 	return res, nil
+}
+
+// umask pins the process umask to 022 while builds run: stages create
+// files with os.WriteFile and os.MkdirAll, and the caller's umask (077,
+// 027…) must not change the modes in the image.
+var umask struct {
+	sync.Mutex
+	users int
+	saved int
+}
+
+// pinUmask sets the umask to 022 until the returned function is called by
+// every build that pinned it.
+func pinUmask() (release func()) {
+	umask.Lock()
+	defer umask.Unlock()
+	if umask.users == 0 {
+		umask.saved = syscall.Umask(0o022)
+	}
+	umask.users++
+	return func() {
+		umask.Lock()
+		defer umask.Unlock()
+		umask.users--
+		if umask.users == 0 {
+			syscall.Umask(umask.saved)
+		}
+	}
 }
 
 // planEntry decodes and validates every stage and computes the keys, before

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -465,5 +466,28 @@ func TestStoreCrashLeftovers(t *testing.T) {
 	st2.Close()
 	if _, err := os.Stat(mine); err != nil {
 		t.Errorf("another build removed a running build's temp dir: %v", err)
+	}
+}
+
+// TestBuildPinsUmask: the caller's umask does not reach the files a build
+// makes, and is back afterwards.
+func TestBuildPinsUmask(t *testing.T) {
+	srv := newPkgServer(t)
+	outDir := t.TempDir()
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	res, err := Build(context.Background(), testLockfile(t, srv, "umask", "b"), "", "", WithCacheDir(t.TempDir()), WithOutputDir(outDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := syscall.Umask(0o077); now != 0o077 {
+		t.Errorf("umask after the build: %03o, want 077", now)
+	}
+	fi, err := os.Stat(res.Files[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("output mode %v under umask 077, want 0644", fi.Mode().Perm())
 	}
 }

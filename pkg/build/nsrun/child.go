@@ -44,6 +44,9 @@ func child() int {
 	if err != nil {
 		return fail(err)
 	}
+	// The caller's umask must not shape what the command writes: every
+	// build gets the usual 022, whoever runs it.
+	unix.Umask(0o022)
 	pid, err := syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,
