@@ -289,13 +289,42 @@ func checkRoot(t *testing.T, img string) {
 // marker and a login prompt on the serial console. It returns the seconds
 // it took; QEMU is killed by its PID in every case.
 func boot(dir, name, disk, format string) (float64, error) {
+	return bootDisk(dir, bootOpts{firmware: name, disk: disk, format: format})
+}
+
+// bootOpts says how bootDisk boots a disk: firmware "uefi" or "bios", the
+// disk's QEMU format, the bus ("virtio", the default, or "sata": the AHCI
+// controller of q35) and a label naming the console log and the UEFI
+// variables (default: the firmware), so boots can run side by side.
+type bootOpts struct {
+	firmware, disk, format, bus, label string
+}
+
+// bootDisk is boot with the choices of bootOpts.
+func bootDisk(dir string, o bootOpts) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	args := []string{"-machine", "q35", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
-		"-drive", fmt.Sprintf("file=%s,if=virtio,format=%s,snapshot=on", disk, format),
-		"-nic", "user,restrict=on,model=virtio-net-pci"}
+	name := o.firmware
+	if o.label == "" {
+		o.label = name
+	}
+	args := []string{"-machine", "q35", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot"}
+	switch o.bus {
+	case "", "virtio":
+		args = append(args, "-drive", fmt.Sprintf("file=%s,if=virtio,format=%s,snapshot=on", o.disk, o.format))
+	case "sata":
+		args = append(args, "-drive", fmt.Sprintf("file=%s,if=none,id=disk0,format=%s,snapshot=on", o.disk, o.format),
+			"-device", "ide-hd,drive=disk0,bus=ide.0")
+	default:
+		return 0, fmt.Errorf("unknown bus %q", o.bus)
+	}
+	args = append(args, "-nic", "user,restrict=on,model=virtio-net-pci")
 	if name == "uefi" {
-		vars := filepath.Join(dir, "OVMF_VARS_4M.fd")
+		varsName := "OVMF_VARS_4M.fd"
+		if o.label != name {
+			varsName = "OVMF_VARS_4M-" + o.label + ".fd"
+		}
+		vars := filepath.Join(dir, varsName)
 		b, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
 		if err != nil {
 			return 0, err
@@ -313,7 +342,7 @@ func boot(dir, name, disk, format string) (float64, error) {
 		return 0, err
 	}
 	cmd.Stderr = cmd.Stdout
-	logPath := filepath.Join(dir, "console-"+name+".log")
+	logPath := filepath.Join(dir, "console-"+o.label+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return 0, err
@@ -331,6 +360,7 @@ func boot(dir, name, disk, format string) (float64, error) {
 	var login bool
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(consoleLines)
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Fprintln(logf, line)
@@ -352,4 +382,18 @@ func boot(dir, name, disk, format string) (float64, error) {
 		tail = tail[len(tail)-3000:]
 	}
 	return 0, fmt.Errorf("no marker and login prompt within the time limit (marker %q); console ends:\n%s", marker, tail)
+}
+
+// consoleLines splits console output into lines like bufio.ScanLines, but
+// hands over a partial line as soon as it holds a login prompt: getty
+// prints "host login: " without a newline, and when the marker came first
+// nothing follows it.
+func consoleLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, bytes.TrimSuffix(data[:i], []byte("\r")), nil
+	}
+	if len(data) > 0 && (atEOF || bytes.Contains(data, []byte("login:"))) {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }

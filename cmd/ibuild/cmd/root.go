@@ -52,6 +52,6 @@ func New() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish())
+	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newVerify())
 	return root
 }
