@@ -31,8 +31,11 @@ test:
 # What CI and the README run: install, lint, every test.
 check: deps lint test
 
+# Benchmarks, not tests: lock (warm metadata cache, against apt-get -s),
+# parsing and solving, then a whole build against an mmdebstrap baseline.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./pkg/repo ./pkg/depsolve ./pkg/lock
+	./.ci/bench-build
 
 # The main job: lock the example blueprint against the host's repositories,
 # then build it for this machine's architecture into $(OUT)/.
