@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,10 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-builder-action/image-builder-action/pkg/distro"
-	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
-	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
 func testCache(t *testing.T) string {
@@ -51,26 +48,9 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
-func needArchive(t *testing.T) {
-	t.Helper()
-	host, err := repo.HostSources("/")
-	if err != nil || len(host) == 0 {
-		t.Skipf("no host apt sources: %v", err)
-	}
-	defs, err := distro.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := lock.DistroSources(defs.Distros["debian-12"], host)
-	if err != nil {
-		t.Skipf("host apt sources name no Debian mirror: %v", err)
-	}
-	resp, err := http.Get(srcs[0].URI + "/dists/" + srcs[0].Suite + "/InRelease")
-	if err != nil {
-		t.Skipf("the archive is not reachable: %v", err)
-	}
-	resp.Body.Close()
-}
+// needArchive skips unless the host's apt sources name a Debian mirror
+// that answers.
+func needArchive(t *testing.T) { locktest.NeedArchive(t) }
 
 // run runs a command, failing the test with its output on error.
 func run(t *testing.T, name string, args ...string) string {
