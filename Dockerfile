@@ -8,7 +8,7 @@
 # image already carries. Everything a stage runs comes from the build root
 # pinned in the lockfile, not from this image.
 
-FROM --platform=$BUILDPLATFORM docker.io/library/golang:1.26-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -21,7 +21,7 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
       -ldflags "-s -w -X github.com/image-builder-action/image-builder-action/pkg/version.Version=${VERSION}" \
       -o /out/ibuild ./cmd/ibuild
 
-FROM docker.io/library/debian:bookworm-slim
+FROM debian:bookworm-slim
 # TLS roots for registries (publish); the Debian archive is reached over
 # http and verified by its signatures and the lockfile's sha256 sums.
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
