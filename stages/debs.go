@@ -157,19 +157,10 @@ func (s *Debs) Run(ctx context.Context, env *Env) error {
 		}
 		t := time.Now()
 		filter := deb.NewFilter(s.PathExclude, s.PathInclude)
-		how := "in Go"
-		if env.BuildRoot != "" {
-			// The build root's dpkg-deb decompresses (liblzma is about
-			// three times faster than Go's xz); Go writes the files.
-			how = "with the build root's dpkg-deb"
-			err = debsExtractWithBuildRoot(ctx, env, tree, essential, filter)
-		} else {
-			err = debsExtractAll(ctx, tree, essential, filter)
-		}
-		if err != nil {
+		if err := debsExtractAll(ctx, tree, essential, filter); err != nil {
 			return err
 		}
-		logf("extracted %d essential packages %s in %s", len(essential), how, time.Since(t).Round(time.Millisecond))
+		logf("extracted %d essential packages in %s", len(essential), time.Since(t).Round(time.Millisecond))
 	} else {
 		for _, p := range pkgs {
 			if st, ok := installed[p.name+":"+p.arch]; !ok || st.version != p.version || st.status != "install ok installed" {
@@ -640,41 +631,6 @@ func debsExtractAll(ctx context.Context, tree string, pkgs []*debInfo, filter *d
 		defer p.Close()
 		if err := p.Extract(ctx, tree, filter); err != nil {
 			return fmt.Errorf("package %s: %w", sorted[i].ref, err)
-		}
-		return nil
-	})
-}
-
-// debsExtractWithBuildRoot unpacks the packages' files into the tree,
-// reading each data archive from the build root's dpkg-deb --fsys-tarfile.
-func debsExtractWithBuildRoot(ctx context.Context, env *Env, tree string, pkgs []*debInfo, filter *deb.Filter) error {
-	sorted := append([]*debInfo(nil), pkgs...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].size > sorted[j].size })
-	binds := debsBindDirs(pkgs)
-	d := &debsDpkg{env: env, binds: binds}
-	// dpkg-deb and the Go writer each take a core.
-	return debsParallel(ctx, len(sorted), max(1, runtime.GOMAXPROCS(0)), func(i int) error {
-		p := sorted[i]
-		pr, pw := io.Pipe()
-		errc := make(chan error, 1)
-		go func() {
-			err := deb.ExtractTar(ctx, pr, tree, filter)
-			// Drain so dpkg-deb never blocks on a writer nobody reads.
-			io.Copy(io.Discard, pr)
-			errc <- err
-		}()
-		cmd := &Cmd{Root: env.BuildRoot, Args: []string{"dpkg-deb", "--fsys-tarfile", d.inside(p)}, Stdout: pw, Stderr: env.Log}
-		for _, b := range binds {
-			cmd.Binds = append(cmd.Binds, Bind{Src: b.hostDir, Dst: b.mount, ReadOnly: true})
-		}
-		runErr := env.Runner.Run(ctx, cmd)
-		pw.CloseWithError(runErr)
-		xerr := <-errc
-		if runErr != nil {
-			return fmt.Errorf("package %s: dpkg-deb --fsys-tarfile: %w", p.ref, runErr)
-		}
-		if xerr != nil {
-			return fmt.Errorf("package %s: %w", p.ref, xerr)
 		}
 		return nil
 	})

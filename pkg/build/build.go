@@ -144,9 +144,14 @@ type stagePlan struct {
 type pipelinePlan struct {
 	p      *manifest.Pipeline
 	stages []*stagePlan
-	cached int    // leading stages whose trees are in the store
-	tree   string // the finished tree in the work area, once there
+	cached int // leading stages whose trees are in the store
 	needed bool
+
+	done chan struct{} // closed when the pipeline has run (or failed)
+	err  error         // why it failed, read after done
+
+	mu   sync.Mutex // guards tree: pipelines using it extract it once
+	tree string     // the finished tree in the work area, once there
 }
 
 func (pp *pipelinePlan) key() string { return pp.stages[len(pp.stages)-1].key }
@@ -160,6 +165,8 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 			return nil, fmt.Errorf("build options: %w", err)
 		}
 	}
+	// Pipelines run concurrently and their tools all write to the log.
+	o.log = &syncWriter{w: o.log}
 	if o.cacheDir == "" {
 		d, err := os.UserCacheDir()
 		if err != nil {
@@ -227,15 +234,13 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	}
 
 	b := &builder{store: store, work: work, src: src, lf: lf, entry: entry, o: &o, byName: map[string]*pipelinePlan{}}
+	for _, pp := range plans {
+		b.byName[pp.p.Name] = pp
+	}
 	// Background commits read the work area: wait for them on every path.
 	defer b.wait()
-	for _, pp := range plans {
-		if pp.needed {
-			if err := b.runPipeline(ctx, pp); err != nil {
-				return nil, err
-			}
-		}
-		b.byName[pp.p.Name] = pp
+	if err := b.runAll(ctx, plans); err != nil {
+		return nil, err
 	}
 
 	last := plans[len(plans)-1]
@@ -451,9 +456,79 @@ func (b *builder) wait() error {
 	return b.commitErr
 }
 
+// deps returns the pipelines pp waits for: its build root and the inputs
+// of the stages that must run.
+func (pp *pipelinePlan) deps() []string {
+	var names []string
+	if pp.p.Build != "" {
+		names = append(names, pp.p.Build)
+	}
+	for _, sp := range pp.stages[pp.cached:] {
+		names = append(names, sp.inputs...)
+	}
+	return names
+}
+
+// runAll runs the needed pipelines, each as soon as the pipelines it
+// depends on are done: the os tree, which runs its own tools, is built
+// while the build root is. The first failure cancels the others and is
+// the error returned.
+func (b *builder) runAll(ctx context.Context, plans []*pipelinePlan) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(pp *pipelinePlan, err error) {
+		pp.err = err
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel(err)
+	}
+	for _, pp := range plans {
+		pp.done = make(chan struct{})
+	}
+	for _, pp := range plans {
+		if !pp.needed {
+			close(pp.done)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(pp.done)
+			for _, name := range pp.deps() {
+				dep := b.byName[name]
+				select {
+				case <-dep.done:
+				case <-ctx.Done():
+					fail(pp, fmt.Errorf("pipeline %s: %w", pp.p.Name, context.Cause(ctx)))
+					return
+				}
+				if dep.err != nil {
+					fail(pp, fmt.Errorf("pipeline %s: pipeline %s failed", pp.p.Name, name))
+					return
+				}
+			}
+			if err := b.runPipeline(ctx, pp); err != nil {
+				fail(pp, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
 // treeOf returns a finished pipeline's tree in the work area, extracting
 // it from the store when it was cached.
 func (b *builder) treeOf(pp *pipelinePlan) (string, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
 	if pp.tree != "" {
 		return pp.tree, nil
 	}
@@ -535,7 +610,9 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 			}
 		}
 	}
+	pp.mu.Lock()
 	pp.tree = tree
+	pp.mu.Unlock()
 	return nil
 }
 

@@ -491,3 +491,122 @@ func TestBuildPinsUmask(t *testing.T) {
 		t.Errorf("output mode %v under umask 077, want 0644", fi.Mode().Perm())
 	}
 }
+
+// testMeet waits until Count stages have reached the same Point, so a test
+// can tell that pipelines run at the same time; with Fail it fails instead,
+// and with Block it waits until the build is cancelled.
+type testMeet struct {
+	Point string `json:"point"`
+	Count int    `json:"count"`
+	Fail  bool   `json:"fail,omitempty"`
+	Block bool   `json:"block,omitempty"`
+	Path  string `json:"path"`
+}
+
+var (
+	meetMu     sync.Mutex
+	meetPoints = map[string]*meetPoint{}
+)
+
+type meetPoint struct {
+	arrived int
+	all     chan struct{}
+}
+
+func (s *testMeet) Run(ctx context.Context, env *stages.Env) error {
+	if s.Fail {
+		return errors.New("failing as asked")
+	}
+	if s.Block {
+		<-ctx.Done()
+		countRun(s.Point + "/cancelled")
+		return ctx.Err()
+	}
+	meetMu.Lock()
+	mp := meetPoints[s.Point]
+	if mp == nil {
+		mp = &meetPoint{all: make(chan struct{})}
+		meetPoints[s.Point] = mp
+	}
+	mp.arrived++
+	if mp.arrived == s.Count {
+		close(mp.all)
+	}
+	meetMu.Unlock()
+	select {
+	case <-mp.all:
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("alone at %s: pipelines did not run at the same time", s.Point)
+	}
+	return os.WriteFile(filepath.Join(env.Tree, s.Path), []byte(s.Point), 0o644)
+}
+
+func init() {
+	stages.Register("test-meet", func(o json.RawMessage) (stages.Stage, error) {
+		var s testMeet
+		if err := stages.Decode(o, &s); err != nil {
+			return nil, err
+		}
+		return &s, nil
+	})
+}
+
+// meetLockfile has two independent pipelines whose first stages are given
+// by a and b, and a last pipeline taking a file from each.
+func meetLockfile(t *testing.T, tag string, a, b map[string]any) *manifest.Lockfile {
+	copyFrom := func(tag, pipeline, file string) manifest.Stage {
+		return manifest.Stage{Type: "test-copy", Options: opts(t, map[string]any{"tag": tag, "source": map[string]string{"pipeline": pipeline, "path": "/f"}, "filename": file})}
+	}
+	return &manifest.Lockfile{
+		Version: manifest.FormatVersion, SourceDateEpoch: 1700000000,
+		Entries: []manifest.Entry{{
+			Distro: "test", Arch: "amd64", Type: "test",
+			Pipelines: []manifest.Pipeline{
+				{Name: "a", Stages: []manifest.Stage{{Type: "test-meet", Options: opts(t, a)}}},
+				{Name: "b", Stages: []manifest.Stage{{Type: "test-meet", Options: opts(t, b)}}},
+				{Name: "out", Build: "a", Stages: []manifest.Stage{
+					copyFrom(tag+"/copy-a", "a", "a.txt"), copyFrom(tag+"/copy-b", "b", "b.txt"),
+				}},
+			},
+		}},
+	}
+}
+
+func TestBuildRunsIndependentPipelinesConcurrently(t *testing.T) {
+	lf := meetLockfile(t, "concurrent",
+		map[string]any{"point": "concurrent", "count": 2, "path": "/f"},
+		map[string]any{"point": "concurrent", "count": 2, "path": "/f"})
+	out := t.TempDir()
+	res, err := Build(context.Background(), lf, "", "", WithCacheDir(t.TempDir()), WithOutputDir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 2 {
+		t.Fatalf("files: %+v", res.Files)
+	}
+	for _, f := range []string{"a.txt", "b.txt"} {
+		if b, _ := os.ReadFile(filepath.Join(out, f)); string(b) != "copied:concurrent" {
+			t.Errorf("%s: %q", f, b)
+		}
+	}
+}
+
+func TestBuildFailureCancelsOtherPipelines(t *testing.T) {
+	lf := meetLockfile(t, "cancel",
+		map[string]any{"point": "failing", "fail": true, "path": "/f"},
+		map[string]any{"point": "blocking", "block": true, "path": "/f"})
+	cache := t.TempDir()
+	_, err := Build(context.Background(), lf, "", "", WithCacheDir(cache), WithOutputDir(t.TempDir()))
+	if err == nil || err.Error() != "pipeline a stage 0 (test-meet): failing as asked" {
+		t.Fatalf("error: %v, want the failing pipeline's", err)
+	}
+	if runCount("blocking/cancelled") != 1 {
+		t.Error("the other pipeline was not cancelled")
+	}
+	if runCount("cancel/copy-a") != 0 {
+		t.Error("a pipeline ran after its build pipeline failed")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(cache, "tmp")); len(entries) != 0 {
+		t.Errorf("cache tmp not cleaned: %v", entries)
+	}
+}
