@@ -2,17 +2,12 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -614,79 +609,4 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 	pp.tree = tree
 	pp.mu.Unlock()
 	return nil
-}
-
-// exportFiles copies the regular files of tree into dir (each through a
-// temp file and a rename) and returns them with their digests.
-func exportFiles(tree, dir string) ([]OutputFile, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("writing outputs: %w", err)
-	}
-	var names []string
-	err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			rel, err := filepath.Rel(tree, p)
-			if err != nil {
-				return err
-			}
-			names = append(names, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("writing outputs: %w", err)
-	}
-	if len(names) == 0 {
-		return nil, errors.New("writing outputs: the last pipeline produced no files")
-	}
-	sort.Strings(names)
-	var out []OutputFile
-	for _, name := range names {
-		dst := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", dst, err)
-		}
-		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(name)+".tmp-"+randomHex())
-		if err := copyFile(filepath.Join(tree, name), tmp); err != nil {
-			os.Remove(tmp)
-			return nil, fmt.Errorf("writing %s: %w", dst, err)
-		}
-		sum, size, err := hashFile(tmp)
-		if err == nil {
-			err = os.Rename(tmp, dst)
-		}
-		if err != nil {
-			os.Remove(tmp)
-			return nil, fmt.Errorf("writing %s: %w", dst, err)
-		}
-		out = append(out, OutputFile{Name: name, Path: dst, Size: size, SHA256: sum})
-	}
-	return out, nil
-}
-
-// copyFile copies one file keeping holes (cp's sparse detection) and using a
-// reflink where possible.
-func copyFile(src, dst string) error {
-	cmdOut, err := runCmd("cp", "--reflink=auto", "--sparse=always", "--", src, dst)
-	if err != nil {
-		return fmt.Errorf("%v: %s", err, strings.TrimSpace(cmdOut))
-	}
-	return nil
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
