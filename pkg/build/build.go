@@ -141,6 +141,9 @@ type pipelinePlan struct {
 	stages []*stagePlan
 	cached int // leading stages whose trees are in the store
 	needed bool
+	// final marks the last pipeline, whose files are the outputs: its
+	// tree is built in the store's temp area and moved into the store.
+	final bool
 
 	done chan struct{} // closed when the pipeline has run (or failed)
 	err  error         // why it failed, read after done
@@ -213,6 +216,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	defer work.Close()
 
 	markNeeded(store, plans, len(plans)-1)
+	plans[len(plans)-1].final = true
 
 	src := NewSources(cache.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events)
 	var refs []string
@@ -553,6 +557,14 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 		}
 	}
 	tree := filepath.Join(b.work.dir, "tree-"+name)
+	if pp.final {
+		// Committed by a rename, and copied once: to the outputs.
+		dir, err := b.store.TempDir("final-")
+		if err != nil {
+			return fmt.Errorf("pipeline %s: %w", name, err)
+		}
+		tree = filepath.Join(dir, "tree")
+	}
 	if pp.cached > 0 {
 		if err := b.store.Materialize(pp.stages[pp.cached-1].key, tree); err != nil {
 			return fmt.Errorf("pipeline %s: %w", name, err)
@@ -599,7 +611,18 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 			return fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
 		}
 		last := i == len(pp.stages)-1
-		if last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter) {
+		if last && pp.final {
+			start := time.Now()
+			if err := b.store.CommitMove(sp.key, tree, objectMeta{Pipeline: name, Stage: i, Type: sp.typ}); err != nil {
+				return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+			}
+			o.events(Commit{Pipeline: name, Index: i, Key: sp.key, Duration: time.Since(start)})
+			dir, ok := b.store.DirTree(sp.key)
+			if !ok {
+				return fmt.Errorf("pipeline %s: committed tree %s not found", name, sp.key)
+			}
+			tree = dir
+		} else if last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter) {
 			if err := b.commit(pp, i, tree, last); err != nil {
 				return err
 			}

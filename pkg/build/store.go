@@ -407,3 +407,41 @@ func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// CommitMove stores tree as key by renaming it into the store, for a
+// final tree that nothing changes any more, in the store's temp area (see
+// TempDir). Afterwards the tree is read with DirTree(key); the directory
+// tree is gone, also when another build stored key first.
+func (s *Store) CommitMove(key, tree string, meta objectMeta) error {
+	if s.Lookup(key) {
+		return os.RemoveAll(tree)
+	}
+	stage, err := s.TempDir("commit-")
+	if err != nil {
+		return fmt.Errorf("committing %s: %w", key, err)
+	}
+	defer os.RemoveAll(stage)
+	if err := os.Rename(tree, filepath.Join(stage, "tree")); err != nil {
+		return fmt.Errorf("committing %s: %w", key, err)
+	}
+	meta.Format = "dir"
+	if meta.Size, err = treeSize(filepath.Join(stage, "tree")); err != nil {
+		return fmt.Errorf("committing %s: %w", key, err)
+	}
+	meta.Key = key
+	meta.Created = time.Now().UTC()
+	data, err := json.MarshalIndent(&meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "meta.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("committing %s: %w", key, err)
+	}
+	if err := os.Rename(stage, s.objectDir(key)); err != nil {
+		if s.Lookup(key) {
+			return nil // published concurrently by another build
+		}
+		return fmt.Errorf("committing %s: %w", key, err)
+	}
+	return nil
+}
