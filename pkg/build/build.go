@@ -236,6 +236,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	for _, pp := range plans {
 		b.byName[pp.p.Name] = pp
 	}
+	b.shared, b.flights = sharedStages(plans), map[string]*flight{}
 	// Background commits read the work area: wait for them on every path.
 	defer b.wait()
 	if err := b.runAll(ctx, plans); err != nil {
@@ -368,6 +369,27 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, e
 	return plans, nil
 }
 
+// sharedStages returns the keys of the stages to run that more than one
+// needed pipeline has.
+func sharedStages(plans []*pipelinePlan) map[string]bool {
+	count := map[string]int{}
+	for _, pp := range plans {
+		if !pp.needed {
+			continue
+		}
+		for _, sp := range pp.stages[pp.cached:] {
+			count[sp.key]++
+		}
+	}
+	shared := map[string]bool{}
+	for k, n := range count {
+		if n > 1 {
+			shared[k] = true
+		}
+	}
+	return shared
+}
+
 // markNeeded decides which pipelines must run for plans[i]'s tree: none
 // when its tree is cached, else its build root and the inputs of the
 // stages that must run.
@@ -417,6 +439,11 @@ type builder struct {
 	commits   sync.WaitGroup
 	commitMu  sync.Mutex
 	commitErr error
+
+	// shared are the keys of stages that more than one pipeline runs.
+	shared    map[string]bool
+	flightsMu sync.Mutex
+	flights   map[string]*flight
 }
 
 // commit stores tree as key; in the background when async.
@@ -573,63 +600,138 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 		return fmt.Errorf("pipeline %s: %w", name, err)
 	}
 	for i := pp.cached; i < len(pp.stages); i++ {
-		sp := pp.stages[i]
-		inputs := map[string]string{}
-		protected := []string{}
-		if buildRoot != "" {
-			protected = append(protected, buildRoot)
-		}
-		for _, in := range sp.inputs {
-			t, err := b.treeOf(b.byName[in])
-			if err != nil {
-				return err
+		var err error
+		f, leader := b.join(pp.stages[i].key)
+		if f != nil && !leader {
+			err = b.follow(ctx, pp, i, f, tree)
+		} else {
+			tree, err = b.step(ctx, pp, i, tree, buildRoot, f != nil)
+			if f != nil {
+				f.finish(err)
 			}
-			inputs[in] = t
-			protected = append(protected, t)
 		}
-		env := &stages.Env{
-			Tree:            tree,
-			Inputs:          inputs,
-			BuildRoot:       buildRoot,
-			Packages:        b.src,
-			Runner:          NewRunner(WithReadOnlyTrees(protected...), WithSourceDateEpoch(b.lf.SourceDateEpoch), WithRunnerLog(o.log)),
-			Arch:            dpkgArch(b.entry.Arch),
-			SourceDateEpoch: b.lf.SourceDateEpoch,
-			Log:             o.log,
-		}
-		o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ})
-		start := time.Now()
-		if err := sp.stage.Run(ctx, env); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, context.Cause(ctx))
-			}
-			return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
-		}
-		d := time.Since(start)
-		o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, Duration: d})
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
-		}
-		last := i == len(pp.stages)-1
-		if last && pp.final {
-			start := time.Now()
-			if err := b.store.CommitMove(sp.key, tree, objectMeta{Pipeline: name, Stage: i, Type: sp.typ}); err != nil {
-				return fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
-			}
-			o.events(Commit{Pipeline: name, Index: i, Key: sp.key, Duration: time.Since(start)})
-			dir, ok := b.store.DirTree(sp.key)
-			if !ok {
-				return fmt.Errorf("pipeline %s: committed tree %s not found", name, sp.key)
-			}
-			tree = dir
-		} else if last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter) {
-			if err := b.commit(pp, i, tree, last); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	pp.mu.Lock()
 	pp.tree = tree
 	pp.mu.Unlock()
+	return nil
+}
+
+// step runs stage i of pp in tree and commits the tree when it is worth
+// keeping (mustCommit: other pipelines wait for it). It returns where the
+// tree is afterwards: the final tree moves into the store.
+func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, buildRoot string, mustCommit bool) (string, error) {
+	name, sp, o := pp.p.Name, pp.stages[i], b.o
+	inputs := map[string]string{}
+	protected := []string{}
+	if buildRoot != "" {
+		protected = append(protected, buildRoot)
+	}
+	for _, in := range sp.inputs {
+		t, err := b.treeOf(b.byName[in])
+		if err != nil {
+			return tree, err
+		}
+		inputs[in] = t
+		protected = append(protected, t)
+	}
+	env := &stages.Env{
+		Tree:            tree,
+		Inputs:          inputs,
+		BuildRoot:       buildRoot,
+		Packages:        b.src,
+		Runner:          NewRunner(WithReadOnlyTrees(protected...), WithSourceDateEpoch(b.lf.SourceDateEpoch), WithRunnerLog(o.log)),
+		Arch:            dpkgArch(b.entry.Arch),
+		SourceDateEpoch: b.lf.SourceDateEpoch,
+		Log:             o.log,
+	}
+	o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ})
+	start := time.Now()
+	if err := sp.stage.Run(ctx, env); err != nil {
+		if ctx.Err() != nil {
+			return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, context.Cause(ctx))
+		}
+		return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+	}
+	d := time.Since(start)
+	o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, Duration: d})
+	if err := ctx.Err(); err != nil {
+		return tree, fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
+	}
+	last := i == len(pp.stages)-1
+	switch {
+	case last && pp.final:
+		start := time.Now()
+		if err := b.store.CommitMove(sp.key, tree, objectMeta{Pipeline: name, Stage: i, Type: sp.typ}); err != nil {
+			return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+		}
+		o.events(Commit{Pipeline: name, Index: i, Key: sp.key, Duration: time.Since(start)})
+		dir, ok := b.store.DirTree(sp.key)
+		if !ok {
+			return tree, fmt.Errorf("pipeline %s: committed tree %s not found", name, sp.key)
+		}
+		return dir, nil
+	case mustCommit:
+		return tree, b.commit(pp, i, tree, false)
+	case last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter):
+		return tree, b.commit(pp, i, tree, last)
+	}
+	return tree, nil
+}
+
+// flight is a stage that several pipelines of the build share (same key:
+// same stage, options and everything before it, as the build and os
+// pipelines' essential packages): one pipeline runs and commits it, the
+// others wait and copy its tree.
+type flight struct {
+	pipeline string
+	done     chan struct{}
+	err      error
+}
+
+func (f *flight) finish(err error) {
+	f.err = err
+	close(f.done)
+}
+
+// join returns the flight of a shared key, and whether the caller leads it
+// (runs the stage); nil for a key no other pipeline has.
+func (b *builder) join(key string) (f *flight, leader bool) {
+	b.flightsMu.Lock()
+	defer b.flightsMu.Unlock()
+	if !b.shared[key] {
+		return nil, false
+	}
+	if f = b.flights[key]; f != nil {
+		return f, false
+	}
+	f = &flight{done: make(chan struct{})}
+	b.flights[key] = f
+	return f, true
+}
+
+// follow waits for the pipeline leading stage i's flight and replaces tree
+// with the stage's committed tree.
+func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight, tree string) error {
+	name, sp := pp.p.Name, pp.stages[i]
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
+	}
+	if f.err != nil {
+		return fmt.Errorf("pipeline %s stage %d (%s): the same stage failed in another pipeline", name, i, sp.typ)
+	}
+	b.o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ, CacheHit: true})
+	if err := os.RemoveAll(tree); err != nil {
+		return fmt.Errorf("pipeline %s: %w", name, err)
+	}
+	if err := b.store.Materialize(sp.key, tree); err != nil {
+		return fmt.Errorf("pipeline %s: %w", name, err)
+	}
+	b.o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, CacheHit: true})
 	return nil
 }

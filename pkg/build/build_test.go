@@ -496,6 +496,7 @@ func TestBuildPinsUmask(t *testing.T) {
 // can tell that pipelines run at the same time; with Fail it fails instead,
 // and with Block it waits until the build is cancelled.
 type testMeet struct {
+	Name  string `json:"name"` // tells otherwise equal stages apart
 	Point string `json:"point"`
 	Count int    `json:"count"`
 	Fail  bool   `json:"fail,omitempty"`
@@ -574,8 +575,8 @@ func meetLockfile(t *testing.T, tag string, a, b map[string]any) *manifest.Lockf
 
 func TestBuildRunsIndependentPipelinesConcurrently(t *testing.T) {
 	lf := meetLockfile(t, "concurrent",
-		map[string]any{"point": "concurrent", "count": 2, "path": "/f"},
-		map[string]any{"point": "concurrent", "count": 2, "path": "/f"})
+		map[string]any{"name": "a", "point": "concurrent", "count": 2, "path": "/f"},
+		map[string]any{"name": "b", "point": "concurrent", "count": 2, "path": "/f"})
 	out := t.TempDir()
 	res, err := Build(context.Background(), lf, "", "", WithCacheDir(t.TempDir()), WithOutputDir(out))
 	if err != nil {
@@ -608,5 +609,49 @@ func TestBuildFailureCancelsOtherPipelines(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(cache, "tmp")); len(entries) != 0 {
 		t.Errorf("cache tmp not cleaned: %v", entries)
+	}
+}
+
+func TestBuildRunsSharedStagesOnce(t *testing.T) {
+	write := func(tag, data string) manifest.Stage {
+		return manifest.Stage{Type: "test-write", Options: opts(t, map[string]any{"tag": tag, "path": "/f", "data": data})}
+	}
+	copyFrom := func(pipeline, file string) manifest.Stage {
+		return manifest.Stage{Type: "test-copy", Options: opts(t, map[string]any{"tag": "shared/copy", "source": map[string]string{"pipeline": pipeline, "path": "/f"}, "filename": file})}
+	}
+	lf := &manifest.Lockfile{
+		Version: manifest.FormatVersion, SourceDateEpoch: 1700000000,
+		Entries: []manifest.Entry{{
+			Distro: "test", Arch: "amd64", Type: "test",
+			Pipelines: []manifest.Pipeline{
+				{Name: "a", Stages: []manifest.Stage{write("shared/base", "base"), write("shared/a", "+a")}},
+				{Name: "b", Stages: []manifest.Stage{write("shared/base", "base"), write("shared/b", "+b")}},
+				{Name: "out", Build: "a", Stages: []manifest.Stage{copyFrom("a", "a.txt"), copyFrom("b", "b.txt")}},
+			},
+		}},
+	}
+	var mu sync.Mutex
+	var hits []string
+	rec := WithEvents(func(e Event) {
+		if s, ok := e.(StageDone); ok && s.CacheHit {
+			mu.Lock()
+			hits = append(hits, fmt.Sprintf("%s/%d", s.Pipeline, s.Index))
+			mu.Unlock()
+		}
+	})
+	out := t.TempDir()
+	if _, err := Build(context.Background(), lf, "", "", WithCacheDir(t.TempDir()), WithOutputDir(out), rec); err != nil {
+		t.Fatal(err)
+	}
+	if n := runCount("shared/base"); n != 1 {
+		t.Errorf("the shared stage ran %d times, want 1", n)
+	}
+	if len(hits) != 1 || (hits[0] != "a/0" && hits[0] != "b/0") {
+		t.Errorf("stages taken from the other pipeline: %v, want one of a/0, b/0", hits)
+	}
+	for f, want := range map[string]string{"a.txt": "copied:base+a", "b.txt": "copied:base+b"} {
+		if b, _ := os.ReadFile(filepath.Join(out, f)); string(b) != want {
+			t.Errorf("%s: %q, want %q", f, b, want)
+		}
 	}
 }
