@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,15 +9,7 @@ import (
 	"path"
 )
 
-func init() {
-	Register("directories", func(o json.RawMessage) (Stage, error) {
-		var s Directories
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { registerValidated[Directories]("directories") }
 
 // Directories creates directories in the tree, or sets the mode and owner
 // of ones already there.
@@ -26,42 +17,21 @@ type Directories struct {
 	Directories []DirectorySpec `json:"directories"`
 }
 
-// DirectorySpec is one directory.
+// DirectorySpec is one directory; its mode is "0755" when empty.
 type DirectorySpec struct {
-	// Path is absolute and clean, without "..".
-	Path string `json:"path"`
-	// Mode is octal ("0755" when empty).
-	Mode string `json:"mode,omitempty"`
-	// User and Group own the directory: a name or numeric id resolved
-	// against the tree's /etc/passwd and /etc/group (root when empty).
-	User  Owner `json:"user,omitempty"`
-	Group Owner `json:"group,omitempty"`
+	Node
 	// EnsureParents creates missing parents as root:root 0755; without it
 	// a missing parent is an error.
 	EnsureParents bool `json:"ensure_parents,omitempty"`
 }
 
+const directoryMode = "0755"
+
 func (s *Directories) validate() error {
 	seen := map[string]bool{}
-	for i, d := range s.Directories {
+	for i := range s.Directories {
 		field := fmt.Sprintf("directories[%d]", i)
-		if err := checkTreePath(field+".path", d.Path); err != nil {
-			return err
-		}
-		if d.Path == "/" {
-			return fmt.Errorf("%s.path: the tree's root cannot be changed here", field)
-		}
-		if seen[d.Path] {
-			return fmt.Errorf("%s.path: %s is listed twice", field, d.Path)
-		}
-		seen[d.Path] = true
-		if _, err := parseMode(field+".mode", defaultString(d.Mode, "0755")); err != nil {
-			return err
-		}
-		if err := d.User.validate(field + ".user"); err != nil {
-			return err
-		}
-		if err := d.Group.validate(field + ".group"); err != nil {
+		if err := s.Directories[i].check(field, directoryMode, "the tree's root cannot be changed here", seen); err != nil {
 			return err
 		}
 	}
@@ -70,48 +40,31 @@ func (s *Directories) validate() error {
 
 // Run creates the directories in order.
 func (s *Directories) Run(ctx context.Context, env *Env) error {
-	if len(s.Directories) == 0 {
+	return eachNode(ctx, env.Tree, len(s.Directories), func(i int, acc *treeAccounts) error {
+		if err := s.Directories[i].make(env.Tree, acc); err != nil {
+			return fmt.Errorf("directories[%d]: %w", i, err)
+		}
 		return nil
-	}
-	acc, err := loadTreeAccounts(env.Tree)
-	if err != nil {
-		return err
-	}
-	for i, d := range s.Directories {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		field := fmt.Sprintf("directories[%d]", i)
-		if err := d.make(env.Tree, acc); err != nil {
-			return fmt.Errorf("%s: %w", field, err)
-		}
-	}
-	return nil
+	})
 }
 
 func (d *DirectorySpec) make(root string, acc *treeAccounts) error {
-	mode, _ := parseMode("mode", defaultString(d.Mode, "0755"))
-	uid, err := acc.userID(d.User)
+	mode := d.mode(directoryMode)
+	uid, gid, err := d.owner(acc)
 	if err != nil {
-		return fmt.Errorf("user: %w", err)
-	}
-	gid, err := acc.groupID(d.Group)
-	if err != nil {
-		return fmt.Errorf("group: %w", err)
+		return err
 	}
 	parent := path.Dir(d.Path)
 	if d.EnsureParents {
 		if _, err := treeMkdirAll(root, parent); err != nil {
 			return fmt.Errorf("path: %w", err)
 		}
-	} else {
-		host, err := treeResolve(root, parent, true)
-		if err != nil {
-			return fmt.Errorf("path: %w", err)
-		}
-		if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
+	} else if _, err := d.parentDir(root); err != nil {
+		var pe *parentError
+		if errors.As(err, &pe) {
 			return fmt.Errorf("path: parent directory %s does not exist in the tree (set ensure_parents to create it)", parent)
 		}
+		return fmt.Errorf("path: %w", err)
 	}
 	// An existing symlink to a directory inside the tree is followed, as
 	// mkdir -p would.

@@ -67,6 +67,7 @@ func TestDirectoriesRunErrors(t *testing.T) {
 	tests := []struct{ options, err string }{
 		{`{"directories":[{"path":"/a/b"}]}`, "directories[0]: path: parent directory /a does not exist in the tree (set ensure_parents"},
 		{`{"directories":[{"path":"/etc/passwd"}]}`, "directories[0]: path: /etc/passwd exists and is not a directory"},
+		{`{"directories":[{"path":"/etc/passwd/x"}]}`, "directories[0]: path: parent directory /etc/passwd does not exist in the tree (set ensure_parents"},
 		{`{"directories":[{"path":"/etc/out/x","ensure_parents":true}]}`, "leads out of the tree"},
 		{`{"directories":[{"path":"/etc/out"}]}`, "leads out of the tree"},
 		{`{"directories":[{"path":"/etc/dangling"}]}`, "/etc/dangling is a dangling symlink"},

@@ -2,66 +2,34 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 )
 
-func init() {
-	Register("files", func(o json.RawMessage) (Stage, error) {
-		var s Files
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { registerValidated[Files]("files") }
 
 // Files writes files into the tree.
 type Files struct {
 	Files []FileSpec `json:"files"`
 }
 
-// FileSpec is one file to write. Its parent directory must exist in the
-// tree; a symlink at Path is replaced, not followed.
+// FileSpec is one file to write; its mode is "0644" when empty. Its parent
+// directory must exist in the tree; a symlink at Path is replaced, not
+// followed.
 type FileSpec struct {
-	// Path is absolute and clean, without "..".
-	Path string `json:"path"`
-	// Mode is octal ("0644" when empty).
-	Mode string `json:"mode,omitempty"`
-	// User and Group own the file: a name or numeric id resolved against
-	// the tree's /etc/passwd and /etc/group (root when empty).
-	User  Owner `json:"user,omitempty"`
-	Group Owner `json:"group,omitempty"`
+	Node
 	// Data is the file's whole content.
 	Data string `json:"data"`
 }
 
+const fileMode = "0644"
+
 func (s *Files) validate() error {
 	seen := map[string]bool{}
-	for i, f := range s.Files {
+	for i := range s.Files {
 		field := fmt.Sprintf("files[%d]", i)
-		if err := checkTreePath(field+".path", f.Path); err != nil {
-			return err
-		}
-		if f.Path == "/" {
-			return fmt.Errorf("%s.path: \"/\" is not a file", field)
-		}
-		if seen[f.Path] {
-			return fmt.Errorf("%s.path: %s is listed twice", field, f.Path)
-		}
-		seen[f.Path] = true
-		if _, err := parseMode(field+".mode", defaultString(f.Mode, "0644")); err != nil {
-			return err
-		}
-		if err := f.User.validate(field + ".user"); err != nil {
-			return err
-		}
-		if err := f.Group.validate(field + ".group"); err != nil {
+		if err := s.Files[i].check(field, fileMode, `"/" is not a file`, seen); err != nil {
 			return err
 		}
 	}
@@ -70,51 +38,21 @@ func (s *Files) validate() error {
 
 // Run writes each file atomically.
 func (s *Files) Run(ctx context.Context, env *Env) error {
-	if len(s.Files) == 0 {
-		return nil
-	}
-	acc, err := loadTreeAccounts(env.Tree)
-	if err != nil {
-		return err
-	}
-	for i, f := range s.Files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return eachNode(ctx, env.Tree, len(s.Files), func(i int, acc *treeAccounts) error {
+		f := &s.Files[i]
 		field := fmt.Sprintf("files[%d]", i)
-		mode, _ := parseMode(field+".mode", defaultString(f.Mode, "0644"))
-		uid, err := acc.userID(f.User)
+		uid, gid, err := f.owner(acc)
 		if err != nil {
-			return fmt.Errorf("%s.user: %w", field, err)
+			// "files[0].user: …", as validate names the field.
+			return fmt.Errorf("%s.%w", field, err)
 		}
-		gid, err := acc.groupID(f.Group)
-		if err != nil {
-			return fmt.Errorf("%s.group: %w", field, err)
-		}
-		dir, err := treeResolve(env.Tree, path.Dir(f.Path), true)
+		dir, err := f.parentDir(env.Tree)
 		if err != nil {
 			return fmt.Errorf("%s.path: %w", field, err)
 		}
-		fi, err := os.Stat(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s.path: parent directory %s does not exist in the tree", field, path.Dir(f.Path))
-		}
-		if err != nil {
-			return fmt.Errorf("%s.path: %w", field, err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%s.path: %s is not a directory in the tree", field, path.Dir(f.Path))
-		}
-		if err := treeWriteFile(filepath.Join(dir, path.Base(f.Path)), []byte(f.Data), mode, uid, gid); err != nil {
+		if err := treeWriteFile(filepath.Join(dir, path.Base(f.Path)), []byte(f.Data), f.mode(fileMode), uid, gid); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
-	}
-	return nil
-}
-
-func defaultString(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+		return nil
+	})
 }

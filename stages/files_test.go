@@ -103,6 +103,7 @@ func TestFilesRunErrors(t *testing.T) {
 		{`{"files":[{"path":"/etc/out/f","data":""}]}`, "symlink /etc/out -> ../../../../../../../../../../.. leads out of the tree"},
 		{`{"files":[{"path":"/etc/abs/f","data":""}]}`, "parent directory /etc/abs does not exist in the tree"},
 		{`{"files":[{"path":"/etc","data":""}]}`, "is a directory"},
+		{`{"files":[{"path":"/etc/passwd/f","data":""}]}`, "files[0].path: /etc/passwd is not a directory in the tree"},
 	}
 	for _, tc := range tests {
 		root := tcAccountsTree(t)
