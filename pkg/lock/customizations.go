@@ -9,6 +9,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
+	"github.com/image-builder-action/image-builder-action/stages"
 )
 
 // customizationsFor checks the blueprint against what the distro honours,
@@ -60,11 +61,11 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		c.kernelOpts = k.Append
 	}
 	for _, g := range cu.Group {
-		c.groups = append(c.groups, groupOpt{Name: g.Name, GID: g.GID})
+		c.groups = append(c.groups, stages.GroupSpec{Name: g.Name, GID: g.GID})
 	}
-	users := map[string]*userOpt{}
+	users := map[string]*stages.UserSpec{}
 	for i, u := range cu.User {
-		o := userOpt{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups, ExpireDate: u.ExpireDate}
+		o := stages.UserSpec{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups, ExpireDate: u.ExpireDate}
 		o.Description = deref(u.Description)
 		o.Home = deref(u.Home)
 		o.Shell = deref(u.Shell)
@@ -90,7 +91,7 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		}
 		// An sshkey for a user the blueprint does not create: composer
 		// gives an existing user (root) the key.
-		c.users = append(c.users, userOpt{Name: k.User, Keys: []string{strings.TrimSpace(k.Key)}})
+		c.users = append(c.users, stages.UserSpec{Name: k.User, Keys: []string{strings.TrimSpace(k.Key)}})
 		users[k.User] = &c.users[len(c.users)-1]
 	}
 	if tz := cu.Timezone; tz != nil {
@@ -118,10 +119,10 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		}
 	}
 	if f := cu.Firewall; f != nil {
-		c.firewall = &firewallOpt{Ports: f.Ports}
+		c.firewall = &stages.Firewall{Ports: f.Ports}
 		if f.Services != nil {
-			c.firewall.Enabled = f.Services.Enabled
-			c.firewall.Disabled = f.Services.Disabled
+			c.firewall.EnabledServices = f.Services.Enabled
+			c.firewall.DisabledServices = f.Services.Disabled
 		}
 		if len(f.Zones) > 0 {
 			refuse("customizations.firewall.zones", "firewalld zones are not supported yet")
@@ -153,10 +154,10 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		c.diskMin = dk.MinSize
 	}
 	for _, dir := range cu.Directories {
-		c.dirs = append(c.dirs, dirOpt{Path: dir.Path, Mode: dir.Mode, User: dir.User, Group: dir.Group, EnsureParents: dir.EnsureParents})
+		c.dirs = append(c.dirs, stages.DirectorySpec{Node: node(dir.Path, dir.Mode, dir.User, dir.Group), EnsureParents: dir.EnsureParents})
 	}
 	for _, f := range cu.Files {
-		c.files = append(c.files, fileOpt{Path: f.Path, Mode: f.Mode, User: f.User, Group: f.Group, Data: f.Data})
+		c.files = append(c.files, stages.FileSpec{Node: node(f.Path, f.Mode, f.User, f.Group), Data: f.Data})
 	}
 	for _, r := range []struct {
 		set   bool
@@ -182,6 +183,23 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		}
 	}
 	return c, pkgs, errors.Join(errs...)
+}
+
+// node is a blueprint file or directory for its stage; user and group
+// are nil, a name or an id, as the blueprint checked them.
+func node(path, mode string, user, group any) stages.Node {
+	return stages.Node{Path: path, Mode: mode, User: owner(user), Group: owner(group)}
+}
+
+func owner(v any) stages.Owner {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return stages.Owner(x)
+	default:
+		return stages.Owner(fmt.Sprint(x))
+	}
 }
 
 func deref(s *string) string {

@@ -262,6 +262,12 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			memo[key] = out
 			return out, nil
 		}
+		// What every solution starts from, installed first by both the
+		// build root and the os tree.
+		base, err := solve(nil)
+		if err != nil {
+			return nil, fmt.Errorf("resolving the essential packages of %s: %w", archName, err)
+		}
 		for _, p := range plans {
 			buildPkgs, err := solve(p.buildPackages)
 			if err != nil {
@@ -271,7 +277,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if err != nil {
 				return nil, fmt.Errorf("resolving the packages of %s/%s: %w", archName, p.typ.Name, err)
 			}
-			pipes, err := p.pipelines(buildPkgs, osPkgs)
+			pipes, err := p.pipelines(base, buildPkgs, osPkgs)
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", archName, p.typ.Name, err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/stages"
 )
 
 // entryPlan is what one (arch, type) needs before resolution: the package
@@ -33,18 +34,18 @@ type customizations struct {
 	hostname   string
 	kernelName string
 	kernelOpts string
-	groups     []groupOpt
-	users      []userOpt
+	groups     []stages.GroupSpec
+	users      []stages.UserSpec
 	language   string
 	keyboard   string
 	timezone   string
 	ntpServers []string
-	dirs       []dirOpt
-	files      []fileOpt
+	dirs       []stages.DirectorySpec
+	files      []stages.FileSpec
 	enabled    []string
 	disabled   []string
 	masked     []string
-	firewall   *firewallOpt
+	firewall   *stages.Firewall
 	rootMin    uint64 // filesystem "/" minsize
 	diskMin    uint64 // disk minsize
 	extraFS    []extraFS
@@ -59,60 +60,18 @@ type extraFS struct {
 // linuxDataType is the GPT type of a plain Linux file system partition.
 const linuxDataType = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 
-type groupOpt struct {
-	Name string `json:"name"`
-	GID  *int   `json:"gid,omitempty"`
-}
-
-type userOpt struct {
-	Name        string   `json:"name"`
-	UID         *int     `json:"uid,omitempty"`
-	GID         *int     `json:"gid,omitempty"`
-	Groups      []string `json:"groups,omitempty"`
-	Description string   `json:"description,omitempty"`
-	Home        string   `json:"home,omitempty"`
-	Shell       string   `json:"shell,omitempty"`
-	Password    string   `json:"password,omitempty"`
-	Keys        []string `json:"keys,omitempty"`
-	ExpireDate  *int     `json:"expiredate,omitempty"`
-}
-
-type dirOpt struct {
-	Path          string `json:"path"`
-	Mode          string `json:"mode,omitempty"`
-	User          any    `json:"user,omitempty"`
-	Group         any    `json:"group,omitempty"`
-	EnsureParents bool   `json:"ensure_parents,omitempty"`
-}
-
-type fileOpt struct {
-	Path  string `json:"path"`
-	Mode  string `json:"mode,omitempty"`
-	User  any    `json:"user,omitempty"`
-	Group any    `json:"group,omitempty"`
-	Data  string `json:"data"`
-}
-
-type firewallOpt struct {
-	Ports    []string `json:"ports,omitempty"`
-	Enabled  []string `json:"enabled_services,omitempty"`
-	Disabled []string `json:"disabled_services,omitempty"`
-}
-
-type treeSource struct {
-	Pipeline string `json:"pipeline"`
-	Path     string `json:"path"`
-}
-
 const sectorSize = 512
 
 // GPT partition type GUIDs the generator needs to recognise.
 const biosBootType = "21686148-6449-6e6f-744e-656564454649"
 
+// stage writes a stage with its options: the stage's own type from
+// package stages (a map only where that type's JSON would differ from what
+// lockfiles already hold).
 func stage(typ string, opts any) manifest.Stage {
 	b, err := json.Marshal(opts)
 	if err != nil {
-		// Options are the generator's own types: a failure is a bug.
+		// Options are the stages' own types: a failure is a bug.
 		panic(fmt.Sprintf("marshalling %s options: %v", typ, err))
 	}
 	return manifest.Stage{Type: typ, Options: b}
@@ -199,11 +158,29 @@ func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
 }
 
 // pipelines writes the entry's pipelines from its resolved package sets.
-func (p *entryPlan) pipelines(buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
-	build := manifest.Pipeline{Name: "build", Stages: []manifest.Stage{
-		stage("debs", map[string]any{"packages": refs(buildPkgs)}),
-	}}
-	os, parts, err := p.osPipeline(osPkgs)
+// base is what every solution starts from (the Essential and required
+// packages): when a set holds all of it, its tree installs base in a
+// stage of its own, the same in the build root and the os tree, which a
+// build then runs once for both.
+func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
+	var exclude, include []string
+	if p.typ.Platform == "system" {
+		// The build root leaves out what the image leaves out: its tools
+		// need no documentation, and the first stages stay the same.
+		exclude, include = p.distro.OS.PathExclude, p.distro.OS.PathInclude
+	}
+	debs := func(pkgs []manifest.Package) []manifest.Stage {
+		one := func(pkgs []manifest.Package) manifest.Stage {
+			return stage("debs", stages.Debs{Packages: refs(pkgs), PathExclude: exclude, PathInclude: include})
+		}
+		rest, ok := without(pkgs, base)
+		if !ok || len(base) == 0 || len(rest) == 0 {
+			return []manifest.Stage{one(pkgs)}
+		}
+		return []manifest.Stage{one(base), one(rest)}
+	}
+	build := manifest.Pipeline{Name: "build", Stages: debs(buildPkgs)}
+	os, parts, err := p.osPipeline(debs(osPkgs))
 	if err != nil {
 		return nil, err
 	}
@@ -238,17 +215,33 @@ func (p *entryPlan) diskSize() uint64 {
 	return (size + (1 << 20) - 1) &^ ((1 << 20) - 1)
 }
 
-func (p *entryPlan) osPipeline(pkgs []manifest.Package) (manifest.Pipeline, []partPlan, error) {
-	d, c := p.distro, p.cust
-	os := manifest.Pipeline{Name: "os", Build: "build"}
-	add := func(typ string, opts any) { os.Stages = append(os.Stages, stage(typ, opts)) }
-
-	debs := map[string]any{"packages": refs(pkgs)}
-	if p.typ.Platform == "system" {
-		debs["path_exclude"] = d.OS.PathExclude
-		debs["path_include"] = d.OS.PathInclude
+// without returns pkgs less those of sub, and whether pkgs holds all of
+// sub (same versions).
+func without(pkgs, sub []manifest.Package) ([]manifest.Package, bool) {
+	in := map[string]bool{}
+	for _, q := range sub {
+		in[q.Ref()] = true
 	}
-	add("debs", debs)
+	var rest []manifest.Package
+	for _, q := range pkgs {
+		if in[q.Ref()] {
+			delete(in, q.Ref())
+		} else {
+			rest = append(rest, q)
+		}
+	}
+	return rest, len(in) == 0
+}
+
+// osPipeline writes the os pipeline, which installs the packages with the
+// debs stages given.
+func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []partPlan, error) {
+	d, c := p.distro, p.cust
+	// No build root: the os tree's stages run the tree's own tools
+	// (dpkg, update-initramfs, systemctl), so it is built while the
+	// build root is.
+	os := manifest.Pipeline{Name: "os", Stages: debs}
+	add := func(typ string, opts any) { os.Stages = append(os.Stages, stage(typ, opts)) }
 
 	var parts []partPlan
 	if p.typ.Bootable {
@@ -258,6 +251,9 @@ func (p *entryPlan) osPipeline(pkgs []manifest.Package) (manifest.Pipeline, []pa
 		}
 		// Boot configuration comes right after the packages, before the
 		// customizations: a hostname change then leaves the initramfs cached.
+		// fstab and grub2 options are maps: stages.FstabEntry leaves out
+		// "freq": 0 and stages.Grub2 writes "bios": null, where lockfiles
+		// have "freq": 0 and no "bios".
 		var fs []map[string]any
 		var rootUUID string
 		for _, pt := range parts {
@@ -287,21 +283,21 @@ func (p *entryPlan) osPipeline(pkgs []manifest.Package) (manifest.Pipeline, []pa
 			}
 		}
 		add("grub2", grub)
-		add("initramfs", map[string]any{
-			"modules":  d.Initramfs.Modules[p.typ.Kernel],
-			"compress": d.Initramfs.Compress,
-			"fstype":   d.Initramfs.FSType,
+		add("initramfs", stages.Initramfs{
+			Modules:  d.Initramfs.Modules[p.typ.Kernel],
+			Compress: d.Initramfs.Compress,
+			Fstype:   d.Initramfs.FSType,
 		})
 	}
 
-	var files []fileOpt
+	var files []stages.FileSpec
 	if p.typ.Platform == "system" {
 		for _, f := range d.OS.Files {
-			files = append(files, fileOpt{Path: f.Path, Mode: f.Mode, Data: f.Data})
+			files = append(files, stages.FileSpec{Node: stages.Node{Path: f.Path, Mode: f.Mode}, Data: f.Data})
 		}
 	}
 	for _, f := range p.typ.Files {
-		files = append(files, fileOpt{Path: f.Path, Mode: f.Mode, Data: f.Data})
+		files = append(files, stages.FileSpec{Node: stages.Node{Path: f.Path, Mode: f.Mode}, Data: f.Data})
 	}
 
 	hostname := c.hostname
@@ -309,66 +305,35 @@ func (p *entryPlan) osPipeline(pkgs []manifest.Package) (manifest.Pipeline, []pa
 		hostname = d.Hostname
 	}
 	if p.typ.Platform == "system" {
-		add("hostname", map[string]any{"hostname": hostname})
+		add("hostname", stages.Hostname{Hostname: hostname})
 	}
 	if c.language != "" || c.keyboard != "" {
-		opts := map[string]any{}
-		if c.language != "" {
-			opts["language"] = c.language
-		}
-		if c.keyboard != "" {
-			opts["keyboard"] = c.keyboard
-		}
-		add("locale", opts)
+		add("locale", stages.Locale{Language: c.language, Keyboard: c.keyboard})
 	}
 	if c.timezone != "" || len(c.ntpServers) > 0 {
-		opts := map[string]any{}
-		if c.timezone != "" {
-			opts["timezone"] = c.timezone
-		}
-		if len(c.ntpServers) > 0 {
-			opts["ntpservers"] = c.ntpServers
-		}
-		add("timezone", opts)
+		add("timezone", stages.Timezone{Timezone: c.timezone, NTPServers: c.ntpServers})
 	}
 	if len(c.groups) > 0 || len(c.users) > 0 {
-		opts := map[string]any{}
-		if len(c.groups) > 0 {
-			opts["groups"] = c.groups
-		}
-		if len(c.users) > 0 {
-			opts["users"] = c.users
-		}
-		add("users", opts)
+		add("users", stages.Users{Groups: c.groups, Users: c.users})
 	}
 	if len(c.dirs) > 0 {
-		add("directories", map[string]any{"directories": c.dirs})
+		add("directories", stages.Directories{Directories: c.dirs})
 	}
 	files = append(files, c.files...)
 	if len(files) > 0 {
-		add("files", map[string]any{"files": files})
+		add("files", stages.Files{Files: files})
 	}
 	enabled := c.enabled
 	if p.typ.Platform == "system" {
 		enabled = append(append([]string(nil), d.OS.EnabledServices...), c.enabled...)
 	}
 	if len(enabled) > 0 || len(c.disabled) > 0 || len(c.masked) > 0 {
-		opts := map[string]any{}
-		if len(enabled) > 0 {
-			opts["enabled"] = enabled
-		}
-		if len(c.disabled) > 0 {
-			opts["disabled"] = c.disabled
-		}
-		if len(c.masked) > 0 {
-			opts["masked"] = c.masked
-		}
-		add("systemd", opts)
+		add("systemd", stages.Systemd{Enabled: enabled, Disabled: c.disabled, Masked: c.masked})
 	}
 	if c.firewall != nil {
 		add("firewall", c.firewall)
 	}
-	add("cleanup", map[string]any{})
+	add("cleanup", stages.Cleanup{})
 	return os, parts, nil
 }
 
@@ -376,11 +341,11 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 	img := manifest.Pipeline{Name: "image", Build: "build"}
 	add := func(typ string, opts any) { img.Stages = append(img.Stages, stage(typ, opts)) }
 	const file = "disk.raw"
-	var table []map[string]any
+	var table []stages.DiskPartition
 	for _, pt := range parts {
-		table = append(table, map[string]any{"name": pt.Name, "type": pt.Type, "uuid": pt.uuid, "start": pt.start, "size": pt.size})
+		table = append(table, stages.DiskPartition{Name: pt.Name, Type: pt.Type, UUID: pt.uuid, Start: pt.start, Size: pt.size})
 	}
-	add("disk", map[string]any{"filename": file, "size": p.diskSize(), "uuid": p.uuidFor("disk"), "partitions": table})
+	add("disk", stages.Disk{Filename: file, Size: int64(p.diskSize()), UUID: p.uuidFor("disk"), Partitions: table})
 	// A file system leaves out what other file systems mounted below it
 	// hold; paths are relative to its own mountpoint.
 	excludesFor := func(mp string) []string {
@@ -396,12 +361,14 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 	for _, pt := range parts {
 		switch pt.FS {
 		case "vfat":
-			add("mkfs-fat", map[string]any{"filename": file, "partition": pt.index, "fat": 32,
-				"volume_id": strings.ReplaceAll(pt.fsID, "-", ""), "label": pt.Label,
-				"source": treeSource{Pipeline: "os", Path: pt.Mountpoint}})
+			add("mkfs-fat", stages.MkfsFAT{Filename: file, Partition: pt.index, FAT: 32,
+				VolumeID: strings.ReplaceAll(pt.fsID, "-", ""), Label: pt.Label,
+				Source: stages.Source{Pipeline: "os", Path: pt.Mountpoint}})
 		case "ext4":
+			// A map: stages.MkfsExt4 writes "exclude": null where lockfiles
+			// have no "exclude".
 			opts := map[string]any{"filename": file, "partition": pt.index, "uuid": pt.fsID, "label": pt.Label,
-				"hash_seed": p.uuidFor("hash_seed/" + pt.Name), "source": treeSource{Pipeline: "os", Path: pt.Mountpoint}}
+				"hash_seed": p.uuidFor("hash_seed/" + pt.Name), "source": stages.Source{Pipeline: "os", Path: pt.Mountpoint}}
 			if ex := excludesFor(pt.Mountpoint); len(ex) > 0 {
 				opts["exclude"] = ex
 			}
@@ -410,8 +377,8 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 	}
 	for _, pt := range parts {
 		if pt.Type == biosBootType {
-			add("grub-bios", map[string]any{"filename": file, "core_partition": pt.index,
-				"source": treeSource{Pipeline: "os", Path: "/boot/grub/i386-pc"}})
+			add("grub-bios", stages.GrubBIOS{Filename: file, CorePartition: pt.index,
+				Source: stages.Source{Pipeline: "os", Path: "/boot/grub/i386-pc"}})
 		}
 	}
 	return img
