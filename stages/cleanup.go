@@ -1,15 +1,18 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 func init() {
@@ -25,8 +28,9 @@ func init() {
 // Cleanup removes what makes one machine's image differ from another's or
 // is left over from the build: the machine id, SSH host keys (a unit makes
 // new ones at first boot), apt's lists and caches, logs, temporary files,
-// random seeds, and the build's service blockers. Running it twice changes
-// nothing the second time.
+// random seeds, and the build's service blockers. It also stores GRUB's
+// module copies in /boot/grub once, as hard links to the package's files.
+// Running it twice changes nothing the second time.
 type Cleanup struct{}
 
 // sshKeygenUnit makes the host keys the image ships without, before sshd
@@ -65,6 +69,7 @@ func (s *Cleanup) Run(ctx context.Context, env *Env) error {
 		{"temporary files", cleanTmp},
 		{"build leftovers", cleanBuildLeftovers},
 		{"random seeds and caches", cleanSeeds},
+		{"GRUB module copies", linkGrubModules},
 	}
 	for _, st := range steps {
 		if err := ctx.Err(); err != nil {
@@ -357,4 +362,134 @@ func removeGlob(root, dir, pattern string) error {
 		}
 	}
 	return nil
+}
+
+// linkGrubModules replaces the files of /boot/grub/<platform> that are
+// byte-for-byte copies of /usr/lib/grub/<platform>'s, with the same owner
+// and mode, by hard links to them: ~5.6 MiB stored once in an amd64 image
+// with both BIOS and UEFI GRUB. Only the names grub-install unlinks before
+// it copies new ones (*.mod, *.lst, *.img) are linked, and dpkg renames a
+// package's new files into place: neither writes through the link into the
+// other file.
+func linkGrubModules(root string) error {
+	boot, err := treeResolve(root, "/boot/grub", true)
+	if err != nil {
+		return err
+	}
+	platforms, err := os.ReadDir(boot)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, pl := range platforms {
+		if !pl.IsDir() {
+			continue // a symlink is left alone, like anything else unusual
+		}
+		src, err := treeResolve(root, "/usr/lib/grub/"+pl.Name(), true)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(boot, pl.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			n := f.Name()
+			if !f.Type().IsRegular() || !grubInstallReplaces(n) {
+				continue
+			}
+			if err := linkIfSame(filepath.Join(src, n), filepath.Join(dir, n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// grubInstallReplaces reports whether grub-install removes a file of this
+// name from a platform directory before copying (its clean_grub_dir).
+func grubInstallReplaces(name string) bool {
+	for _, ext := range []string{".mod", ".lst", ".img"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// linkIfSame makes dst a hard link to src when both are regular files with
+// the same owner, mode and contents and are not linked already.
+func linkIfSame(src, dst string) error {
+	sfi, err := os.Lstat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dfi, err := os.Lstat(dst)
+	if err != nil {
+		return err
+	}
+	if !sfi.Mode().IsRegular() || !dfi.Mode().IsRegular() || os.SameFile(sfi, dfi) ||
+		sfi.Mode() != dfi.Mode() || sfi.Size() != dfi.Size() {
+		return nil
+	}
+	ss, ds := sfi.Sys().(*syscall.Stat_t), dfi.Sys().(*syscall.Stat_t)
+	if ss.Uid != ds.Uid || ss.Gid != ds.Gid {
+		return nil
+	}
+	same, err := sameContents(src, dst)
+	if err != nil || !same {
+		return err
+	}
+	tmp := dst + ".ibuild-link"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Link(src, tmp); err != nil {
+		if errors.Is(err, syscall.EXDEV) {
+			return nil // another file system: the copy stays
+		}
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// sameContents compares two files of equal size.
+func sameContents(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		na, erra := io.ReadFull(fa, ba)
+		nb, errb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if erra == io.EOF || erra == io.ErrUnexpectedEOF {
+			return errb == io.EOF || errb == io.ErrUnexpectedEOF, nil
+		}
+		if erra != nil {
+			return false, erra
+		}
+		if errb != nil {
+			return false, errb
+		}
+	}
 }

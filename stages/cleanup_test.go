@@ -198,3 +198,88 @@ func TestCleanupRun(t *testing.T) {
 	}
 	tcSecondRunNoop(t, env)
 }
+
+func TestCleanupGrubModules(t *testing.T) {
+	tcNeedRoot(t)
+	root := tcEmptyTree(t)
+	for _, f := range []struct{ p, data string }{
+		{"/usr/lib/grub/i386-pc/normal.mod", "normal"},
+		{"/usr/lib/grub/i386-pc/moddep.lst", "deps"},
+		{"/usr/lib/grub/i386-pc/boot.img", "boot sector"},
+		{"/usr/lib/grub/i386-pc/modinfo.sh", "info"},
+		{"/usr/lib/grub/i386-pc/other.mod", "package"},
+		{"/usr/lib/grub/i386-pc/private.mod", "private"},
+		{"/usr/lib/grub/i386-pc/owned.mod", "owned"},
+		{"/usr/lib/grub/x86_64-efi/linux.mod", "linux"},
+		{"/boot/grub/i386-pc/normal.mod", "normal"},
+		{"/boot/grub/i386-pc/moddep.lst", "deps"},
+		{"/boot/grub/i386-pc/boot.img", "boot sector"},
+		{"/boot/grub/i386-pc/core.img", "built here"},
+		{"/boot/grub/i386-pc/modinfo.sh", "info"},     // grub-install overwrites it in place
+		{"/boot/grub/i386-pc/other.mod", "changed"},   // same size, other bytes
+		{"/boot/grub/i386-pc/private.mod", "private"}, // other mode
+		{"/boot/grub/i386-pc/owned.mod", "owned"},     // other owner
+		{"/boot/grub/x86_64-efi/linux.mod", "linux"},
+		{"/boot/grub/x86_64-efi/extra.mod", "no source"},
+		{"/boot/grub/grub.cfg", "menu"},
+	} {
+		tcWrite(t, root, f.p, f.data)
+	}
+	if err := os.Chmod(filepath.Join(root, "boot/grub/i386-pc/private.mod"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(root, "boot/grub/i386-pc/owned.mod"), 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	env := tcEnv(t, root)
+	tcRun(t, env, "cleanup", `{}`)
+
+	same := func(a, b string) bool {
+		fa, err := os.Lstat(filepath.Join(root, a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, err := os.Lstat(filepath.Join(root, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return os.SameFile(fa, fb)
+	}
+	for _, tc := range []struct {
+		name   string
+		linked bool
+	}{
+		{"i386-pc/normal.mod", true},
+		{"i386-pc/moddep.lst", true},
+		{"i386-pc/boot.img", true},
+		{"i386-pc/modinfo.sh", false},
+		{"i386-pc/other.mod", false},
+		{"i386-pc/private.mod", false},
+		{"i386-pc/owned.mod", false},
+		{"x86_64-efi/linux.mod", true},
+	} {
+		if got := same("/boot/grub/"+tc.name, "/usr/lib/grub/"+tc.name); got != tc.linked {
+			t.Errorf("%s: linked %v, want %v", tc.name, got, tc.linked)
+		}
+	}
+	for p, want := range map[string]string{
+		"/boot/grub/i386-pc/core.img":        "built here",
+		"/boot/grub/i386-pc/other.mod":       "changed",
+		"/usr/lib/grub/i386-pc/other.mod":    "package",
+		"/boot/grub/i386-pc/normal.mod":      "normal",
+		"/boot/grub/x86_64-efi/extra.mod":    "no source",
+		"/boot/grub/grub.cfg":                "menu",
+		"/usr/lib/grub/x86_64-efi/linux.mod": "linux",
+	} {
+		if got := tcRead(t, root, p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if mode, uid, _ := tcStat(t, root, "/boot/grub/i386-pc/owned.mod"); mode.Perm() != 0o644 || uid != 1 {
+		t.Errorf("owned.mod: %v uid %d", mode, uid)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "boot/grub/*/*.ibuild-link")); len(left) > 0 {
+		t.Errorf("temporary links left: %v", left)
+	}
+	tcSecondRunNoop(t, env)
+}

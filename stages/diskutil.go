@@ -220,6 +220,40 @@ func readPartition(p string, n int) (diskPart, error) {
 	return diskPart{}, fmt.Errorf("%s has no partition %d", filepath.Base(p), n)
 }
 
+// imagePartition is a partition of a disk image in the output directory
+// that a stage rewrites with the build root's tools.
+type imagePartition struct {
+	diskPart
+	// img is the image's host path.
+	img string
+}
+
+// findImagePartition reads partition n (1-based) of the image filename in
+// the output directory.
+func findImagePartition(env *Env, filename string, n int) (imagePartition, error) {
+	img := filepath.Join(env.Tree, filename)
+	part, err := readPartition(img, n)
+	if err != nil {
+		return imagePartition{}, err
+	}
+	return imagePartition{diskPart: part, img: img}, nil
+}
+
+// startSector is the partition's first sector.
+func (p imagePartition) startSector() int64 { return p.Start / sectorSize }
+
+// update applies fn to a sparse copy of the image and renames the copy over
+// the image when fn succeeds (updateImage). fn gets the copy's path as a
+// tool sees it with outputBind.
+func (p imagePartition) update(fn func(toolPath string) error) error {
+	return updateImage(p.img, func(tmp string) error {
+		return fn(path.Join(outMount, tmp))
+	})
+}
+
+// outputBind shows a tool the output directory at outMount.
+func outputBind(env *Env) Bind { return Bind{Src: env.Tree, Dst: outMount} }
+
 // updateImage applies fn to a sparse copy of the image at p, a file of the
 // output directory, and renames the copy over p when fn succeeds: a stage
 // that fails leaves the image as it was. fn gets the copy's base name.

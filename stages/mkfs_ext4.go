@@ -102,8 +102,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 	if err := needTools(env, "mkfs.ext4"); err != nil {
 		return err
 	}
-	img := filepath.Join(env.Tree, s.Filename)
-	part, err := readPartition(img, s.Partition)
+	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
 		return err
 	}
@@ -111,7 +110,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 		return fmt.Errorf("partition %d: %d bytes are too few for ext4", s.Partition, part.Size)
 	}
 
-	binds := []Bind{{Src: env.Tree, Dst: outMount}, {Src: src, Dst: inMount, ReadOnly: true}}
+	binds := []Bind{outputBind(env), {Src: src, Dst: inMount, ReadOnly: true}}
 	// mkfs.ext4 -d has no exclusions: an empty directory, made like the
 	// excluded one, is bound over it for the command.
 	empties, err := os.MkdirTemp("", "ibuild-ext4-")
@@ -178,8 +177,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 		// The build root's mke2fs.conf sets the defaults; the options
 		// below pin what matters for the boot loader.
 	}
-	return updateImage(img, func(tmp string) error {
-		target := path.Join(outMount, tmp)
+	return part.update(func(target string) error {
 		mkfs := []string{"mkfs.ext4", "-q", "-F",
 			"-T", "default",
 			// GRUB 2.06 refuses metadata_csum_seed (an incompat
@@ -197,7 +195,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 		// debugfs reports failed commands on stderr and still exits 0.
 		var stderr bytes.Buffer
 		debugfs := []string{"debugfs", "-w", "-f", "/run/ibuild/script/times", fmt.Sprintf("%s?offset=%d", target, part.Start)}
-		dbinds := []Bind{{Src: env.Tree, Dst: outMount}, {Src: scriptDir, Dst: "/run/ibuild/script", ReadOnly: true}}
+		dbinds := []Bind{outputBind(env), {Src: scriptDir, Dst: "/run/ibuild/script", ReadOnly: true}}
 		if err := runTool(ctx, env, dbinds, toolEnv, toolIO{stdout: io.Discard, stderr: &stderr}, debugfs...); err != nil {
 			return err
 		}

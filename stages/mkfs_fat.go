@@ -105,8 +105,7 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 	if err := needTools(env, "mkfs.fat"); err != nil {
 		return err
 	}
-	img := filepath.Join(env.Tree, s.Filename)
-	part, err := readPartition(img, s.Partition)
+	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
 		return err
 	}
@@ -122,11 +121,11 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 
-	startSector := part.Start / sectorSize
+	start := strconv.FormatInt(part.startSector(), 10)
 	args := []string{"mkfs.fat",
-		"--offset=" + strconv.FormatInt(startSector, 10),
+		"--offset=" + start,
 		// What a partition's boot sector says about where it starts.
-		"-h", strconv.FormatInt(startSector, 10),
+		"-h", start,
 		"--mbr=n", "--invariant",
 		"-i", s.VolumeID,
 	}
@@ -144,9 +143,8 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 		args = append(args, "-s", strconv.Itoa(spc))
 	}
 	tz := []string{"TZ=UTC", fmt.Sprintf("SOURCE_DATE_EPOCH=%d", env.SourceDateEpoch)}
-	return updateImage(img, func(tmp string) error {
-		binds := []Bind{{Src: env.Tree, Dst: outMount}, {Src: staging, Dst: inMount, ReadOnly: true}}
-		target := path.Join(outMount, tmp)
+	return part.update(func(target string) error {
+		binds := []Bind{outputBind(env), {Src: staging, Dst: inMount, ReadOnly: true}}
 		mkfs := append(args, target, strconv.FormatInt(part.Size/1024, 10))
 		if err := runTool(ctx, env, binds, tz, toolIO{}, mkfs...); err != nil {
 			return err
