@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -181,6 +182,12 @@ func (s *Store) Commit(key, tree string, meta objectMeta) error {
 	if err != nil {
 		return fmt.Errorf("committing %s: %w", key, err)
 	}
+	return s.publish(key, stage, meta)
+}
+
+// publish writes meta beside the tree in stage and renames stage to the
+// object's directory: the one step that makes an object visible.
+func (s *Store) publish(key, stage string, meta objectMeta) error {
 	meta.Key = key
 	meta.Created = time.Now().UTC()
 	data, err := json.MarshalIndent(&meta, "", "  ")
@@ -248,7 +255,7 @@ func (s *Store) DirTree(key string) (string, bool) {
 // xattrs (file capabilities), hard links, device nodes.
 func runTar(args ...string) error {
 	full := append([]string{"--numeric-owner", "--xattrs", "--xattrs-include=*"}, args...)
-	out, err := exec.Command("tar", full...).CombinedOutput()
+	out, err := hostOutput("tar", full...)
 	if err != nil {
 		return fmt.Errorf("tar %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
 	}
@@ -279,7 +286,7 @@ func countEntries(dir string, limit int) (int, error) {
 // owners, modes, timestamps, hard links, device nodes, xattrs and holes,
 // with reflinks where the file system has them.
 func CopyTree(src, dst string) error {
-	out, err := exec.Command("cp", "-a", "--reflink=auto", "--", src, dst).CombinedOutput()
+	out, err := hostOutput("cp", "-a", "--reflink=auto", "--", src, dst)
 	if err != nil {
 		return fmt.Errorf("copying %s to %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
 	}
@@ -404,8 +411,22 @@ func randomHex() string {
 }
 
 func runCmd(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
+	out, err := hostOutput(name, args...)
 	return string(out), err
+}
+
+// hostOutput runs a host tool (tar, cp) and returns its combined output.
+// The tool is killed when ibuild dies (SIGKILL, the OOM killer) rather
+// than left running as an orphan that writes into the cache or the work
+// area while the next build cleans them.
+func hostOutput(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The parent-death signal follows the thread that started the tool:
+	// keep that thread until the tool has ended.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.CombinedOutput()
 }
 
 // CommitMove stores tree as key by renaming it into the store, for a
@@ -428,20 +449,5 @@ func (s *Store) CommitMove(key, tree string, meta objectMeta) error {
 	if meta.Size, err = treeSize(filepath.Join(stage, "tree")); err != nil {
 		return fmt.Errorf("committing %s: %w", key, err)
 	}
-	meta.Key = key
-	meta.Created = time.Now().UTC()
-	data, err := json.MarshalIndent(&meta, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(stage, "meta.json"), append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("committing %s: %w", key, err)
-	}
-	if err := os.Rename(stage, s.objectDir(key)); err != nil {
-		if s.Lookup(key) {
-			return nil // published concurrently by another build
-		}
-		return fmt.Errorf("committing %s: %w", key, err)
-	}
-	return nil
+	return s.publish(key, stage, meta)
 }

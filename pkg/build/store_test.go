@@ -3,7 +3,9 @@ package build
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -135,5 +137,56 @@ func TestWorkAreaCleansDeadBuilds(t *testing.T) {
 	other.Close()
 	if _, err := os.Stat(other.dir); err == nil {
 		t.Errorf("closed work area still there")
+	}
+}
+
+// hostToolEnv makes the test binary a stand-in for ibuild that runs a host
+// tool through hostOutput (TestHostToolDiesWithIbuild).
+const hostToolEnv = "IBUILD_TEST_HOST_TOOL"
+
+func init() {
+	if arg := os.Getenv(hostToolEnv); arg != "" {
+		hostOutput("sleep", arg)
+		os.Exit(0)
+	}
+}
+
+// A host tool (tar, cp) does not outlive ibuild killed alone (SIGKILL,
+// the OOM killer): it would write into the cache or the work area while
+// the next build cleans them.
+func TestHostToolDiesWithIbuild(t *testing.T) {
+	// A sleep nobody else runs: its argument names this test's process.
+	arg := fmt.Sprintf("3%d.5", os.Getpid())
+	ibuild := exec.Command(os.Args[0], "-test.run=^$")
+	ibuild.Env = append(os.Environ(), hostToolEnv+"="+arg)
+	if err := ibuild.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tool := func() int {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, _ := os.ReadFile(p); string(b) == "sleep\x00"+arg+"\x00" {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				return pid
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tool() == 0 {
+		if time.Now().After(deadline) {
+			ibuild.Process.Kill()
+			t.Fatal("the host tool did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ibuild.Process.Kill()
+	ibuild.Wait()
+	for deadline := time.Now().Add(2 * time.Second); tool() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			pid := tool()
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the host tool (pid %d) outlived ibuild by 2 s", pid)
+		}
 	}
 }
