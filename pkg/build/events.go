@@ -2,9 +2,25 @@ package build
 
 import "time"
 
-// Event is something a build reports through WithEvents: Download,
-// StageStart, StageDone, Commit.
+// Event is something a build reports through WithEvents: DownloadStart,
+// DownloadProgress, Download, StageStart, StageDone, Commit.
 type Event interface{ isEvent() }
+
+// DownloadStart reports the packages a fetch is about to download (those
+// not in the cache yet): how many and their size in all. A build may fetch
+// more than once; each fetch adds to the totals.
+type DownloadStart struct {
+	Packages int
+	Bytes    int64
+}
+
+// DownloadProgress reports bytes received since the previous
+// DownloadProgress, at most every downloadTick while packages are being
+// downloaded. Bytes is negative when a failed attempt's bytes are given
+// back before a retry. Summed, they equal the finished downloads' Bytes.
+type DownloadProgress struct {
+	Bytes int64
+}
 
 // Download reports a package stored (or found already stored) in the cache.
 type Download struct {
@@ -39,7 +55,9 @@ type Commit struct {
 	Duration time.Duration
 }
 
-func (Download) isEvent()   {}
-func (StageStart) isEvent() {}
-func (StageDone) isEvent()  {}
-func (Commit) isEvent()     {}
+func (DownloadStart) isEvent()    {}
+func (DownloadProgress) isEvent() {}
+func (Download) isEvent()         {}
+func (StageStart) isEvent()       {}
+func (StageDone) isEvent()        {}
+func (Commit) isEvent()           {}

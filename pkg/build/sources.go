@@ -33,7 +33,15 @@ type Sources struct {
 
 	mu   sync.Mutex
 	pkgs map[string]*manifest.Package // by ref
+
+	// Bytes received but not yet reported by a DownloadProgress.
+	progMu      sync.Mutex
+	progPending int64
+	progLast    time.Time
 }
+
+// downloadTick is the least time between two DownloadProgress events.
+const downloadTick = 100 * time.Millisecond
 
 var _ stages.PackageSource = (*Sources)(nil)
 
@@ -109,6 +117,11 @@ func (s *Sources) Fetch(ctx context.Context, refs []string) error {
 	}
 	// Big files first so the tail of the run is not one large download.
 	sort.Slice(todo, func(i, j int) bool { return todo[i].Size > todo[j].Size })
+	var total int64
+	for _, p := range todo {
+		total += max(p.Size, 0)
+	}
+	s.events(DownloadStart{Packages: len(todo), Bytes: total})
 	if err := os.MkdirAll(filepath.Join(s.dir, "sha256"), 0o755); err != nil {
 		return fmt.Errorf("fetching packages: %w", err)
 	}
@@ -208,7 +221,15 @@ func (s *Sources) download(ctx context.Context, p *manifest.Package) error {
 	if p.Size <= 0 {
 		limit = 1 << 40
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, limit))
+	counter := &progressWriter{s: s}
+	stored := false
+	defer func() {
+		if !stored {
+			// A retry downloads these bytes again.
+			s.progress(-counter.n, true)
+		}
+	}()
+	n, err := io.Copy(io.MultiWriter(f, h, counter), io.LimitReader(resp.Body, limit))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -233,6 +254,37 @@ func (s *Sources) download(ctx context.Context, p *manifest.Package) error {
 	if err := os.Rename(tmp, s.path(p.SHA256)); err != nil {
 		return permanentError{fmt.Errorf("storing %s: %w", p.Ref(), err)}
 	}
+	stored = true
+	s.progress(0, true)
 	s.events(Download{Ref: p.Ref(), Bytes: n})
 	return nil
+}
+
+// progressWriter counts the bytes of one download attempt into the
+// Sources' progress.
+type progressWriter struct {
+	s *Sources
+	n int64
+}
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	w.s.progress(int64(len(p)), false)
+	return len(p), nil
+}
+
+// progress adds d received bytes and reports what is pending as a
+// DownloadProgress when downloadTick has passed since the last one, or
+// at once with flush.
+func (s *Sources) progress(d int64, flush bool) {
+	s.progMu.Lock()
+	s.progPending += d
+	now := time.Now()
+	if s.progPending == 0 || !flush && now.Sub(s.progLast) < downloadTick {
+		s.progMu.Unlock()
+		return
+	}
+	d, s.progPending, s.progLast = s.progPending, 0, now
+	s.progMu.Unlock()
+	s.events(DownloadProgress{Bytes: d})
 }

@@ -8,8 +8,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,16 +88,27 @@ func TestSourcesFetch(t *testing.T) {
 				if path != filepath.Join(dir, "sha256", digest(good)) {
 					t.Errorf("path %s", path)
 				}
-				if len(events) != 1 || events[0] != (Download{Ref: p.Ref(), Bytes: int64(len(good))}) {
+				if len(downloads(events)) != 1 || downloads(events)[0] != (Download{Ref: p.Ref(), Bytes: int64(len(good))}) {
 					t.Errorf("events: %#v", events)
 				}
 			} else {
+				if d := downloads(events); len(d) != 0 {
+					t.Errorf("failed download reported as stored: %#v", d)
+				}
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("error %v, want %q", err, tc.want)
 				}
 				if _, err := s.Path(p.Ref()); err == nil {
 					t.Errorf("Path of a failed package succeeded")
 				}
+			}
+			// Bytes of failed attempts are given back: the progress adds up
+			// to what was stored.
+			if len(events) == 0 || events[0] != (DownloadStart{Packages: 1, Bytes: int64(len(good))}) {
+				t.Errorf("first event %#v, want DownloadStart", events)
+			}
+			if got, want := progressSum(events), int64(tc.entries*len(good)); got != want {
+				t.Errorf("progress adds up to %d bytes, want %d: %#v", got, want, events)
 			}
 			stored, _ := os.ReadDir(filepath.Join(dir, "sha256"))
 			if len(stored) != tc.entries {
@@ -109,6 +122,97 @@ func TestSourcesFetch(t *testing.T) {
 	}
 	if n := truncated.Load(); n != 3 {
 		t.Errorf("truncated download tried %d times, want 3 (retried)", n)
+	}
+}
+
+// downloads returns the Download events among events.
+func downloads(events []Event) []Download {
+	var out []Download
+	for _, e := range events {
+		if d, ok := e.(Download); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// progressSum adds up the DownloadProgress events.
+func progressSum(events []Event) int64 {
+	var n int64
+	for _, e := range events {
+		if p, ok := e.(DownloadProgress); ok {
+			n += p.Bytes
+		}
+	}
+	return n
+}
+
+// Packages arriving slowly are reported while they arrive, not only when
+// stored; a second fetch of stored packages downloads nothing.
+func TestSourcesProgress(t *testing.T) {
+	// Package pN is 3 KiB starting with byte N, sent a KiB at a time.
+	content := func(i byte) []byte {
+		b := make([]byte, 3<<10)
+		for j := range b {
+			b[j] = byte(j)
+		}
+		b[0] = i
+		return b
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := content(r.URL.Path[len(r.URL.Path)-1] - '0')
+		for i := 0; i < 3; i++ {
+			w.Write(b[i<<10 : (i+1)<<10])
+			w.(http.Flusher).Flush()
+			time.Sleep(3 * downloadTick / 2)
+		}
+	}))
+	defer srv.Close()
+	var pkgs []manifest.Package
+	var refs []string
+	for i := range 3 {
+		name := "p" + strconv.Itoa(i)
+		pkgs = append(pkgs, manifest.Package{Name: name, Version: "1", Arch: "all", URL: srv.URL + "/" + name,
+			SHA256: digest(content(byte(i))), Size: 3 << 10})
+		refs = append(refs, pkgs[i].Ref())
+	}
+	const total = 3 * 3 << 10
+	var mu sync.Mutex
+	var events []Event
+	rec := func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	s := NewSources(t.TempDir(), pkgs, srv.Client(), 2, rec)
+	if err := s.Fetch(context.Background(), refs); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) == 0 || events[0] != (DownloadStart{Packages: 3, Bytes: total}) {
+		t.Fatalf("first event %#v, want DownloadStart of 3 packages", events)
+	}
+	// Reports while the first packages arrive, then the rest at once when
+	// one is stored.
+	firstDone := slices.IndexFunc(events, func(e Event) bool { _, ok := e.(Download); return ok })
+	ticks := 0
+	for _, e := range events[:max(firstDone, 0)] {
+		if _, ok := e.(DownloadProgress); ok {
+			ticks++
+		}
+	}
+	if ticks < 2 {
+		t.Errorf("%d progress reports before the first package was stored, want some while it arrived: %#v", ticks, events)
+	}
+	if got := progressSum(events); got != total {
+		t.Errorf("progress adds up to %d, want %d", got, total)
+	}
+	if n := len(downloads(events)); n != 3 {
+		t.Errorf("%d packages reported stored, want 3", n)
+	}
+	events = nil
+	if err := s.Fetch(context.Background(), refs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if d, ok := e.(Download); !ok || !d.Cached {
+			t.Errorf("second fetch reported %#v, want only cached packages", e)
+		}
 	}
 }
 

@@ -1,12 +1,9 @@
 package cmd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +18,7 @@ type buildFlags struct {
 	output       string
 	cacheDir     string
 	cacheMaxSize int64
+	workDir      string
 	jsonEvents   bool
 	verbose      bool
 	allowStale   bool
@@ -44,7 +42,8 @@ func newBuild() *cobra.Command {
 				}
 				fmt.Fprintf(c.ErrOrStderr(), "warning: %v\n", err)
 			}
-			progress := &progress{w: c.ErrOrStderr(), json: f.jsonEvents}
+			stderr := c.ErrOrStderr()
+			progress := &progress{w: stderr, json: f.jsonEvents, term: !f.jsonEvents && isTerminal(stderr)}
 			opts := []build.Option{
 				build.WithOutputDir(f.output),
 				build.WithCacheDir(filepath.Join(f.cacheDir, "build")),
@@ -53,12 +52,25 @@ func newBuild() *cobra.Command {
 			if f.cacheMaxSize > 0 {
 				opts = append(opts, build.WithCacheMaxSize(f.cacheMaxSize))
 			}
+			if f.workDir != "" {
+				opts = append(opts, build.WithWorkDir(f.workDir))
+			}
 			if f.verbose {
-				opts = append(opts, build.WithLog(c.ErrOrStderr()))
+				// Through progress, which keeps the tools' lines off the
+				// download line.
+				opts = append(opts, build.WithLog(progress))
 			}
 			start := time.Now()
-			res, err := build.Build(c.Context(), lf, f.arch, f.typ, opts...)
+			ctx := c.Context()
+			res, err := build.Build(ctx, lf, f.arch, f.typ, opts...)
+			progress.close()
 			if err != nil {
+				if ctx.Err() != nil {
+					// Build has removed its work area; what it stored in
+					// the cache is complete and the next build reuses it.
+					return &ExitError{Code: 130, Err: fmt.Errorf("build interrupted after %s: %w",
+						time.Since(start).Round(100*time.Millisecond), err)}
+				}
 				return err
 			}
 			for _, o := range res.Files {
@@ -79,62 +91,10 @@ func newBuild() *cobra.Command {
 	fl.StringVar(&f.typ, "type", "", "image type of the entry to build (may be left out when the lockfile has one)")
 	fl.StringVarP(&f.output, "output", "o", "out", "output directory")
 	fl.StringVar(&f.cacheDir, "cache", defaultCacheDir(), "cache directory (packages and stage trees)")
+	fl.StringVar(&f.workDir, "work-dir", "", "where trees are built (default: /dev/shm when it is a tmpfs with 8 GiB free, else the cache)")
 	fl.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "evict least recently used stage trees above this many bytes (0: no limit)")
 	fl.BoolVar(&f.jsonEvents, "json", false, "print a JSON event stream instead of progress lines")
 	fl.BoolVar(&f.allowStale, "allow-stale", false, "build even when the blueprint or image definitions changed since locking")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the output of the tools stages run")
 	return c
-}
-
-// progress turns build events into one line per stage, or JSON lines.
-type progress struct {
-	mu        sync.Mutex
-	w         io.Writer
-	json      bool
-	downloads int
-	bytes     int64
-}
-
-func (p *progress) emit(v map[string]any) {
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(p.w, "%s\n", b)
-}
-
-func (p *progress) event(e build.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch e := e.(type) {
-	case build.Download:
-		if p.json {
-			p.emit(map[string]any{"event": "download", "ref": e.Ref, "bytes": e.Bytes, "cached": e.Cached})
-			return
-		}
-		if !e.Cached {
-			p.downloads++
-			p.bytes += e.Bytes
-		}
-	case build.StageStart:
-		if p.json {
-			p.emit(map[string]any{"event": "stage-start", "pipeline": e.Pipeline, "index": e.Index, "type": e.Type, "cache_hit": e.CacheHit})
-			return
-		}
-		if p.downloads > 0 {
-			fmt.Fprintf(p.w, "downloaded %d packages (%.1f MiB)\n", p.downloads, float64(p.bytes)/(1<<20))
-			p.downloads, p.bytes = 0, 0
-		}
-	case build.StageDone:
-		if p.json {
-			p.emit(map[string]any{"event": "stage-done", "pipeline": e.Pipeline, "index": e.Index, "type": e.Type, "cache_hit": e.CacheHit, "seconds": e.Duration.Seconds()})
-			return
-		}
-		state := "ran"
-		if e.CacheHit {
-			state = "cached"
-		}
-		fmt.Fprintf(p.w, "%-8s %2d %-12s %-6s %6.1fs\n", e.Pipeline, e.Index, e.Type, state, e.Duration.Seconds())
-	case build.Commit:
-		if p.json {
-			p.emit(map[string]any{"event": "commit", "pipeline": e.Pipeline, "index": e.Index, "key": e.Key, "seconds": e.Duration.Seconds()})
-		}
-	}
 }
