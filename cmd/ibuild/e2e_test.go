@@ -4,19 +4,25 @@ package main
 // against the host's repositories, builds it, the image is checked with
 // tools nobody here wrote (sfdisk, fsck, qemu-img, debugfs), and QEMU boots
 // it by UEFI and by BIOS until the first-boot marker reports what it found.
+// The README's example blueprint (testdata/blueprints/example.toml, what
+// `make example` builds) is built too, read back and booted by UEFI beside
+// them.
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,25 +88,18 @@ func TestBuildAndBoot(t *testing.T) {
 	}
 	raw, qcow2 := filepath.Join(out, "disk.raw"), filepath.Join(out, "disk.qcow2")
 
+	// The README's example, as `make example` builds it (qcow2, this
+	// machine's architecture); its build root is boot.toml's, from the cache.
+	exampleLock := filepath.Join(dir, "example.lock.json")
+	run(t, bin, "lock", "../../testdata/blueprints/example.toml", "--type", "qcow2", "--arch", "x86_64", "-o", exampleLock, "--cache", cache)
+	start := time.Now()
+	log := run(t, bin, "build", exampleLock, "--type", "qcow2", "-o", filepath.Join(dir, "out-example"), "--cache", cache)
+	t.Logf("build example qcow2: %s\n%s", time.Since(start).Round(time.Second), log)
+	example := filepath.Join(dir, "out-example", "disk.qcow2")
+
 	t.Run("disk", func(t *testing.T) {
 		run(t, "sfdisk", "--verify", raw)
-		var table struct {
-			PartitionTable struct {
-				Label      string `json:"label"`
-				Partitions []struct {
-					Start int64  `json:"start"`
-					Size  int64  `json:"size"`
-					Type  string `json:"type"`
-				} `json:"partitions"`
-			} `json:"partitiontable"`
-		}
-		if err := json.Unmarshal([]byte(run(t, "sfdisk", "--json", raw)), &table); err != nil {
-			t.Fatal(err)
-		}
-		if table.PartitionTable.Label != "gpt" || len(table.PartitionTable.Partitions) != 3 {
-			t.Fatalf("partition table: %+v", table.PartitionTable)
-		}
-		esp, root := table.PartitionTable.Partitions[1], table.PartitionTable.Partitions[2]
+		esp, root := diskPartitions(t, raw)
 		espImg := extract(t, raw, esp.Start, esp.Size)
 		run(t, "fsck.vfat", "-n", espImg)
 		if l := run(t, "mdir", "-i", espImg, "-b", "::/EFI/BOOT"); !strings.Contains(strings.ToUpper(l), "BOOTX64.EFI") {
@@ -118,6 +117,18 @@ func TestBuildAndBoot(t *testing.T) {
 		if c := run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, qcow2); !strings.Contains(c, "identical") {
 			t.Errorf("qcow2 and raw differ: %s", c)
 		}
+	})
+
+	t.Run("example", func(t *testing.T) {
+		run(t, "qemu-img", "check", example)
+		exampleRaw := filepath.Join(dir, "out-example", "disk.raw")
+		run(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", example, exampleRaw)
+		defer os.Remove(exampleRaw)
+		run(t, "sfdisk", "--verify", exampleRaw)
+		_, root := diskPartitions(t, exampleRaw)
+		rootImg := extract(t, exampleRaw, root.Start, root.Size)
+		run(t, "e2fsck", "-fn", rootImg)
+		checkExampleRoot(t, rootImg)
 	})
 
 	t.Run("publish", func(t *testing.T) {
@@ -153,23 +164,57 @@ func TestBuildAndBoot(t *testing.T) {
 		if _, err := os.Stat(ovmf); err != nil {
 			t.Skip("ovmf is not installed")
 		}
-		// Both boots at once, one core each: TCG is single-threaded per vCPU.
+		// The boots at once, one vCPU each: TCG is single-threaded per
+		// vCPU. The example has no first-boot marker: its login prompt
+		// shows the blueprint's host name, no unit fails, and the SSH
+		// server it installs and enables answers.
 		var wg sync.WaitGroup
-		for _, b := range []struct{ name, disk, format string }{{"uefi", qcow2, "qcow2"}, {"bios", raw, "raw"}} {
-			b := b
+		for _, b := range []bootOpts{
+			{firmware: "uefi", disk: qcow2, format: "qcow2"},
+			{firmware: "bios", disk: raw, format: "raw"},
+			{firmware: "uefi", disk: example, format: "qcow2", label: "example-uefi",
+				host: "ibuild-example", noMarker: true, ssh: true},
+		} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				secs, err := boot(dir, b.name, b.disk, b.format)
+				name := cmp.Or(b.label, b.firmware)
+				secs, err := bootDisk(dir, b)
 				if err != nil {
-					t.Errorf("boot %s: %v", b.name, err)
+					t.Errorf("boot %s: %v", name, err)
 					return
 				}
-				t.Logf("boot %s: marker and login prompt after %.1f s", b.name, secs)
+				t.Logf("boot %s: ready after %.1f s", name, secs)
 			}()
 		}
 		wg.Wait()
 	})
+}
+
+// partition is a partition's place on a disk, in sectors, and its type.
+type partition struct {
+	Start int64  `json:"start"`
+	Size  int64  `json:"size"`
+	Type  string `json:"type"`
+}
+
+// diskPartitions reads a raw disk's GPT with sfdisk: a BIOS boot
+// partition, the ESP and the root, as the debian-12 x86_64 images have.
+func diskPartitions(t *testing.T, raw string) (esp, root partition) {
+	t.Helper()
+	var table struct {
+		PartitionTable struct {
+			Label      string      `json:"label"`
+			Partitions []partition `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal([]byte(run(t, "sfdisk", "--json", raw)), &table); err != nil {
+		t.Fatal(err)
+	}
+	if table.PartitionTable.Label != "gpt" || len(table.PartitionTable.Partitions) != 3 {
+		t.Fatalf("partition table of %s: %+v", raw, table.PartitionTable)
+	}
+	return table.PartitionTable.Partitions[1], table.PartitionTable.Partitions[2]
 }
 
 // runEnv runs a command with env (nil: this process's) in dir ("" for
@@ -213,10 +258,11 @@ func extract(t *testing.T, disk string, start, size int64) string {
 	return f.Name()
 }
 
-// checkRoot reads the blueprint back from the root file system image.
-func checkRoot(t *testing.T, img string) {
-	t.Helper()
-	debugfs := func(req string) string {
+// debugfsOf returns a function running a debugfs request on a file
+// system image and returning its output.
+func debugfsOf(t *testing.T, img string) func(req string) string {
+	return func(req string) string {
+		t.Helper()
 		// debugfs prints its banner on stderr: read stdout alone.
 		out, err := exec.Command("debugfs", "-R", req, img).Output()
 		if err != nil {
@@ -224,6 +270,64 @@ func checkRoot(t *testing.T, img string) {
 		}
 		return string(out)
 	}
+}
+
+// checkExampleRoot reads testdata/blueprints/example.toml back from its
+// image's root file system: what its boot cannot show (it has no
+// first-boot marker).
+func checkExampleRoot(t *testing.T, img string) {
+	t.Helper()
+	debugfs := debugfsOf(t, img)
+	if h := strings.TrimSpace(debugfs("cat /etc/hostname")); h != "ibuild-example" {
+		t.Errorf("hostname %q", h)
+	}
+	passwd := debugfs("cat /etc/passwd")
+	var uid string
+	for _, l := range strings.Split(passwd, "\n") {
+		if f := strings.Split(l, ":"); len(f) == 7 && f[0] == "admin" {
+			uid = f[2]
+			if f[4] != "Administrator" || f[5] != "/home/admin" {
+				t.Errorf("admin in /etc/passwd: %s", l)
+			}
+		}
+	}
+	if uid == "" {
+		t.Fatalf("no admin in /etc/passwd:\n%s", passwd)
+	}
+	if g := debugfs("cat /etc/group"); !regexp.MustCompile(`(?m)^sudo:x:\d+:(.*,)?admin(,|$)`).MatchString(g) {
+		t.Errorf("admin is not in the sudo group:\n%s", g)
+	}
+	st := debugfs("stat /home/admin/.ssh/authorized_keys")
+	if !strings.Contains(st, "Mode:  0600") || !strings.Contains(st, "User:  "+uid) {
+		t.Errorf("authorized_keys owner or mode:\n%s", st)
+	}
+	if k := debugfs("cat /home/admin/.ssh/authorized_keys"); !strings.Contains(k, "admin@ibuild-example") {
+		t.Errorf("authorized_keys: %q", k)
+	}
+	if s := debugfs("stat /srv/data"); !strings.Contains(s, "Mode:  0750") || !strings.Contains(s, "User:  "+uid) {
+		t.Errorf("/srv/data owner or mode:\n%s", s)
+	}
+	if m := debugfs("cat /etc/motd"); m != "Built by ibuild from the example blueprint.\n" {
+		t.Errorf("motd %q", m)
+	}
+	if l := debugfs("stat /etc/localtime"); !strings.Contains(l, "Europe/Berlin") {
+		t.Errorf("/etc/localtime:\n%s", l)
+	}
+	if l := debugfs("cat /etc/default/locale"); !strings.Contains(l, "LANG=en_US.UTF-8") {
+		t.Errorf("/etc/default/locale: %q", l)
+	}
+	if l := debugfs("ls /etc/systemd/system/multi-user.target.wants"); !strings.Contains(l, "ssh.service") {
+		t.Errorf("ssh.service is not enabled:\n%s", l)
+	}
+	if s := debugfs("cat /var/lib/dpkg/status"); !regexp.MustCompile(`(?m)^Package: curl\nStatus: install ok installed\n(.+\n)*?Version: 7\.88\.`).MatchString(s) {
+		t.Errorf("curl 7.88.* is not installed")
+	}
+}
+
+// checkRoot reads the blueprint back from the root file system image.
+func checkRoot(t *testing.T, img string) {
+	t.Helper()
+	debugfs := debugfsOf(t, img)
 	if h := strings.TrimSpace(debugfs("cat /etc/hostname")); h != "ibuild-boot" {
 		t.Errorf("hostname %q", h)
 	}
@@ -265,22 +369,27 @@ func checkRoot(t *testing.T, img string) {
 	}
 }
 
-// boot starts QEMU on a throw-away overlay of disk and waits for the
-// marker and a login prompt on the serial console. It returns the seconds
-// it took; QEMU is killed by its PID in every case.
-func boot(dir, name, disk, format string) (float64, error) {
-	return bootDisk(dir, bootOpts{firmware: name, disk: disk, format: format})
-}
-
 // bootOpts says how bootDisk boots a disk: firmware "uefi" or "bios", the
 // disk's QEMU format, the bus ("virtio", the default, or "sata": the AHCI
 // controller of q35) and a label naming the console log and the UEFI
 // variables (default: the firmware), so boots can run side by side.
+//
+// For images of other blueprints than testdata/e2e's: host is the host
+// name the login prompt shows (default ibuild-boot); with noMarker the
+// image has no first-boot marker, and a unit failing before the login
+// prompt ([FAILED] on the console) fails the boot; with ssh, the boot
+// counts once the guest's SSH server sends its banner through a port
+// forwarded by QEMU.
 type bootOpts struct {
 	firmware, disk, format, bus, label string
+	host                               string
+	noMarker, ssh                      bool
 }
 
-// bootDisk is boot with the choices of bootOpts.
+// bootDisk starts QEMU on a throw-away overlay of the disk and waits for
+// the marker and a login prompt on the serial console (and the SSH
+// banner). It returns the seconds it took; QEMU is killed by its PID in
+// every case.
 func bootDisk(dir string, o bootOpts) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -298,7 +407,19 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 	default:
 		return 0, fmt.Errorf("unknown bus %q", o.bus)
 	}
-	args = append(args, "-nic", "user,restrict=on,model=virtio-net-pci")
+	nic := "user,restrict=on,model=virtio-net-pci"
+	var sshAddr string
+	if o.ssh {
+		// A free port now; QEMU binds it a moment later.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		sshAddr = l.Addr().String()
+		l.Close()
+		nic += ",hostfwd=tcp:" + sshAddr + "-:22"
+	}
+	args = append(args, "-nic", nic)
 	if name == "uefi" {
 		varsName := "OVMF_VARS_4M.fd"
 		if o.label != name {
@@ -338,6 +459,7 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 	}()
 	var marker string
 	var login bool
+	prompt := cmp.Or(o.host, "ibuild-boot") + " login:"
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(consoleLines)
@@ -350,10 +472,25 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 				return 0, fmt.Errorf("marker: %s (console in %s)", marker, logPath)
 			}
 		}
-		if strings.Contains(line, "ibuild-boot login:") {
+		if plain := ansiEscape.ReplaceAllString(line, ""); o.noMarker && strings.Contains(plain, "[FAILED]") {
+			return 0, fmt.Errorf("a unit failed: %s (console in %s)", strings.TrimSpace(plain), logPath)
+		}
+		if strings.Contains(line, prompt) {
 			login = true
 		}
-		if marker != "" && login {
+		if login && (marker != "" || o.noMarker) {
+			if !o.ssh {
+				return time.Since(start).Seconds(), nil
+			}
+			// The console must not fill its pipe while we wait.
+			go func() {
+				for sc.Scan() {
+					fmt.Fprintln(logf, sc.Text())
+				}
+			}()
+			if err := sshBanner(ctx, sshAddr); err != nil {
+				return 0, fmt.Errorf("login prompt after %.1f s, but %w (console in %s)", time.Since(start).Seconds(), err, logPath)
+			}
 			return time.Since(start).Seconds(), nil
 		}
 	}
@@ -361,8 +498,38 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 	if len(tail) > 3000 {
 		tail = tail[len(tail)-3000:]
 	}
-	return 0, fmt.Errorf("no marker and login prompt within the time limit (marker %q); console ends:\n%s", marker, tail)
+	return 0, fmt.Errorf("no marker and login prompt within the time limit (marker %q, login prompt %v); console ends:\n%s", marker, login, tail)
 }
+
+// sshBanner waits until an SSH server answers at addr (QEMU's forwarded
+// port: it accepts at once and closes while the guest does not listen).
+func sshBanner(ctx context.Context, addr string) error {
+	var last string
+	for {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			last, err = bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil && strings.HasPrefix(last, "SSH-2.0-") {
+				return nil
+			}
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no SSH server answered on %s within the time limit (last: %q)", addr, strings.TrimSpace(last))
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// ansiEscape matches the colour and cursor sequences systemd writes to
+// the console.
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // consoleLines splits console output into lines like bufio.ScanLines, but
 // hands over a partial line as soon as it holds a login prompt: getty
@@ -376,4 +543,37 @@ func consoleLines(data []byte, atEOF bool) (int, []byte, error) {
 		return len(data), data, nil
 	}
 	return 0, nil, nil
+}
+
+// TestSSHBanner: what QEMU's forwarded port does while the guest does not
+// listen (accept, then close) is not an SSH server; a banner is.
+func TestSSHBanner(t *testing.T) {
+	serve := func(reply string) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(reply))
+				c.Close()
+			}
+		}()
+		return l.Addr().String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := sshBanner(ctx, serve("")); err == nil || !strings.Contains(err.Error(), "no SSH server answered") {
+		t.Errorf("closed at once: %v, want no SSH server", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := sshBanner(ctx, serve("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u5\r\n")); err != nil {
+		t.Errorf("banner: %v", err)
+	}
 }
