@@ -12,8 +12,16 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		// The first signal stops the work cleanly; a second one ends
+		// the process at once (the default action).
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		cancel(cmd.Interrupted{Signal: s})
+	}()
 	err := cmd.New().ExecuteContext(ctx)
-	stop()
 	os.Exit(cmd.ExitCode(err))
 }

@@ -506,11 +506,16 @@ func (b *builder) runAll(ctx context.Context, plans []*pipelinePlan) error {
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
+		// A pipeline stopped while waiting says less than one stopped
+		// in a stage: which stage was running when a signal came.
+		waitErr error
 	)
-	fail := func(pp *pipelinePlan, err error) {
+	fail := func(pp *pipelinePlan, err error, waiting bool) {
 		pp.err = err
 		mu.Lock()
-		if firstErr == nil {
+		if waiting && waitErr == nil {
+			waitErr = err
+		} else if !waiting && firstErr == nil {
 			firstErr = err
 		}
 		mu.Unlock()
@@ -533,20 +538,24 @@ func (b *builder) runAll(ctx context.Context, plans []*pipelinePlan) error {
 				select {
 				case <-dep.done:
 				case <-ctx.Done():
-					fail(pp, fmt.Errorf("pipeline %s: %w", pp.p.Name, context.Cause(ctx)))
+					fail(pp, fmt.Errorf("pipeline %s: %w", pp.p.Name, context.Cause(ctx)), true)
 					return
 				}
 				if dep.err != nil {
-					fail(pp, fmt.Errorf("pipeline %s: pipeline %s failed", pp.p.Name, name))
+					fail(pp, fmt.Errorf("pipeline %s: pipeline %s failed", pp.p.Name, name), true)
 					return
 				}
 			}
 			if err := b.runPipeline(ctx, pp); err != nil {
-				fail(pp, err)
+				var w waiting
+				fail(pp, err, errors.As(err, &w))
 			}
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil {
+		return waitErr
+	}
 	return firstErr
 }
 
@@ -697,6 +706,11 @@ func (f *flight) finish(err error) {
 	close(f.done)
 }
 
+// waiting is the error of a pipeline stopped while it waited for another.
+type waiting struct{ error }
+
+func (w waiting) Unwrap() error { return w.error }
+
 // join returns the flight of a shared key, and whether the caller leads it
 // (runs the stage); nil for a key no other pipeline has.
 func (b *builder) join(key string) (f *flight, leader bool) {
@@ -720,7 +734,7 @@ func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))
+		return waiting{fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))}
 	}
 	if f.err != nil {
 		return fmt.Errorf("pipeline %s stage %d (%s): the same stage failed in another pipeline", name, i, sp.typ)

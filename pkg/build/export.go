@@ -48,7 +48,14 @@ func exportFiles(tree, dir string) ([]OutputFile, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", dst, err)
 		}
-		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(name)+".tmp-"+randomHex())
+		prefix := filepath.Join(filepath.Dir(dst), "."+filepath.Base(name)+".tmp-")
+		// What a killed build left while writing this name.
+		if stale, _ := filepath.Glob(prefix + "*"); len(stale) > 0 {
+			for _, p := range stale {
+				os.Remove(p)
+			}
+		}
+		tmp := prefix + randomHex()
 		sum, size, err := copyHashed(filepath.Join(tree, name), tmp)
 		if err == nil {
 			err = os.Rename(tmp, dst)

@@ -71,3 +71,30 @@ func TestCopyHashedKeepsHoles(t *testing.T) {
 		})
 	}
 }
+
+func TestExportFilesRemovesStaleTemps(t *testing.T) {
+	tree, out := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(tree, "disk.raw"), []byte("disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(out, ".disk.raw.tmp-0123abcd")
+	other := filepath.Join(out, ".other.tmp-0123abcd")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := exportFiles(tree, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Name != "disk.raw" {
+		t.Fatalf("files: %+v", files)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a killed build's temp file for disk.raw is still there: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another name's file was removed: %v", err)
+	}
+}

@@ -68,7 +68,7 @@ func newBuild() *cobra.Command {
 				if ctx.Err() != nil {
 					// Build has removed its work area; what it stored in
 					// the cache is complete and the next build reuses it.
-					return &ExitError{Code: 130, Err: fmt.Errorf("build interrupted after %s: %w",
+					return &ExitError{Code: interruptCode(ctx), Err: fmt.Errorf("build interrupted after %s: %w",
 						time.Since(start).Round(100*time.Millisecond), err)}
 				}
 				return err

@@ -3,9 +3,11 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +27,23 @@ func (e *ExitError) Error() string {
 	return e.Err.Error()
 }
 func (e *ExitError) Unwrap() error { return e.Err }
+
+// Interrupted is the cause of a command's context cancelled by a signal.
+type Interrupted struct{ Signal os.Signal }
+
+func (e Interrupted) Error() string { return fmt.Sprintf("%v signal received", e.Signal) }
+
+// interruptCode is the shell's exit status for a command stopped by the
+// signal that cancelled ctx: 128 + its number (130 for SIGINT).
+func interruptCode(ctx context.Context) int {
+	var in Interrupted
+	if errors.As(context.Cause(ctx), &in) {
+		if s, ok := in.Signal.(syscall.Signal); ok {
+			return 128 + int(s)
+		}
+	}
+	return 130
+}
 
 // ExitCode prints err (when there is something to say) and returns the
 // process exit code for it.
