@@ -113,7 +113,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 	binds := []Bind{outputBind(env), {Src: src, Dst: inMount, ReadOnly: true}}
 	// mkfs.ext4 -d has no exclusions: an empty directory, made like the
 	// excluded one, is bound over it for the command.
-	empties, err := os.MkdirTemp("", "ibuild-ext4-")
+	empties, err := os.MkdirTemp(env.TempDir, "ibuild-ext4-")
 	if err != nil {
 		return fmt.Errorf("making exclusions: %w", err)
 	}
@@ -160,7 +160,7 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	scriptDir, err := os.MkdirTemp("", "ibuild-debugfs-")
+	scriptDir, err := os.MkdirTemp(env.TempDir, "ibuild-debugfs-")
 	if err != nil {
 		return fmt.Errorf("writing debugfs script: %w", err)
 	}

@@ -111,7 +111,7 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 	}
 	// mtools takes the file times as they are: a copy of the tree with
 	// times clamped to the epoch makes the result reproducible.
-	staging, err := os.MkdirTemp("", "ibuild-fat-")
+	staging, err := os.MkdirTemp(env.TempDir, "ibuild-fat-")
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", src, err)
 	}

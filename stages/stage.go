@@ -39,6 +39,10 @@ type Env struct {
 	SourceDateEpoch int64
 	// Log receives the output of the tools a stage runs.
 	Log io.Writer
+	// TempDir is where a stage puts temporary files: the build's own,
+	// removed with its work area, also by the next build after a kill.
+	// Empty means the system's.
+	TempDir string
 }
 
 // PackageSource gives the local path of a pinned package's verified file.

@@ -652,10 +652,11 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		Inputs:          inputs,
 		BuildRoot:       buildRoot,
 		Packages:        b.src,
-		Runner:          NewRunner(WithReadOnlyTrees(protected...), WithSourceDateEpoch(b.lf.SourceDateEpoch), WithRunnerLog(o.log)),
+		Runner:          b.runner(protected),
 		Arch:            dpkgArch(b.entry.Arch),
 		SourceDateEpoch: b.lf.SourceDateEpoch,
 		Log:             o.log,
+		TempDir:         b.work.tmp,
 	}
 	o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ})
 	start := time.Now()
@@ -689,6 +690,12 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		return tree, b.commit(pp, i, tree, last)
 	}
 	return tree, nil
+}
+
+// runner returns a runner for a stage that must leave protected unchanged.
+func (b *builder) runner(protected []string) *Runner {
+	return NewRunner(WithReadOnlyTrees(protected...), WithSourceDateEpoch(b.lf.SourceDateEpoch),
+		WithRunnerLog(b.o.log), WithRunnerTempDir(b.work.tmp))
 }
 
 // flight is a stage that several pipelines of the build share (same key:

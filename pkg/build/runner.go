@@ -18,6 +18,7 @@ type Runner struct {
 	log      io.Writer
 	epoch    *int64
 	readOnly []string
+	tempDir  string
 }
 
 var _ stages.Runner = (*Runner)(nil)
@@ -62,6 +63,12 @@ func WithReadOnlyTrees(dirs ...string) RunnerOption {
 	}
 }
 
+// WithRunnerTempDir sets where the runner makes its temporary directories
+// (default: the system's).
+func WithRunnerTempDir(dir string) RunnerOption {
+	return func(r *Runner) { r.tempDir = dir }
+}
+
 // NewRunner returns a Runner.
 func NewRunner(opts ...RunnerOption) *Runner {
 	r := &Runner{}
@@ -94,6 +101,7 @@ func (r *Runner) Run(ctx context.Context, cmd *stages.Cmd) error {
 		Stdin:           cmd.Stdin,
 		Stdout:          cmd.Stdout,
 		Stderr:          cmd.Stderr,
+		TempDir:         r.tempDir,
 	}
 	if c.Stdout == nil {
 		c.Stdout = r.log

@@ -15,6 +15,7 @@ import (
 // killed build's leftovers from a running build's work.
 type workArea struct {
 	dir  string
+	tmp  string // the stages' and tools' temp directory, inside dir
 	lock *os.File
 }
 
@@ -45,7 +46,7 @@ func openWorkArea(store *Store, root string) (*workArea, error) {
 		if err != nil {
 			return nil, fmt.Errorf("making the work directory: %w", err)
 		}
-		return &workArea{dir: dir}, nil
+		return newWorkArea(dir, nil)
 	}
 	root = filepath.Join(root, "ibuild-work")
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -76,7 +77,18 @@ func openWorkArea(store *Store, root string) (*workArea, error) {
 		lock.Close()
 		return nil, fmt.Errorf("making the work directory: %w", err)
 	}
-	return &workArea{dir: dir, lock: lock}, nil
+	return newWorkArea(dir, lock)
+}
+
+// newWorkArea makes the temp directory inside dir: what stages leave
+// there after a kill goes with the work area.
+func newWorkArea(dir string, lock *os.File) (*workArea, error) {
+	w := &workArea{dir: dir, tmp: filepath.Join(dir, "tmp"), lock: lock}
+	if err := os.Mkdir(w.tmp, 0o700); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("making the work directory: %w", err)
+	}
+	return w, nil
 }
 
 // sameFile reports whether f's path still names f.

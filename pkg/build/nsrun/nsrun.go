@@ -62,6 +62,9 @@ type Cmd struct {
 	// Stdin, Stdout and Stderr are the command's; nil means nothing.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// TempDir is where an overlay's staging directory is made (empty:
+	// the system's temp directory).
+	TempDir string
 }
 
 // Bind mounts the host path Src at Dst inside Root.
@@ -149,7 +152,7 @@ func Run(ctx context.Context, c *Cmd) error {
 	}
 
 	if c.Overlay {
-		staging, err := os.MkdirTemp("", "ibuild-nsrun-")
+		staging, err := os.MkdirTemp(c.TempDir, "ibuild-nsrun-")
 		if err != nil {
 			return fmt.Errorf("running %s: %w", c.Args[0], err)
 		}
