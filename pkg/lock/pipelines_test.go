@@ -136,3 +136,28 @@ func TestOwnerOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestWithout(t *testing.T) {
+	p := func(name, version string) manifest.Package {
+		return manifest.Package{Name: name, Version: version, Arch: "amd64"}
+	}
+	base := []manifest.Package{p("dpkg", "1"), p("libc6", "2")}
+	for _, tc := range []struct {
+		name     string
+		pkgs     []manifest.Package
+		wantRest []string
+		wantOK   bool
+	}{
+		{"holds base", []manifest.Package{p("curl", "7"), p("dpkg", "1"), p("libc6", "2")}, []string{"curl:amd64=7"}, true},
+		{"only base", []manifest.Package{p("dpkg", "1"), p("libc6", "2")}, nil, true},
+		{"other version", []manifest.Package{p("curl", "7"), p("dpkg", "1"), p("libc6", "3")}, []string{"curl:amd64=7", "libc6:amd64=3"}, false},
+		{"missing one", []manifest.Package{p("curl", "7"), p("dpkg", "1")}, []string{"curl:amd64=7"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rest, ok := without(tc.pkgs, base)
+			if ok != tc.wantOK || !slices.Equal(refs(rest), tc.wantRest) {
+				t.Errorf("without: %v %v, want %v %v", refs(rest), ok, tc.wantRest, tc.wantOK)
+			}
+		})
+	}
+}
