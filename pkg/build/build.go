@@ -610,7 +610,7 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 	}
 	for i := pp.cached; i < len(pp.stages); i++ {
 		var err error
-		f, leader := b.join(pp.stages[i].key)
+		f, leader := b.join(pp.stages[i].key, pp.p.Name)
 		if f != nil && !leader {
 			err = b.follow(ctx, pp, i, f, tree)
 		} else {
@@ -720,7 +720,7 @@ func (w waiting) Unwrap() error { return w.error }
 
 // join returns the flight of a shared key, and whether the caller leads it
 // (runs the stage); nil for a key no other pipeline has.
-func (b *builder) join(key string) (f *flight, leader bool) {
+func (b *builder) join(key, pipeline string) (f *flight, leader bool) {
 	b.flightsMu.Lock()
 	defer b.flightsMu.Unlock()
 	if !b.shared[key] {
@@ -729,7 +729,7 @@ func (b *builder) join(key string) (f *flight, leader bool) {
 	if f = b.flights[key]; f != nil {
 		return f, false
 	}
-	f = &flight{done: make(chan struct{})}
+	f = &flight{pipeline: pipeline, done: make(chan struct{})}
 	b.flights[key] = f
 	return f, true
 }
@@ -738,6 +738,8 @@ func (b *builder) join(key string) (f *flight, leader bool) {
 // with the stage's committed tree.
 func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight, tree string) error {
 	name, sp := pp.p.Name, pp.stages[i]
+	start := time.Now()
+	b.o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ})
 	select {
 	case <-f.done:
 	case <-ctx.Done():
@@ -746,13 +748,12 @@ func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight
 	if f.err != nil {
 		return fmt.Errorf("pipeline %s stage %d (%s): the same stage failed in another pipeline", name, i, sp.typ)
 	}
-	b.o.events(StageStart{Pipeline: name, Index: i, Type: sp.typ, CacheHit: true})
 	if err := os.RemoveAll(tree); err != nil {
 		return fmt.Errorf("pipeline %s: %w", name, err)
 	}
 	if err := b.store.Materialize(sp.key, tree); err != nil {
 		return fmt.Errorf("pipeline %s: %w", name, err)
 	}
-	b.o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, CacheHit: true})
+	b.o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, SharedWith: f.pipeline, Duration: time.Since(start)})
 	return nil
 }

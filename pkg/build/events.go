@@ -44,7 +44,10 @@ type StageDone struct {
 	Index    int
 	Type     string
 	CacheHit bool
-	Duration time.Duration
+	// SharedWith names the pipeline that ran this same stage in this
+	// build; its tree was copied (Duration is the wait and the copy).
+	SharedWith string
+	Duration   time.Duration
 }
 
 // Commit reports a stage's tree stored in the cache.

@@ -163,12 +163,20 @@ func (p *progress) event(e build.Event) {
 		}
 	case build.StageDone:
 		if p.json {
-			p.emit(map[string]any{"event": "stage-done", "pipeline": e.Pipeline, "index": e.Index, "type": e.Type, "cache_hit": e.CacheHit, "seconds": e.Duration.Seconds()})
+			ev := map[string]any{"event": "stage-done", "pipeline": e.Pipeline, "index": e.Index, "type": e.Type, "cache_hit": e.CacheHit, "seconds": e.Duration.Seconds()}
+			if e.SharedWith != "" {
+				ev["shared_with"] = e.SharedWith
+			}
+			p.emit(ev)
 			return
 		}
 		state := "ran"
-		if e.CacheHit {
+		switch {
+		case e.CacheHit:
 			state = "cached"
+		case e.SharedWith != "":
+			// Run once in this build, by the other pipeline.
+			state = "shared"
 		}
 		p.line("%-8s %2d %-12s %-6s %6.1fs", e.Pipeline, e.Index, e.Type, state, e.Duration.Seconds())
 	case build.Commit:
