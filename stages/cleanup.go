@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -21,34 +22,61 @@ func init() {
 		if err := Decode(o, &s); err != nil {
 			return nil, err
 		}
-		return &s, nil
+		return &s, s.validate()
 	})
 }
 
 // Cleanup removes what makes one machine's image differ from another's or
-// is left over from the build: the machine id, SSH host keys (a unit makes
+// is left over from the build: the machine id, SSH host keys (units make
 // new ones at first boot), apt's lists and caches, logs, temporary files,
 // random seeds, and the build's service blockers. It also stores GRUB's
 // module copies in /boot/grub once, as hard links to the package's files.
 // Running it twice changes nothing the second time.
-type Cleanup struct{}
+type Cleanup struct {
+	// SSHHostKeyTypes are the host keys made at first boot, in sshd's
+	// order; empty means OpenSSH's defaults (sshHostKeyDefaults).
+	SSHHostKeyTypes []string `json:"ssh_host_key_types,omitempty"`
+}
 
-// sshKeygenUnit makes the host keys the image ships without, before sshd
-// needs them; ssh-keygen -A only makes missing ones.
+// sshHostKeyDefaults are the types ssh-keygen -A makes. An RSA-3072 key
+// takes seconds of CPU at first boot under emulation, which is why image
+// definitions may leave it out.
+var sshHostKeyDefaults = []string{"rsa", "ecdsa", "ed25519"}
+
+func (s *Cleanup) validate() error {
+	seen := map[string]bool{}
+	for i, t := range s.SSHHostKeyTypes {
+		if !slices.Contains(sshHostKeyDefaults, t) {
+			return fmt.Errorf("ssh_host_key_types[%d]: %q is not one of %s", i, t, strings.Join(sshHostKeyDefaults, ", "))
+		}
+		if seen[t] {
+			return fmt.Errorf("ssh_host_key_types[%d]: %q listed twice", i, t)
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+// The host keys are made by one instance of a template unit per type, so
+// each runs only while its key is missing, and the types run in parallel.
+// The sshd_config drop-in names the keys, so sshd looks for no other.
 const (
-	sshKeygenUnitName = "ibuild-ssh-keygen.service"
+	sshKeygenUnitName = "ibuild-ssh-keygen@.service"
 	sshKeygenUnit     = `[Unit]
-Description=Generate missing SSH host keys
-Before=ssh.service
+Description=Generate the SSH host key of type %i
+ConditionPathExists=!/etc/ssh/ssh_host_%i_key
+Before=ssh.service ssh.socket
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t %i -N "" -f /etc/ssh/ssh_host_%i_key
 RemainAfterExit=yes
 
 [Install]
 WantedBy=multi-user.target
 `
+	sshHostKeysConf  = "/etc/ssh/sshd_config.d/ibuild-host-keys.conf"
+	sshCloudInitConf = "/etc/cloud/cloud.cfg.d/90-ibuild-ssh-host-keys.cfg"
 )
 
 // cleanupDivertSuffix marks the local dpkg diversions the debs stage
@@ -63,7 +91,7 @@ func (s *Cleanup) Run(ctx context.Context, env *Env) error {
 		fn   func(root string) error
 	}{
 		{"machine id", cleanMachineID},
-		{"ssh host keys", cleanSSHKeys},
+		{"ssh host keys", func(root string) error { return cleanSSHKeys(root, s.SSHHostKeyTypes) }},
 		{"apt", cleanApt},
 		{"logs", cleanLogs},
 		{"temporary files", cleanTmp},
@@ -119,8 +147,8 @@ func cleanMachineID(root string) error {
 }
 
 // cleanSSHKeys removes the host keys and, when the tree has sshd, enables
-// the unit that makes new ones at first boot.
-func cleanSSHKeys(root string) error {
+// the units that make new ones at first boot.
+func cleanSSHKeys(root string, types []string) error {
 	dir, err := treeResolve(root, "/etc/ssh", true)
 	if err != nil {
 		return err
@@ -137,19 +165,55 @@ func cleanSSHKeys(root string) error {
 	if !treeExists(root, "/usr/sbin/sshd") {
 		return nil
 	}
+	if len(types) == 0 {
+		types = sshHostKeyDefaults
+	}
 	unit := path.Join("/etc/systemd/system", sshKeygenUnitName)
 	if err := writeIfChanged(root, unit, sshKeygenUnit); err != nil {
 		return err
+	}
+	conf := "# Written by ibuild: the host keys made at first boot.\n"
+	for _, t := range types {
+		conf += "HostKey /etc/ssh/ssh_host_" + t + "_key\n"
+	}
+	if err := writeIfChanged(root, sshHostKeysConf, conf); err != nil {
+		return err
+	}
+	// cloud-init, where it runs, replaces the host keys at first boot
+	// with its own list of types.
+	if treeExists(root, "/etc/cloud/cloud.cfg") {
+		cc := "# Written by ibuild: the host keys sshd is configured for.\nssh_genkeytypes: [" + strings.Join(types, ", ") + "]\n"
+		if err := writeIfChanged(root, sshCloudInitConf, cc); err != nil {
+			return err
+		}
 	}
 	wants, err := treeMkdirAll(root, "/etc/systemd/system/multi-user.target.wants")
 	if err != nil {
 		return err
 	}
-	link := filepath.Join(wants, sshKeygenUnitName)
-	if target, err := os.Readlink(link); err == nil && target == unit {
-		return nil
+	// Instances of the unit for types no longer asked for go.
+	old, err := filepath.Glob(filepath.Join(wants, strings.Replace(sshKeygenUnitName, "@", "@*", 1)))
+	if err != nil {
+		return err
 	}
-	return replaceSymlink(link, unit)
+	for _, l := range old {
+		t := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(l), "ibuild-ssh-keygen@"), ".service")
+		if !slices.Contains(types, t) {
+			if err := os.Remove(l); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range types {
+		link := filepath.Join(wants, strings.Replace(sshKeygenUnitName, "@", "@"+t, 1))
+		if target, err := os.Readlink(link); err == nil && target == unit {
+			continue
+		}
+		if err := replaceSymlink(link, unit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeIfChanged writes a root-owned 0644 file unless it already has data.

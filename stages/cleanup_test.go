@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -18,12 +19,40 @@ import (
 )
 
 func TestCleanupValidate(t *testing.T) {
-	if _, err := stages.New("cleanup", json.RawMessage(`{}`)); err != nil {
-		t.Errorf("New(cleanup, {}): %v", err)
+	tests := []struct{ options, err string }{
+		{`{}`, ""},
+		{`{"ssh_host_key_types":["ed25519","ecdsa","rsa"]}`, ""},
+		{`{"keep_logs":true}`, `unknown field "keep_logs"`},
+		{`{"ssh_host_key_types":["dsa"]}`, `ssh_host_key_types[0]: "dsa" is not one of rsa, ecdsa, ed25519`},
+		{`{"ssh_host_key_types":["ed25519","ed25519"]}`, `ssh_host_key_types[1]: "ed25519" listed twice`},
+		{`{"ssh_host_key_types":["../x"]}`, `ssh_host_key_types[0]: "../x" is not one of`},
 	}
-	if _, err := stages.New("cleanup", json.RawMessage(`{"keep_logs":true}`)); err == nil || !strings.Contains(err.Error(), `unknown field "keep_logs"`) {
-		t.Errorf("New(cleanup) with an unknown option: %v", err)
+	for _, tc := range tests {
+		_, err := stages.New("cleanup", json.RawMessage(tc.options))
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("New(cleanup, %s) = %v, want error %q", tc.options, err, tc.err)
+		}
 	}
+}
+
+// Where cloud-init runs, it makes the host keys again at first boot: it is
+// told the same types as sshd.
+func TestCleanupSSHCloudInit(t *testing.T) {
+	tcNeedRoot(t)
+	root := tcEmptyTree(t)
+	tcWrite(t, root, "/usr/sbin/sshd", "")
+	tcWrite(t, root, "/etc/cloud/cloud.cfg", "ssh_deletekeys: true\n")
+	env := tcEnv(t, root)
+	const options = `{"ssh_host_key_types":["ed25519","ecdsa"]}`
+	tcRun(t, env, "cleanup", options)
+	want := "# Written by ibuild: the host keys sshd is configured for.\nssh_genkeytypes: [ed25519, ecdsa]\n"
+	if got := tcRead(t, root, "/etc/cloud/cloud.cfg.d/90-ibuild-ssh-host-keys.cfg"); got != want {
+		t.Errorf("cloud-init configuration %q, want %q", got, want)
+	}
+	if got := tcRead(t, root, "/etc/ssh/sshd_config.d/ibuild-host-keys.conf"); !strings.Contains(got, "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n") {
+		t.Errorf("sshd_config drop-in:\n%s", got)
+	}
+	tcSecondRunNoop(t, env, options)
 }
 
 // tcSnapshot describes every entry of a tree: type, mode, owner, size,
@@ -63,10 +92,10 @@ func tcSnapshot(t *testing.T, root string) string {
 }
 
 // tcSecondRunNoop runs cleanup again and fails if anything changed.
-func tcSecondRunNoop(t *testing.T, env *stages.Env) {
+func tcSecondRunNoop(t *testing.T, env *stages.Env, options string) {
 	t.Helper()
 	before := tcSnapshot(t, env.Tree)
-	tcRun(t, env, "cleanup", `{}`)
+	tcRun(t, env, "cleanup", options)
 	if after := tcSnapshot(t, env.Tree); after != before {
 		a, b := strings.Split(after, "\n"), map[string]bool{}
 		for _, l := range strings.Split(before, "\n") {
@@ -128,7 +157,7 @@ func TestCleanupFiles(t *testing.T) {
 		"/tmp/dir", "/var/tmp/file", "/usr/sbin/policy-rc.d", "/usr/sbin/start-stop-daemon.ibuild-diverted",
 		"/var/lib/systemd/random-seed", "/var/cache/debconf/config.dat-old",
 		// No sshd: no key generation unit.
-		"/etc/systemd/system/ibuild-ssh-keygen.service"}
+		"/etc/systemd/system/ibuild-ssh-keygen@.service", "/etc/ssh/sshd_config.d/ibuild-host-keys.conf"}
 	for _, p := range gone {
 		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
 			t.Errorf("%s is still there", p)
@@ -161,7 +190,7 @@ func TestCleanupFiles(t *testing.T) {
 	if got := tcLink(t, root, "/var/lib/dbus/machine-id"); got != "/etc/machine-id" {
 		t.Errorf("/var/lib/dbus/machine-id -> %q", got)
 	}
-	tcSecondRunNoop(t, env)
+	tcSecondRunNoop(t, env, `{}`)
 }
 
 func TestCleanupRun(t *testing.T) {
@@ -177,26 +206,87 @@ func TestCleanupRun(t *testing.T) {
 	if got := tcRead(t, root, "/etc/machine-id"); got != "" {
 		t.Errorf("/etc/machine-id = %q", got)
 	}
-	unit := tcRead(t, root, "/etc/systemd/system/ibuild-ssh-keygen.service")
-	for _, want := range []string{"\nBefore=ssh.service\n", "\nExecStart=/usr/bin/ssh-keygen -A\n", "\nWantedBy=multi-user.target\n"} {
+	tcSecondRunNoop(t, env, `{}`)
+	tcCheckSSHKeygen(t, env, []string{"rsa", "ecdsa", "ed25519"})
+
+	// A shorter list takes the other instances away again (and the keys
+	// the check made).
+	tcRun(t, env, "cleanup", `{"ssh_host_key_types":["ed25519","ecdsa"]}`)
+	tcCheckSSHKeygen(t, env, []string{"ed25519", "ecdsa"})
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/ibuild-ssh-keygen@rsa.service")); err == nil {
+		t.Error("the rsa instance is still enabled")
+	}
+}
+
+// tcCheckSSHKeygen checks the units that make the host keys of types at
+// first boot, and runs what they would run, in the tree: the keys are
+// made and the tree's sshd accepts its configuration with them.
+func tcCheckSSHKeygen(t *testing.T, env *stages.Env, types []string) {
+	t.Helper()
+	root := env.Tree
+	unit := tcRead(t, root, "/etc/systemd/system/ibuild-ssh-keygen@.service")
+	for _, want := range []string{"\nConditionPathExists=!/etc/ssh/ssh_host_%i_key\n", "\nBefore=ssh.service ssh.socket\n", "\nWantedBy=multi-user.target\n"} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("key generation unit lacks %q:\n%s", want, unit)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, "usr/bin/ssh-keygen")); err != nil {
-		t.Errorf("the unit runs a missing ssh-keygen: %v", err)
+	var execStart string
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+			execStart = v
+		}
 	}
-	if got := tcLink(t, root, "/etc/systemd/system/multi-user.target.wants/ibuild-ssh-keygen.service"); got != "/etc/systemd/system/ibuild-ssh-keygen.service" {
-		t.Errorf("wants link -> %q", got)
+	conf := tcRead(t, root, "/etc/ssh/sshd_config.d/ibuild-host-keys.conf")
+	var hostKeys []string
+	for _, l := range strings.Split(conf, "\n") {
+		if v, ok := strings.CutPrefix(l, "HostKey "); ok {
+			hostKeys = append(hostKeys, v)
+		}
 	}
-	// The tree's own systemctl agrees it is enabled.
-	var out bytes.Buffer
-	err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Env: []string{"SYSTEMD_OFFLINE=1"},
-		Args: []string{"systemctl", "is-enabled", "ibuild-ssh-keygen.service"}, Stdout: &out})
-	if got := strings.TrimSpace(out.String()); err != nil || got != "enabled" {
-		t.Errorf("systemctl is-enabled: %q, %v", got, err)
+	var want []string
+	for _, typ := range types {
+		want = append(want, "/etc/ssh/ssh_host_"+typ+"_key")
+		name := "ibuild-ssh-keygen@" + typ + ".service"
+		if got := tcLink(t, root, "/etc/systemd/system/multi-user.target.wants/"+name); got != "/etc/systemd/system/ibuild-ssh-keygen@.service" {
+			t.Errorf("wants link of %s -> %q", name, got)
+		}
+		// The tree's own systemctl agrees it is enabled.
+		var out bytes.Buffer
+		err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Env: []string{"SYSTEMD_OFFLINE=1"},
+			Args: []string{"systemctl", "is-enabled", name}, Stdout: &out})
+		if got := strings.TrimSpace(out.String()); err != nil || got != "enabled" {
+			t.Errorf("systemctl is-enabled %s: %q, %v", name, got, err)
+		}
 	}
-	tcSecondRunNoop(t, env)
+	if !slices.Equal(hostKeys, want) {
+		t.Errorf("sshd_config drop-in names %v, want %v:\n%s", hostKeys, want, conf)
+	}
+	// What the instances run at first boot (systemd unquotes "" to an
+	// empty argument).
+	for _, typ := range types {
+		var args []string
+		for _, f := range strings.Fields(strings.ReplaceAll(execStart, "%i", typ)) {
+			args = append(args, strings.Trim(f, `"`))
+		}
+		var log bytes.Buffer
+		if err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Args: args, Stdout: &log, Stderr: &log}); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, log.String())
+		}
+	}
+	var log bytes.Buffer
+	// /run is the runner's own tmpfs: sshd's privilege separation
+	// directory is made in it.
+	sshd := []string{"/bin/sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -t"}
+	if err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Args: sshd, Stdout: &log, Stderr: &log}); err != nil {
+		t.Errorf("sshd -t with the made keys: %v\n%s", err, log.String())
+	}
+	if strings.Contains(log.String(), "host key") {
+		t.Errorf("sshd -t complains about host keys:\n%s", log.String())
+	}
+	keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*_key"))
+	if len(keys) != len(types) {
+		t.Errorf("keys made: %v, want %v", keys, types)
+	}
 }
 
 func TestCleanupGrubModules(t *testing.T) {
@@ -281,5 +371,5 @@ func TestCleanupGrubModules(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(root, "boot/grub/*/*.ibuild-link")); len(left) > 0 {
 		t.Errorf("temporary links left: %v", left)
 	}
-	tcSecondRunNoop(t, env)
+	tcSecondRunNoop(t, env, `{}`)
 }
