@@ -27,11 +27,14 @@ func init() {
 // Initramfs configures initramfs-tools and builds the initramfs of every
 // kernel in the tree once, with the tree's own update-initramfs. With a
 // module list, only those modules (and what they need) go in, which makes
-// the image small and the build fast; FSTYPE names the root's file system,
-// which a chroot cannot detect.
+// the image small and the build fast; they go in by a hook, not
+// /etc/initramfs-tools/modules, so udev loads those the machine has
+// instead of init loading every one of them at each boot. FSTYPE names the
+// root's file system, which a chroot cannot detect.
 type Initramfs struct {
-	// Modules are kernel modules to include (MODULES=list); empty keeps
-	// initramfs-tools' default (MODULES=most).
+	// Modules are kernel modules to include (MODULES=list), loaded when
+	// the hardware needs them; empty keeps initramfs-tools' default
+	// (MODULES=most).
 	Modules []string `json:"modules,omitempty"`
 	// Compress is the compressor (COMPRESS=); its tool must be in the tree.
 	Compress string `json:"compress,omitempty"`
@@ -84,8 +87,8 @@ func (s *Initramfs) validate() error {
 }
 
 const (
-	initramfsConf    = "/etc/initramfs-tools/conf.d/ibuild.conf"
-	initramfsModules = "/etc/initramfs-tools/modules"
+	initramfsConf = "/etc/initramfs-tools/conf.d/ibuild.conf"
+	initramfsHook = "/etc/initramfs-tools/hooks/ibuild-modules"
 )
 
 // Run writes the configuration and builds the initramfs images.
@@ -131,10 +134,8 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 	if err := os.WriteFile(p, []byte(conf.String()), 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", initramfsConf, err)
 	}
-	if len(s.Modules) > 0 {
-		if err := s.writeModules(tree); err != nil {
-			return err
-		}
+	if err := s.writeHook(tree); err != nil {
+		return err
 	}
 
 	for _, k := range kernels {
@@ -164,37 +165,34 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 	return nil
 }
 
-// writeModules adds the modules missing from /etc/initramfs-tools/modules,
-// keeping what the file has.
-func (s *Initramfs) writeModules(tree string) error {
-	p, err := nsrun.ResolveIn(tree, initramfsModules)
+// writeHook writes the hook that puts the modules in the initramfs, or
+// removes it when there are none.
+func (s *Initramfs) writeHook(tree string) error {
+	p, err := nsrun.ResolveIn(tree, initramfsHook)
 	if err != nil {
 		return err
 	}
-	old, err := os.ReadFile(p)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", initramfsModules, err)
-	}
-	have := map[string]bool{}
-	for _, l := range strings.Split(string(old), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
-			have[f[0]] = true
+	if len(s.Modules) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", initramfsHook, err)
 		}
+		return nil
 	}
-	out := string(old)
-	if out != "" && !strings.HasSuffix(out, "\n") {
-		out += "\n"
-	}
-	for _, m := range s.Modules {
-		if !have[m] {
-			out += m + "\n"
-		}
-	}
+	hook := "#!/bin/sh\n" +
+		"# Written by ibuild: the modules this initramfs carries; udev loads\n" +
+		"# the ones the machine's hardware needs.\n" +
+		"case \"$1\" in prereqs) exit 0 ;; esac\n" +
+		". /usr/share/initramfs-tools/hook-functions\n" +
+		"manual_add_modules " + strings.Join(s.Modules, " ") + "\n"
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", initramfsModules, err)
+		return fmt.Errorf("writing %s: %w", initramfsHook, err)
 	}
-	if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", initramfsModules, err)
+	if err := os.WriteFile(p, []byte(hook), 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsHook, err)
+	}
+	// WriteFile keeps the mode of a file already there.
+	if err := os.Chmod(p, 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", initramfsHook, err)
 	}
 	return nil
 }

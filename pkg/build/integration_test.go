@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/build/buildtest"
@@ -55,6 +60,50 @@ func init() {
 		var s exportFile
 		return &s, stages.Decode(o, &s)
 	})
+}
+
+// initrdFiles lists an initramfs: a zstd-compressed cpio archive (newc)
+// with no early uncompressed part, as the initramfs stage makes it. The
+// small files' contents come with their names.
+func initrdFiles(t *testing.T, initrd []byte) map[string]string {
+	t.Helper()
+	dec, err := zstd.NewReader(bytes.NewReader(initrd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	data, err := io.ReadAll(dec)
+	if err != nil {
+		t.Fatalf("decompressing the initrd: %v", err)
+	}
+	files := map[string]string{}
+	pad := func(n int) int { return (n + 3) &^ 3 }
+	for off := 0; off+110 <= len(data); {
+		h := data[off : off+110]
+		if string(h[:6]) != "070701" {
+			t.Fatalf("initrd: no newc header at %d", off)
+		}
+		field := func(i int) int {
+			v, err := strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
+			if err != nil {
+				t.Fatalf("initrd: header at %d: %v", off, err)
+			}
+			return int(v)
+		}
+		size, nameLen := field(6), field(11)
+		name := strings.TrimPrefix(strings.TrimSuffix(string(data[off+110:off+110+nameLen]), "\x00"), "./")
+		body := off + pad(110+nameLen)
+		if name == "TRAILER!!!" {
+			break
+		}
+		if size <= 4096 {
+			files[name] = string(data[body : body+size])
+		} else {
+			files[name] = ""
+		}
+		off = body + pad(size)
+	}
+	return files
 }
 
 func mustJSON(t *testing.T, v any) json.RawMessage {
@@ -212,6 +261,23 @@ func TestBuildDebianTrees(t *testing.T) {
 	}
 	if !bytes.Contains(initrd[:min(len(initrd), 1<<20)], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 		t.Errorf("initrd is not zstd-compressed")
+	}
+	// The listed modules are in it, and init does not load them all: udev
+	// loads what the hardware needs.
+	inInitrd := initrdFiles(t, initrd)
+	for _, m := range []string{"virtio_blk", "virtio_scsi", "nvme", "ext4", "ahci"} {
+		found := false
+		for name := range inInitrd {
+			if base := path.Base(name); strings.HasPrefix(base, m+".ko") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the initrd has no %s module", m)
+		}
+	}
+	if mods := strings.TrimSpace(inInitrd["conf/modules"]); mods != "" {
+		t.Errorf("the initrd's conf/modules force-loads %q", mods)
 	}
 
 	// Again: everything comes from the cache.
