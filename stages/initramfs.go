@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"pault.ag/go/debian/version"
+
 	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
 )
 
@@ -162,6 +164,24 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("building the initramfs of %s: no /boot/initrd.img-%s afterwards", k, k)
 		}
 	}
+	// The kernel's postinst skipped /vmlinuz and /initrd.img (INITRD=No
+	// while installing): point them at the newest kernel, and .old at the
+	// one before, as it would have.
+	if !initramfsExecutable(tree, "/usr/bin/linux-update-symlinks") {
+		return nil
+	}
+	sort.Slice(kernels, func(i, j int) bool { return debVersionLess(kernels[i], kernels[j]) })
+	for _, k := range kernels {
+		cmd := &Cmd{
+			Root:   tree,
+			Args:   []string{"linux-update-symlinks", "install", k, "/boot/vmlinuz-" + k},
+			Stdout: env.Log,
+			Stderr: env.Log,
+		}
+		if err := env.Runner.Run(ctx, cmd); err != nil {
+			return fmt.Errorf("linking /vmlinuz and /initrd.img to %s: %w", k, err)
+		}
+	}
 	return nil
 }
 
@@ -221,6 +241,17 @@ func initramfsKernels(tree string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// debVersionLess orders kernel releases as dpkg orders versions
+// (6.1.0-9 before 6.1.0-10).
+func debVersionLess(a, b string) bool {
+	va, erra := version.Parse(a)
+	vb, errb := version.Parse(b)
+	if erra != nil || errb != nil {
+		return a < b
+	}
+	return version.Compare(va, vb) < 0
 }
 
 // initramfsExecutable reports whether p (inside the tree) is an executable file.

@@ -165,6 +165,9 @@ func TestBuildDebianTrees(t *testing.T) {
 				{Name: "out", Build: "build", Stages: []manifest.Stage{
 					{Type: "test-export", Options: mustJSON(t, map[string]any{"source": map[string]string{"pipeline": "os", "path": "/var/lib/dpkg/status"}})},
 					{Type: "test-export", Options: mustJSON(t, map[string]any{"source": map[string]string{"pipeline": "os", "path": "/boot/initrd.img-*"}, "glob": true})},
+					// The symlinks the kernel's postinst would have made.
+					{Type: "test-export", Options: mustJSON(t, map[string]any{"source": map[string]string{"pipeline": "os", "path": "/initrd.img"}})},
+					{Type: "test-export", Options: mustJSON(t, map[string]any{"source": map[string]string{"pipeline": "os", "path": "/vmlinuz"}})},
 					{Type: "test-export", Options: mustJSON(t, map[string]any{"source": map[string]string{"pipeline": "os", "path": "/etc/initramfs-tools/conf.d/ibuild.conf"}})},
 				}},
 			},
@@ -225,7 +228,7 @@ func TestBuildDebianTrees(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if strings.Join(names, " ") != "ibuild.conf initrd.img-"+kernel+" status" {
+	if strings.Join(names, " ") != "ibuild.conf initrd.img initrd.img-"+kernel+" status vmlinuz" {
 		t.Fatalf("outputs: %v", names)
 	}
 	// dpkg: every os package installed.
@@ -262,6 +265,12 @@ func TestBuildDebianTrees(t *testing.T) {
 	if !bytes.Contains(initrd[:min(len(initrd), 1<<20)], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 		t.Errorf("initrd is not zstd-compressed")
 	}
+	if link, _ := os.ReadFile(files["initrd.img"].Path); !bytes.Equal(link, initrd) {
+		t.Errorf("/initrd.img is not /boot/initrd.img-%s", kernel)
+	}
+	if fi, err := os.Stat(files["vmlinuz"].Path); err != nil || fi.Size() < 1<<20 {
+		t.Errorf("/vmlinuz: %v", err)
+	}
 	// The listed modules are in it, and init does not load them all: udev
 	// loads what the hardware needs.
 	inInitrd := initrdFiles(t, initrd)
@@ -297,7 +306,7 @@ func TestBuildDebianTrees(t *testing.T) {
 			ran = append(ran, strings.Fields(l)[0])
 		}
 	}
-	if strings.Join(ran, " ") != "os/1 out/0 out/1 out/2" {
+	if strings.Join(ran, " ") != "os/1 out/0 out/1 out/2 out/3 out/4" {
 		t.Errorf("stages run after changing the initramfs options: %v", ran)
 	}
 	if after := mounts(); after != before {

@@ -13,7 +13,7 @@ import (
 
 // StoreVersion is part of every object key: bump it when a stage's
 // implementation changes what it writes, so old cached trees are not reused.
-const StoreVersion = "ibuild-objects-3"
+const StoreVersion = "ibuild-objects-4"
 
 // keyInput is what an object's key is the digest of.
 type keyInput struct {
