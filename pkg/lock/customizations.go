@@ -70,8 +70,8 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		o.Home = deref(u.Home)
 		o.Shell = deref(u.Shell)
 		o.Password = deref(u.Password)
-		if o.Password != "" && !strings.HasPrefix(o.Password, "$") {
-			errs = append(errs, bp.Errorf(fmt.Sprintf("customizations.user[%d].password", i), "plaintext passwords are not written into images: give a crypt hash (for example from `mkpasswd -m yescrypt`)"))
+		if o.Password != "" && !stages.IsCryptHash(o.Password) {
+			errs = append(errs, bp.Errorf(fmt.Sprintf("customizations.user[%d].password", i), "not a crypt hash ($y$, $6$, $5$, $2b$...): plaintext passwords are not written into images; hash it first (for example with `mkpasswd -m yescrypt`)"))
 		}
 		if u.Key != nil && *u.Key != "" {
 			o.Keys = append(o.Keys, strings.TrimSpace(*u.Key))

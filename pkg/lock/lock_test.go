@@ -178,6 +178,9 @@ func TestLockErrors(t *testing.T) {
 		{"groups refused", head + "[[groups]]\nname = \"core\"\n", nil, "bp.toml:3:3: groups: testdist cannot honour this"},
 		{"openscap refused", head + "[customizations.openscap]\nprofile_id = \"x\"\ndatastream = \"/x\"\n", nil, "customizations.openscap"},
 		{"plaintext password", head + "[[customizations.user]]\nname = \"a\"\npassword = \"secret\"\n", nil, "crypt hash"},
+		// Starts like a hash, is not one: refused here, not at build.
+		{"dollar password", head + "[[customizations.user]]\nname = \"a\"\npassword = \"$ecret\"\n", nil, "customizations.user[0].password"},
+		{"unknown crypt scheme", head + "[[customizations.user]]\nname = \"a\"\npassword = \"$9$abcdefghijkl\"\n", nil, "not a crypt hash"},
 		{"/boot/efi sized", head + "[[customizations.filesystem]]\nmountpoint = \"/boot/efi\"\nminsize = \"1 GiB\"\n", nil, "laid out by the image type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
