@@ -60,6 +60,21 @@ type Partition struct {
 	FS         string `toml:"fs"`
 	Label      string `toml:"label"`
 	Mountpoint string `toml:"mountpoint"`
+	// Options are the fstab mount options; empty means the file system's
+	// defaults (see MountOptions).
+	Options string `toml:"options"`
+}
+
+// MountOptions are the partition's fstab options.
+func (p *Partition) MountOptions() string {
+	switch {
+	case p.Options != "":
+		return p.Options
+	case p.FS == "vfat":
+		return "umask=0077"
+	default:
+		return "defaults"
+	}
 }
 
 // PackageSet is a list of package names.
@@ -74,6 +89,9 @@ type OSDefaults struct {
 	PathExclude     []string `toml:"path_exclude"`
 	PathInclude     []string `toml:"path_include"`
 	Files           []File   `toml:"files"`
+	// SSHHostKeyTypes are the host keys made at first boot (the image
+	// ships none); empty makes every type ssh-keygen -A makes.
+	SSHHostKeyTypes []string `toml:"ssh_host_key_types"`
 }
 
 // File is a file the definitions put in every image of a kind.
@@ -93,13 +111,18 @@ type Initramfs struct {
 
 // ImageType is one output format.
 type ImageType struct {
-	Name        string       `toml:"name"`
-	Description string       `toml:"description"`
-	Filename    string       `toml:"filename"`
-	Arches      []string     `toml:"arches"`
-	Platform    string       `toml:"platform"` // system or container
-	Bootable    bool         `toml:"bootable"`
-	Kernel      string       `toml:"kernel"` // generic, cloud
+	Name        string   `toml:"name"`
+	Description string   `toml:"description"`
+	Filename    string   `toml:"filename"`
+	Arches      []string `toml:"arches"`
+	Platform    string   `toml:"platform"` // system or container
+	Bootable    bool     `toml:"bootable"`
+	Kernel      string   `toml:"kernel"` // generic, cloud
+	// KernelOpts are added to the arch's kernel command line.
+	KernelOpts string `toml:"kernel_opts"`
+	// BootTimeout is GRUB's menu timeout in seconds; unset means 1. Cloud
+	// types set 0: nobody is at their console to choose an entry.
+	BootTimeout *int         `toml:"boot_timeout"`
 	Size        Size         `toml:"size"`
 	Packages    []string     `toml:"packages"`
 	Files       []File       `toml:"files"`
@@ -269,6 +292,9 @@ func (t *ImageType) validate() error {
 	}
 	if t.Bootable && (t.Kernel == "" || t.Size == 0) {
 		return errors.New("a bootable type needs kernel and size")
+	}
+	if t.BootTimeout != nil && (*t.BootTimeout < 0 || *t.BootTimeout > 3600) {
+		return fmt.Errorf("boot_timeout: %d is not within 0-3600 seconds", *t.BootTimeout)
 	}
 	for i, e := range t.Export {
 		if e.Type == "" {

@@ -48,6 +48,7 @@ dpkg = "amd64"
 		{"bad syntax", "distros/x.toml", "name = \n", "distros/x.toml:1"},
 		{"no dpkg arch", "distros/x.toml", strings.Replace(good, `dpkg = "amd64"`, "", 1), "arches.x86_64.dpkg"},
 		{"bad type filename", "types/t.toml", `name = "t"` + "\nfilename = \"a/b\"\nplatform = \"system\"\n", "plain file name"},
+		{"bad boot timeout", "types/t.toml", `name = "t"` + "\nfilename = \"a\"\nplatform = \"system\"\nboot_timeout = -1\n", "types/t.toml: boot_timeout: -1 is not within 0-3600"},
 		{"bad size", "types/t.toml", `name = "t"` + "\nfilename = \"a\"\nplatform = \"system\"\nsize = \"4 GB!\"\n", "unknown unit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

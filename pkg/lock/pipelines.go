@@ -264,17 +264,17 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 					passno = 1
 					rootUUID = pt.fsID
 				}
-				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "ext4", "path": pt.Mountpoint, "options": "defaults", "freq": 1, "passno": passno})
+				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "ext4", "path": pt.Mountpoint, "options": pt.MountOptions(), "freq": 1, "passno": passno})
 			case "vfat":
-				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "vfat", "path": pt.Mountpoint, "options": "umask=0077", "freq": 0, "passno": 2})
+				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "vfat", "path": pt.Mountpoint, "options": pt.MountOptions(), "freq": 0, "passno": 2})
 			}
 		}
 		add("fstab", map[string]any{"filesystems": fs})
 		grub := map[string]any{
 			"root_fs_uuid": rootUUID,
-			"kernel_opts":  strings.TrimSpace(p.arch.KernelOpts + " " + c.kernelOpts),
+			"kernel_opts":  strings.Join(strings.Fields(p.arch.KernelOpts+" "+p.typ.KernelOpts+" "+c.kernelOpts), " "),
 			"uefi":         map[string]any{"vendor": "debian", "removable": true},
-			"timeout":      1,
+			"timeout":      bootTimeout(p.typ),
 			"serial":       true,
 		}
 		for _, pt := range parts {
@@ -333,7 +333,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 	if c.firewall != nil {
 		add("firewall", c.firewall)
 	}
-	add("cleanup", stages.Cleanup{})
+	add("cleanup", stages.Cleanup{SSHHostKeyTypes: d.OS.SSHHostKeyTypes})
 	return os, parts, nil
 }
 
@@ -382,4 +382,12 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 		}
 	}
 	return img
+}
+
+// bootTimeout is GRUB's menu timeout for the type: 1 s unless it says.
+func bootTimeout(t *distro.ImageType) int {
+	if t.BootTimeout != nil {
+		return *t.BootTimeout
+	}
+	return 1
 }
