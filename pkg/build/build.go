@@ -232,7 +232,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 		return nil, err
 	}
 
-	b := &builder{store: store, work: work, src: src, lf: lf, entry: entry, o: &o, byName: map[string]*pipelinePlan{}}
+	b := &builder{ctx: ctx, store: store, work: work, src: src, lf: lf, entry: entry, o: &o, byName: map[string]*pipelinePlan{}}
 	for _, pp := range plans {
 		b.byName[pp.p.Name] = pp
 	}
@@ -249,7 +249,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 		// Cached: read the files in place when stored as a directory.
 		var ok bool
 		if outTree, ok = store.DirTree(last.key()); !ok {
-			if outTree, err = b.treeOf(last); err != nil {
+			if outTree, err = b.treeOf(ctx, last); err != nil {
 				return nil, err
 			}
 		}
@@ -426,6 +426,9 @@ func markNeeded(store *Store, plans []*pipelinePlan, i int) {
 
 // builder runs the pipelines of one build.
 type builder struct {
+	// ctx is the build's: commits end with it (a signal), not when another
+	// pipeline fails, so what finished stays cached.
+	ctx    context.Context
 	store  *Store
 	work   *workArea
 	src    *Sources
@@ -451,7 +454,7 @@ func (b *builder) commit(pp *pipelinePlan, i int, tree string, async bool) error
 	sp := pp.stages[i]
 	do := func() error {
 		start := time.Now()
-		if err := b.store.Commit(sp.key, tree, objectMeta{Pipeline: pp.p.Name, Stage: i, Type: sp.typ}); err != nil {
+		if err := b.store.Commit(b.ctx, sp.key, tree, objectMeta{Pipeline: pp.p.Name, Stage: i, Type: sp.typ}); err != nil {
 			return fmt.Errorf("pipeline %s stage %d (%s): %w", pp.p.Name, i, sp.typ, err)
 		}
 		b.o.events(Commit{Pipeline: pp.p.Name, Index: i, Key: sp.key, Duration: time.Since(start)})
@@ -561,14 +564,14 @@ func (b *builder) runAll(ctx context.Context, plans []*pipelinePlan) error {
 
 // treeOf returns a finished pipeline's tree in the work area, extracting
 // it from the store when it was cached.
-func (b *builder) treeOf(pp *pipelinePlan) (string, error) {
+func (b *builder) treeOf(ctx context.Context, pp *pipelinePlan) (string, error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if pp.tree != "" {
 		return pp.tree, nil
 	}
 	dst := filepath.Join(b.work.dir, "done-"+pp.p.Name)
-	if err := b.store.Materialize(pp.key(), dst); err != nil {
+	if err := b.store.Materialize(ctx, pp.key(), dst); err != nil {
 		return "", fmt.Errorf("pipeline %s: %w", pp.p.Name, err)
 	}
 	pp.tree = dst
@@ -588,7 +591,7 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 	buildRoot := ""
 	if pp.p.Build != "" {
 		var err error
-		if buildRoot, err = b.treeOf(b.byName[pp.p.Build]); err != nil {
+		if buildRoot, err = b.treeOf(ctx, b.byName[pp.p.Build]); err != nil {
 			return err
 		}
 	}
@@ -602,7 +605,7 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 		tree = filepath.Join(dir, "tree")
 	}
 	if pp.cached > 0 {
-		if err := b.store.Materialize(pp.stages[pp.cached-1].key, tree); err != nil {
+		if err := b.store.Materialize(ctx, pp.stages[pp.cached-1].key, tree); err != nil {
 			return fmt.Errorf("pipeline %s: %w", name, err)
 		}
 	} else if err := os.Mkdir(tree, 0o755); err != nil {
@@ -640,7 +643,7 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		protected = append(protected, buildRoot)
 	}
 	for _, in := range sp.inputs {
-		t, err := b.treeOf(b.byName[in])
+		t, err := b.treeOf(ctx, b.byName[in])
 		if err != nil {
 			return tree, err
 		}
@@ -751,7 +754,7 @@ func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight
 	if err := os.RemoveAll(tree); err != nil {
 		return fmt.Errorf("pipeline %s: %w", name, err)
 	}
-	if err := b.store.Materialize(sp.key, tree); err != nil {
+	if err := b.store.Materialize(ctx, sp.key, tree); err != nil {
 		return fmt.Errorf("pipeline %s: %w", name, err)
 	}
 	b.o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, SharedWith: f.pipeline, Duration: time.Since(start)})

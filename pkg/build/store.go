@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -148,7 +149,7 @@ const dirFormatMax = 256
 
 // Commit stores a copy of tree as the object key. When another build
 // published the same key first, its object is kept.
-func (s *Store) Commit(key, tree string, meta objectMeta) error {
+func (s *Store) Commit(ctx context.Context, key, tree string, meta objectMeta) error {
 	if s.Lookup(key) {
 		return nil
 	}
@@ -164,7 +165,7 @@ func (s *Store) Commit(key, tree string, meta objectMeta) error {
 	if n > dirFormatMax {
 		meta.Format = "tar"
 		p := filepath.Join(stage, "tree.tar")
-		err = runTar("--create", "--file", p, "--directory", tree, "--format=posix",
+		err = runTar(ctx, "--create", "--file", p, "--directory", tree, "--format=posix",
 			"--pax-option=delete=atime,delete=ctime", "--sparse", ".")
 		if err == nil {
 			var fi os.FileInfo
@@ -174,7 +175,7 @@ func (s *Store) Commit(key, tree string, meta objectMeta) error {
 		}
 	} else {
 		meta.Format = "dir"
-		err = CopyTree(tree, filepath.Join(stage, "tree"))
+		err = CopyTree(ctx, tree, filepath.Join(stage, "tree"))
 		if err == nil {
 			meta.Size, err = treeSize(filepath.Join(stage, "tree"))
 		}
@@ -216,7 +217,7 @@ func (s *Store) meta(key string) (objectMeta, error) {
 }
 
 // Materialize makes dst (which must not exist) a copy of the object's tree.
-func (s *Store) Materialize(key, dst string) error {
+func (s *Store) Materialize(ctx context.Context, key, dst string) error {
 	m, err := s.meta(key)
 	if err != nil {
 		return fmt.Errorf("reading object %s: %w", key, err)
@@ -226,12 +227,12 @@ func (s *Store) Materialize(key, dst string) error {
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			return fmt.Errorf("extracting object %s: %w", key, err)
 		}
-		if err := runTar("--extract", "--file", filepath.Join(s.objectDir(key), "tree.tar"), "--directory", dst,
+		if err := runTar(ctx, "--extract", "--file", filepath.Join(s.objectDir(key), "tree.tar"), "--directory", dst,
 			"--preserve-permissions", "--same-owner"); err != nil {
 			return fmt.Errorf("extracting object %s: %w", key, err)
 		}
 	case "dir":
-		if err := CopyTree(filepath.Join(s.objectDir(key), "tree"), dst); err != nil {
+		if err := CopyTree(ctx, filepath.Join(s.objectDir(key), "tree"), dst); err != nil {
 			return fmt.Errorf("copying object %s: %w", key, err)
 		}
 	default:
@@ -253,11 +254,11 @@ func (s *Store) DirTree(key string) (string, bool) {
 
 // runTar runs GNU tar with what keeps a root tree intact: numeric owners,
 // xattrs (file capabilities), hard links, device nodes.
-func runTar(args ...string) error {
+func runTar(ctx context.Context, args ...string) error {
 	full := append([]string{"--numeric-owner", "--xattrs", "--xattrs-include=*"}, args...)
-	out, err := hostOutput("tar", full...)
+	out, err := hostOutput(ctx, "tar", full...)
 	if err != nil {
-		return fmt.Errorf("tar %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("tar %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -285,10 +286,10 @@ func countEntries(dir string, limit int) (int, error) {
 // CopyTree copies the directory src to dst (which must not exist), keeping
 // owners, modes, timestamps, hard links, device nodes, xattrs and holes,
 // with reflinks where the file system has them.
-func CopyTree(src, dst string) error {
-	out, err := hostOutput("cp", "-a", "--reflink=auto", "--", src, dst)
+func CopyTree(ctx context.Context, src, dst string) error {
+	out, err := hostOutput(ctx, "cp", "-a", "--reflink=auto", "--", src, dst)
 	if err != nil {
-		return fmt.Errorf("copying %s to %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("copying %s to %s: %w: %s", src, dst, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -410,23 +411,26 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-func runCmd(name string, args ...string) (string, error) {
-	out, err := hostOutput(name, args...)
-	return string(out), err
-}
-
 // hostOutput runs a host tool (tar, cp) and returns its combined output.
 // The tool is killed when ibuild dies (SIGKILL, the OOM killer) rather
 // than left running as an orphan that writes into the cache or the work
-// area while the next build cleans them.
-func hostOutput(name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
+// area while the next build cleans them; and when ctx ends, so a signal
+// does not wait for a large commit to finish.
+func hostOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// The parent-death signal follows the thread that started the tool:
 	// keep that thread until the tool has ended.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	return cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return out, ctx.Err()
+	}
+	return out, err
 }
 
 // CommitMove stores tree as key by renaming it into the store, for a

@@ -1,6 +1,8 @@
 package build
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,7 +53,7 @@ func TestStoreRoundTrip(t *testing.T) {
 				must(unix.Lsetxattr(filepath.Join(src, "usr/bin/ping"), "security.capability",
 					[]byte{1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0))
 			}
-			must(st.Commit("k1", src, objectMeta{Pipeline: "p"}))
+			must(st.Commit(context.Background(), "k1", src, objectMeta{Pipeline: "p"}))
 			m, err := st.meta("k1")
 			must(err)
 			wantFormat := "dir"
@@ -62,7 +64,7 @@ func TestStoreRoundTrip(t *testing.T) {
 				t.Errorf("meta %+v, want format %s", m, wantFormat)
 			}
 			dst := filepath.Join(t.TempDir(), "out")
-			must(st.Materialize("k1", dst))
+			must(st.Materialize(context.Background(), "k1", dst))
 			fi, err := os.Stat(filepath.Join(dst, "usr/bin/su"))
 			must(err)
 			if fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
@@ -146,7 +148,7 @@ const hostToolEnv = "IBUILD_TEST_HOST_TOOL"
 
 func init() {
 	if arg := os.Getenv(hostToolEnv); arg != "" {
-		hostOutput("sleep", arg)
+		hostOutput(context.Background(), "sleep", arg)
 		os.Exit(0)
 	}
 }
@@ -188,5 +190,45 @@ func TestHostToolDiesWithIbuild(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("the host tool (pid %d) outlived ibuild by 2 s", pid)
 		}
+	}
+}
+
+// A signal does not wait for a commit: the host tool is killed when the
+// context ends, and nothing is stored.
+func TestCommitCancelled(t *testing.T) {
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := st.Commit(ctx, "k1", src, objectMeta{Pipeline: "p"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("commit with an ended context: %v", err)
+	}
+	if st.Lookup("k1") {
+		t.Error("the object was stored")
+	}
+	// tmp/build-*: this open store's temp area.
+	if left, _ := filepath.Glob(filepath.Join(st.Dir(), "tmp", "*", "*")); len(left) != 0 {
+		t.Errorf("left in the store's temp area: %v", left)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := hostOutput(ctx, "sleep", "60"); done <- err }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("host tool after cancel: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the host tool still runs 30 s after its context ended")
 	}
 }
