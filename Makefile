@@ -44,9 +44,10 @@ example: deps build
 	./$(BIN) build $(BLUEPRINT:.toml=.lock.json) --type $(TYPE) -o $(OUT)
 
 # Boot the example image under QEMU (UEFI, serial console). Ctrl-a x quits.
+# The virtio-rng device gives the guest entropy at once, as libvirt does.
 boot:
 	cp /usr/share/OVMF/OVMF_VARS_4M.fd $(OUT)/OVMF_VARS_4M.fd
-	qemu-system-x86_64 -m 2048 -smp 2 -nographic \
+	qemu-system-x86_64 -m 2048 -smp 2 -nographic -device virtio-rng-pci \
 	  -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
 	  -drive if=pflash,format=raw,file=$(OUT)/OVMF_VARS_4M.fd \
 	  -drive file=$(OUT)/disk.qcow2,if=virtio,format=qcow2 \
