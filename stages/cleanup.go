@@ -59,12 +59,15 @@ func (s *Cleanup) validate() error {
 
 // The host keys are made by one instance of a template unit per type, so
 // each runs only while its key is missing, and the types run in parallel.
-// The sshd_config drop-in names the keys, so sshd looks for no other.
+// Where cloud-init runs, it replaces the keys first (after: no race over
+// the files). The sshd_config drop-in names the keys, so sshd looks for no
+// other.
 const (
 	sshKeygenUnitName = "ibuild-ssh-keygen@.service"
 	sshKeygenUnit     = `[Unit]
 Description=Generate the SSH host key of type %i
 ConditionPathExists=!/etc/ssh/ssh_host_%i_key
+After=cloud-init.service
 Before=ssh.service ssh.socket
 
 [Service]

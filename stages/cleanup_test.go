@@ -225,7 +225,7 @@ func tcCheckSSHKeygen(t *testing.T, env *stages.Env, types []string) {
 	t.Helper()
 	root := env.Tree
 	unit := tcRead(t, root, "/etc/systemd/system/ibuild-ssh-keygen@.service")
-	for _, want := range []string{"\nConditionPathExists=!/etc/ssh/ssh_host_%i_key\n", "\nBefore=ssh.service ssh.socket\n", "\nWantedBy=multi-user.target\n"} {
+	for _, want := range []string{"\nConditionPathExists=!/etc/ssh/ssh_host_%i_key\n", "\nAfter=cloud-init.service\n", "\nBefore=ssh.service ssh.socket\n", "\nWantedBy=multi-user.target\n"} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("key generation unit lacks %q:\n%s", want, unit)
 		}
