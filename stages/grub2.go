@@ -43,9 +43,9 @@ type Grub2 struct {
 	// KernelOpts follow "root=UUID=... ro" on the kernel command line.
 	KernelOpts string `json:"kernel_opts,omitempty"`
 	// BIOS, when set, builds core.img for legacy boot.
-	BIOS *Grub2BIOS `json:"bios"`
+	BIOS *Grub2BIOS `json:"bios,omitempty"`
 	// UEFI, when set, builds the EFI binary.
-	UEFI *Grub2UEFI `json:"uefi"`
+	UEFI *Grub2UEFI `json:"uefi,omitempty"`
 	// Timeout is the menu's timeout in seconds.
 	Timeout int `json:"timeout"`
 	// Serial puts GRUB's menu on the first serial port as well as the

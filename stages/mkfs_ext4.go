@@ -36,7 +36,7 @@ type MkfsExt4 struct {
 	// Exclude lists "<dir>/*" patterns: those directories' contents are
 	// left out, the directories themselves stay (mount points such as
 	// /boot/efi, whose contents go to another file system).
-	Exclude []string `json:"exclude"`
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 func init() {

@@ -251,10 +251,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 		}
 		// Boot configuration comes right after the packages, before the
 		// customizations: a hostname change then leaves the initramfs cached.
-		// fstab and grub2 options are maps: stages.FstabEntry leaves out
-		// "freq": 0 and stages.Grub2 writes "bios": null, where lockfiles
-		// have "freq": 0 and no "bios".
-		var fs []map[string]any
+		var fs []stages.FstabEntry
 		var rootUUID string
 		for _, pt := range parts {
 			switch pt.FS {
@@ -264,22 +261,22 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 					passno = 1
 					rootUUID = pt.fsID
 				}
-				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "ext4", "path": pt.Mountpoint, "options": pt.MountOptions(), "freq": 1, "passno": passno})
+				fs = append(fs, stages.FstabEntry{UUID: pt.fsID, VFSType: "ext4", Path: pt.Mountpoint, Options: pt.MountOptions(), Freq: 1, PassNo: passno})
 			case "vfat":
-				fs = append(fs, map[string]any{"uuid": pt.fsID, "vfs_type": "vfat", "path": pt.Mountpoint, "options": pt.MountOptions(), "freq": 0, "passno": 2})
+				fs = append(fs, stages.FstabEntry{UUID: pt.fsID, VFSType: "vfat", Path: pt.Mountpoint, Options: pt.MountOptions(), PassNo: 2})
 			}
 		}
-		add("fstab", map[string]any{"filesystems": fs})
-		grub := map[string]any{
-			"root_fs_uuid": rootUUID,
-			"kernel_opts":  strings.Join(strings.Fields(p.arch.KernelOpts+" "+p.typ.KernelOpts+" "+c.kernelOpts), " "),
-			"uefi":         map[string]any{"vendor": "debian", "removable": true},
-			"timeout":      bootTimeout(p.typ),
-			"serial":       true,
+		add("fstab", stages.Fstab{Filesystems: fs})
+		grub := stages.Grub2{
+			RootFSUUID: rootUUID,
+			KernelOpts: strings.Join(strings.Fields(p.arch.KernelOpts+" "+p.typ.KernelOpts+" "+c.kernelOpts), " "),
+			UEFI:       &stages.Grub2UEFI{Vendor: "debian", Removable: true},
+			Timeout:    bootTimeout(p.typ),
+			Serial:     true,
 		}
 		for _, pt := range parts {
 			if pt.Type == biosBootType {
-				grub["bios"] = map[string]any{"platform": "i386-pc"}
+				grub.BIOS = &stages.Grub2BIOS{Platform: "i386-pc"}
 			}
 		}
 		add("grub2", grub)
@@ -365,14 +362,9 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 				VolumeID: strings.ReplaceAll(pt.fsID, "-", ""), Label: pt.Label,
 				Source: stages.Source{Pipeline: "os", Path: pt.Mountpoint}})
 		case "ext4":
-			// A map: stages.MkfsExt4 writes "exclude": null where lockfiles
-			// have no "exclude".
-			opts := map[string]any{"filename": file, "partition": pt.index, "uuid": pt.fsID, "label": pt.Label,
-				"hash_seed": p.uuidFor("hash_seed/" + pt.Name), "source": stages.Source{Pipeline: "os", Path: pt.Mountpoint}}
-			if ex := excludesFor(pt.Mountpoint); len(ex) > 0 {
-				opts["exclude"] = ex
-			}
-			add("mkfs-ext4", opts)
+			add("mkfs-ext4", stages.MkfsExt4{Filename: file, Partition: pt.index, UUID: pt.fsID, Label: pt.Label,
+				HashSeed: p.uuidFor("hash_seed/" + pt.Name), Source: stages.Source{Pipeline: "os", Path: pt.Mountpoint},
+				Exclude: excludesFor(pt.Mountpoint)})
 		}
 	}
 	for _, pt := range parts {
