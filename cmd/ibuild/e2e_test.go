@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,6 +385,11 @@ type bootOpts struct {
 	firmware, disk, format, bus, label string
 	host                               string
 	noMarker, ssh                      bool
+	// seed is a NoCloud seed (a vfat file system labelled CIDATA)
+	// attached as a second disk; want are console texts the boot must
+	// show before it counts, refuse texts it must not show.
+	seed         string
+	want, refuse []string
 }
 
 // bootDisk starts QEMU on a throw-away overlay of the disk and waits for
@@ -406,6 +412,9 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 			"-device", "ide-hd,drive=disk0,bus=ide.0")
 	default:
 		return 0, fmt.Errorf("unknown bus %q", o.bus)
+	}
+	if o.seed != "" {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,readonly=on", o.seed))
 	}
 	nic := "user,restrict=on,model=virtio-net-pci"
 	var sshAddr string
@@ -460,6 +469,7 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 	var marker string
 	var login bool
 	prompt := cmp.Or(o.host, "ibuild-boot") + " login:"
+	o.want = slices.Clone(o.want) // ticked off below
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(consoleLines)
@@ -478,7 +488,17 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 		if strings.Contains(line, prompt) {
 			login = true
 		}
-		if login && (marker != "" || o.noMarker) {
+		for _, r := range o.refuse {
+			if strings.Contains(line, r) {
+				return 0, fmt.Errorf("the console shows %q: %s (console in %s)", r, strings.TrimSpace(line), logPath)
+			}
+		}
+		for i, w := range o.want {
+			if w != "" && strings.Contains(line, w) {
+				o.want[i] = ""
+			}
+		}
+		if login && (marker != "" || o.noMarker) && strings.Join(o.want, "") == "" {
 			if !o.ssh {
 				return time.Since(start).Seconds(), nil
 			}
@@ -498,7 +518,34 @@ func bootDisk(dir string, o bootOpts) (float64, error) {
 	if len(tail) > 3000 {
 		tail = tail[len(tail)-3000:]
 	}
-	return 0, fmt.Errorf("no marker and login prompt within the time limit (marker %q, login prompt %v); console ends:\n%s", marker, login, tail)
+	return 0, fmt.Errorf("no marker and login prompt within the time limit (marker %q, login prompt %v, not seen %q); console ends:\n%s", marker, login, slices.DeleteFunc(o.want, func(w string) bool { return w == "" }), tail)
+}
+
+// noCloudSeed makes a NoCloud seed for cloud-init: a vfat file system
+// labelled CIDATA with meta-data naming the instance and its hostname.
+func noCloudSeed(t *testing.T, dir, hostname string) string {
+	t.Helper()
+	need(t, "mkfs.vfat", "mcopy")
+	files := map[string]string{
+		"meta-data": "instance-id: ibuild-test\nlocal-hostname: " + hostname + "\n",
+		"user-data": "#cloud-config\n{}\n",
+	}
+	args := []string{"-i", filepath.Join(dir, "seed.img")}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, p)
+	}
+	img := filepath.Join(dir, "seed.img")
+	run(t, "mkfs.vfat", "-n", "CIDATA", "-C", img, "2048")
+	cmd := exec.Command("mcopy", append(args, "::/")...)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v\n%s", err, out)
+	}
+	return img
 }
 
 // sshBanner waits until an SSH server answers at addr (QEMU's forwarded

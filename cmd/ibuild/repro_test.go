@@ -438,6 +438,17 @@ func reproBootMatrix(t *testing.T, dir string, a *reproBuild) {
 			jobs = append(jobs, bootOpts{firmware: fw, disk: d.disk, format: d.format, bus: d.bus, label: d.typ + "-" + fw})
 		}
 	}
+	// The ami with a NoCloud seed: cloud-init runs, and makes the host
+	// keys sshd is configured for (ed25519 and ecdsa, no RSA) before the
+	// units that fill in missing ones.
+	seedDir := filepath.Join(bootDir, "seed")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	jobs = append(jobs, bootOpts{firmware: "uefi", disk: file("ami"), format: "raw", bus: "virtio", label: "ami-uefi-cloud-init",
+		seed:   noCloudSeed(t, seedDir, "ibuild-boot"),
+		want:   []string{"DataSourceNoCloud", "Generating public/private ed25519 key pair", "Generating public/private ecdsa key pair"},
+		refuse: []string{"Generating public/private rsa key pair"}})
 	results := make([]result, len(jobs))
 	start := time.Now()
 	sem := make(chan struct{}, 2) // one core each
