@@ -82,6 +82,9 @@ WantedBy=multi-user.target
 	sshCloudInitConf = "/etc/cloud/cloud.cfg.d/90-ibuild-ssh-host-keys.cfg"
 )
 
+// sshKeygenInstance names the unit's instance for a key type.
+func sshKeygenInstance(typ string) string { return "ibuild-ssh-keygen@" + typ + ".service" }
+
 // cleanupDivertSuffix marks the local dpkg diversions the debs stage
 // makes (debsDivertSuffix); it undoes them itself, this is the safety net
 // for a tree it could not finish.
@@ -195,20 +198,23 @@ func cleanSSHKeys(root string, types []string) error {
 		return err
 	}
 	// Instances of the unit for types no longer asked for go.
-	old, err := filepath.Glob(filepath.Join(wants, strings.Replace(sshKeygenUnitName, "@", "@*", 1)))
+	want := map[string]bool{}
+	for _, t := range types {
+		want[sshKeygenInstance(t)] = true
+	}
+	old, err := filepath.Glob(filepath.Join(wants, sshKeygenInstance("*")))
 	if err != nil {
 		return err
 	}
 	for _, l := range old {
-		t := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(l), "ibuild-ssh-keygen@"), ".service")
-		if !slices.Contains(types, t) {
+		if !want[filepath.Base(l)] {
 			if err := os.Remove(l); err != nil {
 				return err
 			}
 		}
 	}
 	for _, t := range types {
-		link := filepath.Join(wants, strings.Replace(sshKeygenUnitName, "@", "@"+t, 1))
+		link := filepath.Join(wants, sshKeygenInstance(t))
 		if target, err := os.Readlink(link); err == nil && target == unit {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -170,8 +171,7 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 	if !initramfsExecutable(tree, "/usr/bin/linux-update-symlinks") {
 		return nil
 	}
-	sort.Slice(kernels, func(i, j int) bool { return debVersionLess(kernels[i], kernels[j]) })
-	for _, k := range kernels {
+	for _, k := range kernels { // oldest first
 		cmd := &Cmd{
 			Root:   tree,
 			Args:   []string{"linux-update-symlinks", "install", k, "/boot/vmlinuz-" + k},
@@ -188,11 +188,11 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 // writeHook writes the hook that puts the modules in the initramfs, or
 // removes it when there are none.
 func (s *Initramfs) writeHook(tree string) error {
-	p, err := nsrun.ResolveIn(tree, initramfsHook)
-	if err != nil {
-		return err
-	}
 	if len(s.Modules) == 0 {
+		p, err := nsrun.ResolveIn(tree, initramfsHook)
+		if err != nil {
+			return err
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing %s: %w", initramfsHook, err)
 		}
@@ -204,21 +204,15 @@ func (s *Initramfs) writeHook(tree string) error {
 		"case \"$1\" in prereqs) exit 0 ;; esac\n" +
 		". /usr/share/initramfs-tools/hook-functions\n" +
 		"manual_add_modules " + strings.Join(s.Modules, " ") + "\n"
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", initramfsHook, err)
+	dir, err := treeMkdirAll(tree, path.Dir(initramfsHook))
+	if err != nil {
+		return err
 	}
-	if err := os.WriteFile(p, []byte(hook), 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", initramfsHook, err)
-	}
-	// WriteFile keeps the mode of a file already there.
-	if err := os.Chmod(p, 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", initramfsHook, err)
-	}
-	return nil
+	return treeWriteFile(filepath.Join(dir, path.Base(initramfsHook)), []byte(hook), 0o755, 0, 0)
 }
 
 // initramfsKernels lists the kernel versions that have both an image in /boot
-// and modules, sorted.
+// and modules, oldest first (dpkg's version order).
 func initramfsKernels(tree string) ([]string, error) {
 	boot, err := nsrun.ResolveIn(tree, "/boot")
 	if err != nil {
@@ -239,7 +233,7 @@ func initramfsKernels(tree string) ([]string, error) {
 			out = append(out, v)
 		}
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return debVersionLess(out[i], out[j]) })
 	return out, nil
 }
 

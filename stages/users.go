@@ -60,13 +60,13 @@ type UserSpec struct {
 	ExpireDate *int `json:"expiredate,omitempty"`
 }
 
-// cryptHash matches the crypt(3) hashes Debian's libxcrypt verifies:
-// yescrypt, gost-yescrypt, scrypt, bcrypt, sha512crypt, sha256crypt and
-// md5crypt, with their parameters.
 // IsCryptHash reports whether s looks like a crypt(3) hash of a scheme
 // shadow takes: what users' password option accepts.
 func IsCryptHash(s string) bool { return cryptHash.MatchString(s) }
 
+// cryptHash matches the crypt(3) hashes Debian's libxcrypt verifies:
+// yescrypt, gost-yescrypt, scrypt, bcrypt, sha512crypt, sha256crypt and
+// md5crypt, with their parameters.
 var cryptHash = regexp.MustCompile(`^\$(y|gy|7|2[abxy]|6|5|1)\$[./0-9A-Za-z$=,]{8,}$`)
 
 // maxID is the largest id shadow accepts ((uid_t)-1 is reserved).

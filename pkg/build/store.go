@@ -417,9 +417,6 @@ func randomHex() string {
 // area while the next build cleans them; and when ctx ends, so a signal
 // does not wait for a large commit to finish.
 func hostOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// The parent-death signal follows the thread that started the tool:
@@ -428,6 +425,7 @@ func hostOutput(ctx context.Context, name string, args ...string) ([]byte, error
 	defer runtime.UnlockOSThread()
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
+		// Not started, or killed: say why.
 		return out, ctx.Err()
 	}
 	return out, err
