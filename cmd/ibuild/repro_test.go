@@ -28,7 +28,8 @@ package main
 //     runs gzip -n and zstd single-threaded, and drops ldconfig's aux-cache).
 //   - identifiers: the GPT disk and partition GUIDs, file system UUIDs, the
 //     ext4 directory hash seed and the FAT volume id come from the lockfile
-//     (derived from the blueprint's digest, distro and arch at lock time);
+//     (derived from the lockfile.s id_seed, the distro, the arch and the
+//     partition.s role: an edit of the blueprint leaves them alone);
 //     the VMDK CID and the VHD UUID are derived from the image's contents;
 //     the OVF envelope has fixed ids.
 //   - per-machine state: /etc/machine-id is empty (made at first boot), SSH

@@ -45,6 +45,7 @@ func (r *runner) lockOptions(lockPath string) []lock.Option {
 	opts := []lock.Option{
 		lock.WithFetcher(client),
 		lock.WithLockDir(filepath.Dir(lockPath)),
+		lock.WithPrevious(lockPath),
 	}
 	return append(opts, r.opts.lock...)
 }

@@ -70,6 +70,10 @@ func Check(ctx context.Context, lf *manifest.Lockfile, lockPath string, bp *blue
 		dist = e.Distro
 	}
 	relock := append([]Option{WithDefs(defs)}, opts...)
+	if lf.IDSeed != "" {
+		// What locking again would change keeps the identifiers.
+		relock = append(relock, WithIDSeed(lf.IDSeed))
+	}
 	if len(arches) > 0 {
 		relock = append(relock, WithArches(uniqSorted(arches)...), WithTypes(uniqSorted(types)...), WithDistro(dist))
 	}

@@ -39,6 +39,9 @@ type options struct {
 	defs        *distro.Defs
 	lockDir     string
 	toolVersion string
+	idSeed      string
+	newIDs      bool
+	previous    string
 }
 
 // Option configures Lock.
@@ -89,6 +92,30 @@ func WithLockDir(dir string) Option {
 // (tests use it to keep golden files stable).
 func WithToolVersion(v string) Option {
 	return func(o *options) error { o.toolVersion = v; return nil }
+}
+
+// WithIDSeed sets the seed the images' identifiers derive from (hex, at
+// least 128 bits), as a lockfile's id_seed holds it.
+func WithIDSeed(seed string) Option {
+	return func(o *options) error {
+		if !isIDSeed(seed) {
+			return fmt.Errorf("id seed %q: want at least 32 lower-case hex digits", seed)
+		}
+		o.idSeed = seed
+		return nil
+	}
+}
+
+// WithPrevious keeps the id_seed of the lockfile at path, when there is
+// one: locking again then leaves the identifiers as they were.
+func WithPrevious(path string) Option {
+	return func(o *options) error { o.previous = path; return nil }
+}
+
+// WithNewIDs draws a new random id seed, so every identifier changes (for
+// images that must not share file system UUIDs with earlier ones).
+func WithNewIDs() Option {
+	return func(o *options) error { o.newIDs = true; return nil }
 }
 
 // HostArch is the image-definition name of the machine's architecture.
@@ -196,11 +223,16 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			rel = r
 		}
 	}
+	seed, err := o.seed(bp)
+	if err != nil {
+		return nil, err
+	}
 	lf := &manifest.Lockfile{
 		Version:   manifest.FormatVersion,
 		Tool:      o.toolVersion,
 		Blueprint: manifest.Input{Path: filepath.ToSlash(rel), SHA256: bpDigest},
 		ImageDefs: manifest.Input{SHA256: o.defs.Digest},
+		IDSeed:    seed,
 	}
 
 	pkgs := map[string]manifest.Package{}
@@ -220,7 +252,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if !contains(t.Arches, archName) {
 				return nil, fmt.Errorf("image type %s is not available for %s", typName, archName)
 			}
-			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, bpDigest))
+			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
 		}
 		idx, err := o.fetcher.Fetch(ctx, srcs, a.Dpkg)
 		if err != nil {

@@ -23,8 +23,12 @@ type entryPlan struct {
 
 	buildPackages []string
 	osPackages    []string
-	// seed derives UUIDs: the same for every image type of an arch, so
-	// raw, qcow2, vmdk… of one blueprint share one image pipeline.
+	// seed derives UUIDs, volume ids and hash seeds: the lockfile's
+	// id_seed with the distro and arch; each id adds its partition's role.
+	// Nothing else of the blueprint goes in, so an unrelated edit leaves
+	// them as they were. The image type does not either: raw, qcow2,
+	// vmdk… of one arch are one disk in several formats and share one
+	// image pipeline, built once.
 	seed string
 }
 
@@ -269,7 +273,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 		add("fstab", stages.Fstab{Filesystems: fs})
 		grub := stages.Grub2{
 			RootFSUUID: rootUUID,
-			KernelOpts: strings.Join(strings.Fields(p.arch.KernelOpts+" "+p.typ.KernelOpts+" "+c.kernelOpts), " "),
+			KernelOpts: mergeKernelArgs(p.arch.KernelOpts+" "+p.typ.KernelOpts, c.kernelOpts),
 			UEFI:       &stages.Grub2UEFI{Vendor: "debian", Removable: true},
 			Timeout:    bootTimeout(p.typ),
 			Serial:     true,

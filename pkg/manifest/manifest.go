@@ -28,6 +28,11 @@ type Lockfile struct {
 	Blueprint Input `json:"blueprint"`
 	// ImageDefs is the digest of the image definitions used.
 	ImageDefs Input `json:"imagedefs"`
+	// IDSeed seeds the images' identifiers (partition and file system
+	// UUIDs, volume ids, hash seeds), each derived from it and what it
+	// names. Locking again keeps it, so the identifiers change only when
+	// asked (ibuild lock --new-ids), not with every edit of the blueprint.
+	IDSeed string `json:"id_seed,omitempty"`
 	// ContentSHA256 is the digest of the rest of the file in canonical
 	// form: a hand edit that did not go through ibuild lock shows.
 	ContentSHA256 string `json:"content_sha256"`
@@ -331,6 +336,9 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 // Validate checks the references inside the lockfile: every stage's
 // packages exist, digests look like digests, pipelines' build roots exist.
 func (l *Lockfile) Validate() error {
+	if l.IDSeed != "" && !isHexSeed(l.IDSeed) {
+		return fmt.Errorf("id_seed %q: want 32 to 128 lower-case hex digits", l.IDSeed)
+	}
 	seen := map[string]bool{}
 	for i := range l.Packages {
 		p := &l.Packages[i]
@@ -368,6 +376,19 @@ func (l *Lockfile) Validate() error {
 		}
 	}
 	return nil
+}
+
+func isHexSeed(s string) bool {
+	return len(s) >= 32 && len(s) <= 128 && isHex(s)
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isHexDigest(s string) bool {

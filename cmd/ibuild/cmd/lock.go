@@ -41,6 +41,7 @@ type lockFlags struct {
 	keyring  string
 	cacheDir string
 	offline  bool
+	newIDs   bool
 }
 
 func newLock() *cobra.Command {
@@ -102,6 +103,7 @@ func newLock() *cobra.Command {
 	fl.StringVar(&f.keyring, "keyring", "", "keyring verifying --repo repositories (default: the distro's)")
 	fl.StringVar(&f.cacheDir, "cache", defaultCacheDir(), "metadata cache directory")
 	fl.BoolVar(&f.offline, "offline", false, "use cached repository metadata only")
+	fl.BoolVar(&f.newIDs, "new-ids", false, "draw a new id seed: new partition and file system UUIDs (default: keep the lockfile's)")
 	return c
 }
 
@@ -113,6 +115,10 @@ func (f *lockFlags) options(out string) ([]lock.Option, error) {
 		lock.WithDistro(f.distro),
 		lock.WithArches(f.arches...),
 		lock.WithTypes(f.types...),
+		lock.WithPrevious(out),
+	}
+	if f.newIDs {
+		opts = append(opts, lock.WithNewIDs())
 	}
 	if len(f.repos) > 0 {
 		srcs, err := ParseRepoFlags(f.repos, f.keyring)
