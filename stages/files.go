@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"strings"
 )
 
 func init() { registerValidated[Files]("files") }
@@ -25,12 +26,31 @@ type FileSpec struct {
 
 const fileMode = "0644"
 
+// treeDirs are directories in every Debian tree (the FHS's, and those of
+// base-files, dpkg and apt): a file there could never be written, so it is
+// refused before a build starts.
+var treeDirs = map[string]bool{}
+
+func init() {
+	for _, d := range strings.Fields(`/bin /boot /dev /etc /home /lib /media /mnt /opt /proc /root /run /sbin
+		/srv /sys /tmp /usr /var /usr/bin /usr/include /usr/lib /usr/libexec /usr/local /usr/local/bin
+		/usr/local/etc /usr/local/games /usr/local/include /usr/local/lib /usr/local/man /usr/local/sbin
+		/usr/local/share /usr/local/src /usr/sbin /usr/share /usr/src /var/backups /var/cache /var/lib
+		/var/local /var/lock /var/log /var/mail /var/opt /var/run /var/spool /var/tmp /etc/alternatives
+		/etc/apt /etc/default /etc/dpkg /etc/profile.d /etc/skel /etc/update-motd.d`) {
+		treeDirs[d] = true
+	}
+}
+
 func (s *Files) validate() error {
 	seen := map[string]bool{}
 	for i := range s.Files {
 		field := fmt.Sprintf("files[%d]", i)
 		if err := s.Files[i].check(field, fileMode, `"/" is not a file`, seen); err != nil {
 			return err
+		}
+		if treeDirs[s.Files[i].Path] {
+			return fmt.Errorf("%s.path: %s is a directory in every tree, not a file", field, s.Files[i].Path)
 		}
 	}
 	return nil

@@ -23,6 +23,8 @@ func TestFilesValidate(t *testing.T) {
 		{`{"files":[{"path":"etc/motd","data":""}]}`, `files[0].path: "etc/motd" is not absolute`},
 		{`{"files":[{"path":"/etc/../motd","data":""}]}`, `files[0].path: "/etc/../motd" is not clean`},
 		{`{"files":[{"path":"/","data":""}]}`, `files[0].path: "/" is not a file`},
+		{`{"files":[{"path":"/a","data":""},{"path":"/etc","data":""}]}`, `files[1].path: /etc is a directory in every tree, not a file`},
+		{`{"files":[{"path":"/usr/local/bin","data":""}]}`, `files[0].path: /usr/local/bin is a directory in every tree`},
 		{`{"files":[{"path":"/a","data":""},{"path":"/a","data":""}]}`, `files[1].path: /a is listed twice`},
 		{`{"files":[{"path":"/a","user":"bad user","data":""}]}`, `files[0].user: "bad user" is neither`},
 		{`{"files":[{"path":"/a","group":-1,"data":""}]}`, `owner -1: want a name or a numeric id`},
@@ -102,7 +104,7 @@ func TestFilesRunErrors(t *testing.T) {
 		{`{"files":[{"path":"/etc/f","group":"wheel","data":""}]}`, `files[0].group: group "wheel" does not exist`},
 		{`{"files":[{"path":"/etc/out/f","data":""}]}`, "symlink /etc/out -> ../../../../../../../../../../.. leads out of the tree"},
 		{`{"files":[{"path":"/etc/abs/f","data":""}]}`, "parent directory /etc/abs does not exist in the tree"},
-		{`{"files":[{"path":"/etc","data":""}]}`, "is a directory"},
+		{`{"files":[{"path":"/etc/dir","data":""}]}`, "is a directory"},
 		{`{"files":[{"path":"/etc/passwd/f","data":""}]}`, "files[0].path: /etc/passwd is not a directory in the tree"},
 	}
 	for _, tc := range tests {
@@ -110,6 +112,7 @@ func TestFilesRunErrors(t *testing.T) {
 		os.Symlink(strings.Repeat("../", 10)+"..", filepath.Join(root, "etc/out"))
 		// An absolute link names a path of the tree, never of the host.
 		os.Symlink(outside, filepath.Join(root, "etc/abs"))
+		os.Mkdir(filepath.Join(root, "etc/dir"), 0o755)
 		err := tcStage(t, "files", tc.options).Run(context.Background(), tcEnv(t, root))
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want error %q", tc.options, err, tc.err)

@@ -26,7 +26,9 @@ func init() {
 // Firewall configures firewalld's default zone offline, with the tree's
 // firewall-offline-cmd.
 type Firewall struct {
-	// Ports are "port:protocol" or "from-to:protocol" ("22:tcp").
+	// Ports are "port:protocol" or "from-to:protocol" ("22:tcp"), where a
+	// port is a number or a name of the tree's /etc/services ("imap:tcp"),
+	// as composer's blueprints have them.
 	Ports []string `json:"ports,omitempty"`
 	// EnabledServices and DisabledServices name firewalld services.
 	EnabledServices  []string `json:"enabled_services,omitempty"`
@@ -34,12 +36,16 @@ type Firewall struct {
 }
 
 var (
-	firewallPort    = regexp.MustCompile(`^([0-9]{1,5})(?:-([0-9]{1,5}))?:(tcp|udp|sctp|dccp)$`)
-	firewallService = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
+	firewallPort     = regexp.MustCompile(`^([0-9]{1,5})(?:-([0-9]{1,5}))?:(tcp|udp|sctp|dccp)$`)
+	firewallPortName = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_.+-]*):(tcp|udp|sctp|dccp)$`)
+	firewallService  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
 )
 
 func (s *Firewall) validate() error {
 	for i, p := range s.Ports {
+		if firewallPortName.MatchString(p) {
+			continue
+		}
 		m := firewallPort.FindStringSubmatch(p)
 		if m == nil {
 			return fmt.Errorf("ports[%d]: %q is not \"port:protocol\" or \"from-to:protocol\" (tcp, udp, sctp, dccp)", i, p)
@@ -84,6 +90,11 @@ func (s *Firewall) Run(ctx context.Context, env *Env) error {
 	// whole configuration without it.
 	if !treeExists(env.Tree, "/etc/protocols") {
 		return errors.New("firewall: firewalld needs /etc/protocols in the tree: install the netbase package")
+	}
+	for i, p := range s.Ports {
+		if m := firewallPortName.FindStringSubmatch(p); m != nil && !netService(env.Tree, m[1], m[2]) {
+			return fmt.Errorf("ports[%d]: %q: the tree's /etc/services has no %s/%s", i, p, m[1], m[2])
+		}
 	}
 	for i, n := range s.EnabledServices {
 		if !firewallServiceExists(env.Tree, n) {
@@ -147,6 +158,28 @@ func firewallServiceExists(root, name string) bool {
 	for _, d := range []string{"/etc/firewalld/services", "/usr/lib/firewalld/services"} {
 		if treeExists(root, path.Join(d, name+".xml")) {
 			return true
+		}
+	}
+	return false
+}
+
+// netService says whether the tree's /etc/services names a port for
+// name (or an alias of it) and proto, which firewalld resolves it by.
+func netService(root, name, proto string) bool {
+	data, err := treeReadFile(root, "/etc/services")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasSuffix(f[1], "/"+proto) {
+			continue
+		}
+		for _, n := range append(f[:1:1], f[2:]...) {
+			if n == name {
+				return true
+			}
 		}
 	}
 	return false

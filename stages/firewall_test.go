@@ -15,6 +15,8 @@ func TestFirewallValidate(t *testing.T) {
 	tests := []struct{ options, err string }{
 		{`{"ports":["22:tcp","8000-8080:udp","5000:sctp"],"enabled_services":["ssh"],"disabled_services":["dhcpv6-client"]}`, ""},
 		{`{}`, ""},
+		{`{"ports":["imap:tcp","domain:udp"]}`, ""},
+		{`{"ports":["imap"]}`, `ports[0]: "imap" is not "port:protocol"`},
 		{`{"ports":["22"]}`, `ports[0]: "22" is not "port:protocol"`},
 		{`{"ports":["22/tcp"]}`, `ports[0]: "22/tcp" is not "port:protocol"`},
 		{`{"ports":["22:icmp"]}`, `ports[0]: "22:icmp" is not`},
@@ -69,6 +71,15 @@ func TestFirewallRun(t *testing.T) {
 	err := tcStage(t, "firewall", `{"enabled_services":["ssh","no-such-service"]}`).Run(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), `enabled_services[1]: service "no-such-service" is not defined in the tree's firewalld`) {
 		t.Errorf("unknown service: %v", err)
+	}
+	// A port by its /etc/services name, as composer's blueprints have it.
+	err = tcStage(t, "firewall", `{"ports":["no-such-port:tcp"]}`).Run(context.Background(), env)
+	if err == nil || !strings.Contains(err.Error(), `ports[0]: "no-such-port:tcp": the tree's /etc/services has no no-such-port/tcp`) {
+		t.Errorf("unknown port name: %v", err)
+	}
+	tcRun(t, env, "firewall", `{"ports":["imap:tcp"]}`)
+	if zone := tcRead(t, root, "/etc/firewalld/zones/public.xml"); !strings.Contains(zone, `<port port="imap" protocol="tcp"/>`) && !strings.Contains(zone, `<port port="143" protocol="tcp"/>`) {
+		t.Errorf("public.xml lacks the imap port:\n%s", zone)
 	}
 	os.Remove(filepath.Join(root, "etc/protocols"))
 	err = tcStage(t, "firewall", `{"ports":["443:tcp"]}`).Run(context.Background(), env)

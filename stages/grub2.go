@@ -71,9 +71,6 @@ type Grub2UEFI struct {
 var (
 	grubVendor    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	kernelVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]*$`)
-	// kernelOpts is what may appear unquoted in a GRUB script's linux
-	// line and a shell variable alike.
-	kernelOpts = regexp.MustCompile(`^[A-Za-z0-9_.,=:/+@%-]+( [A-Za-z0-9_.,=:/+@%-]+)*$`)
 )
 
 // grubModules are built into the images, so booting needs no module
@@ -104,8 +101,10 @@ func (s *Grub2) validate() error {
 	if s.BootFSUUID != "" && !fsUUID.MatchString(s.BootFSUUID) {
 		return fmt.Errorf("boot_fs_uuid: %q is not a lower-case 8-4-4-4-12 UUID", s.BootFSUUID)
 	}
-	if s.KernelOpts != "" && !kernelOpts.MatchString(s.KernelOpts) {
-		return fmt.Errorf("kernel_opts: %q has characters GRUB or the shell would interpret (quotes, $, ;, newlines, double spaces...)", s.KernelOpts)
+	if args, err := KernelArgs(s.KernelOpts); err != nil {
+		return fmt.Errorf("kernel_opts: %w", err)
+	} else if strings.Join(args, " ") != s.KernelOpts {
+		return fmt.Errorf("kernel_opts: %q: separate the arguments by one space, without leading or trailing spaces", s.KernelOpts)
 	}
 	if s.BIOS == nil && s.UEFI == nil {
 		return errors.New("bios, uefi: neither is set: nothing would boot")
@@ -234,8 +233,9 @@ func (s *Grub2) grubCfg(kver, name string) []byte {
 	}
 	fmt.Fprintf(&b, "search --no-floppy --fs-uuid --set=root %s\n", s.bootUUID())
 	cmdline := "root=UUID=" + s.RootFSUUID + " ro"
-	if s.KernelOpts != "" {
-		cmdline += " " + s.KernelOpts
+	args, _ := KernelArgs(s.KernelOpts) // validate accepted them
+	for _, a := range args {
+		cmdline += " " + grubWord(a)
 	}
 	fmt.Fprintf(&b, "menuentry '%s' --id ibuild-%s {\n", name, kver)
 	fmt.Fprintf(&b, "\tlinux %s/vmlinuz-%s %s\n", s.bootPrefix(), kver, cmdline)

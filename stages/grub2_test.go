@@ -31,9 +31,11 @@ func TestGrub2Validate(t *testing.T) {
 		{`{` + base + `,"bios":{"platform":"i386-efi"}}`, `bios.platform: "i386-efi" is not i386-pc`},
 		{`{` + base + `,"uefi":{"vendor":"../x"}}`, `uefi.vendor: "../x" is not a directory name`},
 		{`{` + base + `,"uefi":{"vendor":""}}`, `uefi.vendor: "" is not a directory name`},
-		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"quiet; reboot"}`, `kernel_opts: "quiet; reboot" has characters`},
-		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"a=\"b\""}`, `kernel_opts:`},
+		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"quiet; reboot"}`, `kernel_opts: "quiet;": ';' would be interpreted`},
+		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"quiet console=\"ttyS0\" dyndbg=\"file a.c +p\""}`, ``},
+		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"a=\"b"}`, `kernel_opts: "a=\"b": the double quote is not closed`},
 		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"$x"}`, `kernel_opts:`},
+		{`{` + base + `,"uefi":{"vendor":"debian"},"kernel_opts":"quiet  ro"}`, `kernel_opts: "quiet  ro": separate the arguments by one space`},
 		{`{` + base + `,"uefi":{"vendor":"debian"},"timeout":-1}`, `timeout: -1 is not within`},
 		{`{` + base + `,"uefi":{"vendor":"debian","secure_boot":true}}`, `unknown field "secure_boot"`},
 	}

@@ -309,6 +309,25 @@ func pinUmask() (release func()) {
 	}
 }
 
+// Plan checks that Build could start on the lockfile's entry for arch and
+// typ: the lockfile is valid and every stage decodes, validates and has a
+// key (its packages and pipelines known), without downloading or running
+// anything. Lock's tests run what lock writes through it.
+func Plan(lf *manifest.Lockfile, arch, typ string) error {
+	entry, err := lf.Entry(arch, typ)
+	if err != nil {
+		return err
+	}
+	if len(entry.Pipelines) == 0 {
+		return fmt.Errorf("entry %s has no pipelines", entry.Name())
+	}
+	if err := lf.Validate(); err != nil {
+		return fmt.Errorf("lockfile: %w", err)
+	}
+	_, err = planEntry(lf, entry)
+	return err
+}
+
 // planEntry decodes and validates every stage and computes the keys, before
 // anything runs.
 func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, error) {

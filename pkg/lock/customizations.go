@@ -53,15 +53,24 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 	if cu == nil {
 		return c, pkgs, errors.Join(errs...)
 	}
+	// Each field that becomes a stage's options is checked by that stage.
+	sc := &stageChecker{bp: bp}
 	if cu.Hostname != nil {
 		c.hostname = *cu.Hostname
+		sc.check("customizations.hostname", "hostname", "", stages.Hostname{Hostname: c.hostname})
 	}
 	if k := cu.Kernel; k != nil {
 		c.kernelName = k.Name
-		c.kernelOpts = k.Append
+		args, err := stages.KernelArgs(k.Append)
+		if err != nil {
+			errs = append(errs, bp.Errorf("customizations.kernel.append", "%v", err))
+		}
+		c.kernelOpts = strings.Join(args, " ")
 	}
-	for _, g := range cu.Group {
-		c.groups = append(c.groups, stages.GroupSpec{Name: g.Name, GID: g.GID})
+	for i, g := range cu.Group {
+		gs := stages.GroupSpec{Name: g.Name, GID: g.GID}
+		sc.check(fmt.Sprintf("customizations.group[%d]", i), "users", "groups[0]", stages.Users{Groups: []stages.GroupSpec{gs}})
+		c.groups = append(c.groups, gs)
 	}
 	users := map[string]*stages.UserSpec{}
 	for i, u := range cu.User {
@@ -76,6 +85,7 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		if u.Key != nil && *u.Key != "" {
 			o.Keys = append(o.Keys, strings.TrimSpace(*u.Key))
 		}
+		sc.check(fmt.Sprintf("customizations.user[%d]", i), "users", "users[0]", stages.Users{Users: []stages.UserSpec{o}})
 		if u.ForcePasswordReset != nil && *u.ForcePasswordReset {
 			// chage -d 0 at first login is what composer does; a zero
 			// expiry of the password is the same on Debian.
@@ -103,6 +113,7 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		if len(tz.NTPServers) > 0 {
 			pkgs = append(pkgs, "systemd-timesyncd")
 		}
+		sc.check("customizations.timezone", "timezone", "", stages.Timezone{Timezone: c.timezone, NTPServers: c.ntpServers})
 	}
 	if l := cu.Locale; l != nil {
 		if len(l.Languages) > 0 {
@@ -117,6 +128,9 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		if l.Keyboard != nil {
 			c.keyboard = *l.Keyboard
 		}
+		if c.language != "" || c.keyboard != "" {
+			sc.check("customizations.locale", "locale", "", stages.Locale{Language: c.language, Keyboard: c.keyboard})
+		}
 	}
 	if f := cu.Firewall; f != nil {
 		c.firewall = &stages.Firewall{Ports: f.Ports}
@@ -128,19 +142,22 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 			refuse("customizations.firewall.zones", "firewalld zones are not supported yet")
 		}
 		pkgs = append(pkgs, "firewalld")
+		sc.check("customizations.firewall", "firewall", "", c.firewall)
 	}
 	if s := cu.Services; s != nil {
 		c.enabled, c.disabled, c.masked = s.Enabled, s.Disabled, s.Masked
+		sc.check("customizations.services", "systemd", "", stages.Systemd{Enabled: s.Enabled, Disabled: s.Disabled, Masked: s.Masked})
 	}
 	for i, fs := range cu.Filesystem {
 		switch {
 		case fs.Mountpoint == "/":
 			c.rootMin = fs.MinSize
+			c.rootField = fmt.Sprintf("customizations.filesystem[%d].minsize", i)
 		case fs.Mountpoint == "/boot/efi" || fs.Mountpoint == "/boot":
 			refuse(fmt.Sprintf("customizations.filesystem[%d].mountpoint", i), fs.Mountpoint+" is laid out by the image type")
 		default:
 			// Composer makes each other mountpoint its own partition.
-			c.extraFS = append(c.extraFS, extraFS{mountpoint: fs.Mountpoint, minSize: fs.MinSize})
+			c.extraFS = append(c.extraFS, extraFS{mountpoint: fs.Mountpoint, minSize: fs.MinSize, field: fmt.Sprintf("customizations.filesystem[%d]", i)})
 		}
 	}
 	sort.Slice(c.extraFS, func(i, j int) bool { return c.extraFS[i].mountpoint < c.extraFS[j].mountpoint })
@@ -153,11 +170,15 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 		}
 		c.diskMin = dk.MinSize
 	}
-	for _, dir := range cu.Directories {
-		c.dirs = append(c.dirs, stages.DirectorySpec{Node: node(dir.Path, dir.Mode, dir.User, dir.Group), EnsureParents: dir.EnsureParents})
+	for i, dir := range cu.Directories {
+		ds := stages.DirectorySpec{Node: node(dir.Path, dir.Mode, dir.User, dir.Group), EnsureParents: dir.EnsureParents}
+		sc.check(fmt.Sprintf("customizations.directories[%d]", i), "directories", "directories[0]", stages.Directories{Directories: []stages.DirectorySpec{ds}})
+		c.dirs = append(c.dirs, ds)
 	}
-	for _, f := range cu.Files {
-		c.files = append(c.files, stages.FileSpec{Node: node(f.Path, f.Mode, f.User, f.Group), Data: f.Data})
+	for i, f := range cu.Files {
+		fs := stages.FileSpec{Node: node(f.Path, f.Mode, f.User, f.Group), Data: f.Data}
+		sc.check(fmt.Sprintf("customizations.files[%d]", i), "files", "files[0]", stages.Files{Files: []stages.FileSpec{fs}})
+		c.files = append(c.files, fs)
 	}
 	for _, r := range []struct {
 		set   bool
@@ -182,6 +203,7 @@ func customizationsFor(bp *blueprint.Blueprint, d *distro.Distro) (customization
 			refuse(r.field, "it does not apply to Debian images or is not supported yet")
 		}
 	}
+	errs = append(errs, sc.errs...)
 	return c, pkgs, errors.Join(errs...)
 }
 

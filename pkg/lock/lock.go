@@ -313,7 +313,11 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", archName, p.typ.Name, err)
 			}
-			lf.Entries = append(lf.Entries, manifest.Entry{Distro: d.Name, Arch: archName, Type: p.typ.Name, Filename: p.typ.Filename, Pipelines: pipes})
+			e := manifest.Entry{Distro: d.Name, Arch: archName, Type: p.typ.Name, Filename: p.typ.Filename, Pipelines: pipes}
+			if err := validateEntry(bp, &e, p.origins); err != nil {
+				return nil, err
+			}
+			lf.Entries = append(lf.Entries, e)
 		}
 	}
 	lf.SourceDateEpoch = epoch.Unix()

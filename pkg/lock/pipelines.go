@@ -23,6 +23,9 @@ type entryPlan struct {
 
 	buildPackages []string
 	osPackages    []string
+	// origins maps "pipeline/index" to the blueprint field a stage's
+	// options came from, so a stage lock refuses points at its line.
+	origins map[string]string
 	// seed derives UUIDs, volume ids and hash seeds: the lockfile's
 	// id_seed with the distro and arch; each id adds its partition's role.
 	// Nothing else of the blueprint goes in, so an unrelated edit leaves
@@ -51,6 +54,7 @@ type customizations struct {
 	masked     []string
 	firewall   *stages.Firewall
 	rootMin    uint64 // filesystem "/" minsize
+	rootField  string // its blueprint field
 	diskMin    uint64 // disk minsize
 	extraFS    []extraFS
 }
@@ -59,6 +63,25 @@ type customizations struct {
 type extraFS struct {
 	mountpoint string
 	minSize    uint64
+	field      string // the blueprint's filesystem entry
+}
+
+// sizeField is the blueprint field that asks for the most room on the
+// disk, which a disk too big for its stage is refused by.
+func (c *customizations) sizeField() string {
+	field, most := "", uint64(0)
+	if c.diskMin > 0 {
+		field, most = "customizations.disk.minsize", c.diskMin
+	}
+	if c.rootMin > most {
+		field, most = c.rootField, c.rootMin
+	}
+	for _, x := range c.extraFS {
+		if x.minSize > most {
+			field, most = x.field+".minsize", x.minSize
+		}
+	}
+	return field
 }
 
 // linuxDataType is the GPT type of a plain Linux file system partition.
@@ -246,6 +269,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 	// build root is.
 	os := manifest.Pipeline{Name: "os", Stages: debs}
 	add := func(typ string, opts any) { os.Stages = append(os.Stages, stage(typ, opts)) }
+	from := func(field string) { p.origin(os.Name, len(os.Stages)-1, field) }
 
 	var parts []partPlan
 	if p.typ.Bootable {
@@ -271,6 +295,9 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 			}
 		}
 		add("fstab", stages.Fstab{Filesystems: fs})
+		if len(c.extraFS) > 0 {
+			from("customizations.filesystem")
+		}
 		grub := stages.Grub2{
 			RootFSUUID: rootUUID,
 			KernelOpts: mergeKernelArgs(p.arch.KernelOpts+" "+p.typ.KernelOpts, c.kernelOpts),
@@ -284,6 +311,9 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 			}
 		}
 		add("grub2", grub)
+		if c.kernelOpts != "" {
+			from("customizations.kernel.append")
+		}
 		add("initramfs", stages.Initramfs{
 			Modules:  d.Initramfs.Modules[p.typ.Kernel],
 			Compress: d.Initramfs.Compress,
@@ -307,6 +337,9 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 	}
 	if p.typ.Platform == "system" {
 		add("hostname", stages.Hostname{Hostname: hostname})
+		if c.hostname != "" {
+			from("customizations.hostname")
+		}
 	}
 	if c.language != "" || c.keyboard != "" {
 		add("locale", stages.Locale{Language: c.language, Keyboard: c.keyboard})
@@ -347,6 +380,7 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 		table = append(table, stages.DiskPartition{Name: pt.Name, Type: pt.Type, UUID: pt.uuid, Start: pt.start, Size: pt.size})
 	}
 	add("disk", stages.Disk{Filename: file, Size: int64(p.diskSize()), UUID: p.uuidFor("disk"), Partitions: table})
+	p.origin(img.Name, 0, p.cust.sizeField())
 	// A file system leaves out what other file systems mounted below it
 	// hold; paths are relative to its own mountpoint.
 	excludesFor := func(mp string) []string {
@@ -378,6 +412,17 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 		}
 	}
 	return img
+}
+
+// origin records the blueprint field stage i of pipeline came from.
+func (p *entryPlan) origin(pipeline string, i int, field string) {
+	if field == "" {
+		return
+	}
+	if p.origins == nil {
+		p.origins = map[string]string{}
+	}
+	p.origins[fmt.Sprintf("%s/%d", pipeline, i)] = field
 }
 
 // bootTimeout is GRUB's menu timeout for the type: 1 s unless it says.
