@@ -303,9 +303,9 @@ func TestLock(t *testing.T) {
 	s := e.summary()
 	for _, want := range []string{
 		"`images/fixture.lock.json` changed:",
-		"| Package | Arch | Pipeline | Old | New |",
-		"| curl | amd64 | os | 7.88.1-10+deb12u14 | – |",
-		"| os | hostname | changed |",
+		"| Package | Arch | Change | Old | New | Pipelines |",
+		"| curl | amd64 | removed | 7.88.1-10+deb12u14 | – | os |",
+		"- `os/hostname`: `hostname` ",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
@@ -361,7 +361,7 @@ func TestCheck(t *testing.T) {
 	for _, want := range []string{
 		"::error file=images/fixture.lock.json,line=1,title=stale lockfile::images/fixture.lock.json is stale: the blueprint images/fixture.toml changed",
 		"- curl:amd64",
-		"~ stage hostname",
+		`os/hostname: hostname "fixture" → "renamed"`,
 	} {
 		if !strings.Contains(ann[0], want) {
 			t.Errorf("annotation lacks %q:\n%s", want, ann[0])
@@ -371,15 +371,15 @@ func TestCheck(t *testing.T) {
 	for _, want := range []string{
 		"## ibuild check: `images/fixture.lock.json` is stale",
 		"- the blueprint images/fixture.toml changed",
-		"| curl | amd64 | os | 7.88.1-10+deb12u14 | – |",
-		`"hostname":"renamed"`,
+		"| curl | amd64 | removed | 7.88.1-10+deb12u14 | – | os |",
+		"→ `\"renamed\"`",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
 	out := e.outputs()
-	if out["changed"] != "true" || !strings.Contains(out["diff"], "| curl | amd64 | os | 7.88.1-10+deb12u14 | – |") {
+	if out["changed"] != "true" || !strings.Contains(out["diff"], "| curl | amd64 | removed | 7.88.1-10+deb12u14 | – | os |") {
 		t.Errorf("outputs: changed=%q diff=%q", out["changed"], out["diff"])
 	}
 	after, _ := os.ReadFile(lockPath)

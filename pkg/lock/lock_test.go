@@ -258,7 +258,7 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("stale error %v, diff %v", se, se.Diff)
 	}
 	text := se.Diff.Text()
-	for _, want := range []string{"~ stage hostname", `"hostname":"other"`} {
+	for _, want := range []string{`os/hostname: hostname "fixture" → "other"`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("diff lacks %q:\n%s", want, text)
 		}

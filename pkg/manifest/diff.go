@@ -1,60 +1,125 @@
 package manifest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+
+	"pault.ag/go/debian/version"
 )
 
 // Diff is what changed between two lockfiles, in the terms a reviewer
-// reads: repositories, entries, packages per pipeline, stage options.
+// reads: a line per image first, the facts that matter for security, then
+// repositories, packages and stage options field by field.
 type Diff struct {
+	Summary      []EntrySummary     `json:"summary,omitempty"`
+	Notices      []Notice           `json:"notices,omitempty"`
 	Repositories []RepositoryChange `json:"repositories,omitempty"`
 	Entries      []EntryDiff        `json:"entries,omitempty"`
 }
 
+// EntrySummary counts one image's changes. A package counts once however
+// many of the image's pipelines install it.
+type EntrySummary struct {
+	Name       string `json:"name"` // distro/arch/type
+	Status     string `json:"status,omitempty"`
+	Added      int    `json:"added,omitempty"`
+	Removed    int    `json:"removed,omitempty"`
+	Upgraded   int    `json:"upgraded,omitempty"`
+	Downgraded int    `json:"downgraded,omitempty"`
+	Rebuilt    int    `json:"rebuilt,omitempty"`
+	Stages     int    `json:"stages_changed,omitempty"`
+}
+
+// Notice kinds: what a reviewer must not miss.
+const (
+	NoticeDowngrade  = "downgrade"
+	NoticeSecurity   = "security"
+	NoticeRepository = "repository"
+	NoticeRebuilt    = "rebuilt"
+)
+
+// Notice is a security-relevant fact the lockfiles tell: a downgrade, a
+// package from a -security suite, a repository whose suite, components or
+// key changed, a package whose bytes changed under the same version.
+type Notice struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
 // RepositoryChange is a suite added, removed, or fetched in another state.
 type RepositoryChange struct {
-	Suite   string `json:"suite"`
-	URI     string `json:"uri"`
-	OldDate string `json:"old_date,omitempty"`
-	NewDate string `json:"new_date,omitempty"`
+	Suite         string   `json:"suite"`
+	URI           string   `json:"uri"`
+	Status        string   `json:"status"` // added, removed, changed
+	OldDate       string   `json:"old_date,omitempty"`
+	NewDate       string   `json:"new_date,omitempty"`
+	OldComponents []string `json:"old_components,omitempty"`
+	NewComponents []string `json:"new_components,omitempty"`
 }
 
 // EntryDiff is the change of one image.
 type EntryDiff struct {
-	Name    string           `json:"name"` // distro/arch/type
-	Status  string           `json:"status,omitempty"`
-	Changes []PipelineChange `json:"pipelines,omitempty"`
-}
-
-// PipelineChange lists what changed in one pipeline.
-type PipelineChange struct {
-	Pipeline string          `json:"pipeline"`
-	Status   string          `json:"status,omitempty"` // added, removed
-	Added    []PackageChange `json:"added,omitempty"`
-	Removed  []PackageChange `json:"removed,omitempty"`
-	Changed  []PackageChange `json:"changed,omitempty"`
+	Name     string          `json:"name"` // distro/arch/type
+	Status   string          `json:"status,omitempty"`
+	Packages []PackageChange `json:"packages,omitempty"`
 	Stages   []StageChange   `json:"stages,omitempty"`
 }
 
-// PackageChange is one package's versions before and after.
+// Package change kinds.
+const (
+	Added      = "added"
+	Removed    = "removed"
+	Upgraded   = "upgraded"
+	Downgraded = "downgraded"
+	Rebuilt    = "rebuilt" // same version, other bytes
+)
+
+// PackageChange is one package's versions before and after, and which of
+// the image's pipelines install it.
 type PackageChange struct {
-	Name       string `json:"name"`
-	Arch       string `json:"arch"`
-	OldVersion string `json:"old_version,omitempty"`
-	NewVersion string `json:"new_version,omitempty"`
+	Name       string   `json:"name"`
+	Arch       string   `json:"arch"`
+	Change     string   `json:"change"`
+	OldVersion string   `json:"old_version,omitempty"`
+	NewVersion string   `json:"new_version,omitempty"`
+	Pipelines  []string `json:"pipelines"`
+	// Suite is a -security suite that serves the new version.
+	Security string `json:"security,omitempty"`
+	// Changelog is filled on request (ibuild diff --changelog): the
+	// entries between the two versions, newest first.
+	Changelog []ChangelogEntry `json:"changelog,omitempty"`
+	// ChangelogNote says why there is no changelog when one was asked for.
+	ChangelogNote string `json:"changelog_note,omitempty"`
 }
 
-// StageChange is a stage added, removed, or with other options (the
-// package lists of debs stages are reported as package changes instead).
+// ChangelogEntry is one entry of a Debian changelog.
+type ChangelogEntry struct {
+	Version string `json:"version"`
+	// Text is the whole entry, header and trailer lines included.
+	Text string `json:"text"`
+}
+
+// StageChange is a stage added, removed, or with other options; Fields
+// say which (the package lists of debs stages are package changes).
 type StageChange struct {
-	Type       string `json:"type"`
-	Status     string `json:"status"` // added, removed, changed
-	OldOptions string `json:"old_options,omitempty"`
-	NewOptions string `json:"new_options,omitempty"`
+	// Stage is "pipeline/type", with "#k" for the k-th stage of a type
+	// in the pipeline when it has several.
+	Stage  string        `json:"stage"`
+	Status string        `json:"status"` // added, removed, changed
+	Fields []FieldChange `json:"fields,omitempty"`
+}
+
+// FieldChange is one option of a stage: a value replaced (Old, New; one
+// of them absent when the field was added or removed), or a list whose
+// entries were added or removed.
+type FieldChange struct {
+	Path    string          `json:"path"`
+	Old     json.RawMessage `json:"old,omitempty"`
+	New     json.RawMessage `json:"new,omitempty"`
+	Added   []string        `json:"added,omitempty"`
+	Removed []string        `json:"removed,omitempty"`
 }
 
 // Empty reports whether nothing changed.
@@ -66,8 +131,10 @@ func entryKey(e *Entry) string { return e.Distro + "/" + e.Arch + "/" + e.Type }
 func Compare(old, new *Lockfile) *Diff {
 	d := &Diff{}
 	d.Repositories = compareRepos(old.Repositories, new.Repositories)
+	d.Notices = repoNotices(d.Repositories)
 
 	oldIdx, newIdx := old.PackageIndex(), new.PackageIndex()
+	security := securitySuites(new.Repositories)
 	oldE, newE := map[string]*Entry{}, map[string]*Entry{}
 	var keys []string
 	for i := range old.Entries {
@@ -83,19 +150,60 @@ func Compare(old, new *Lockfile) *Diff {
 		}
 	}
 	sort.Strings(keys)
+	noticed := map[string]bool{}
 	for _, k := range keys {
 		o, n := oldE[k], newE[k]
 		ed := EntryDiff{Name: k}
 		switch {
 		case o == nil:
-			ed.Status = "added"
+			ed.Status = Added
 		case n == nil:
-			ed.Status = "removed"
+			ed.Status = Removed
 		}
-		ed.Changes = comparePipelines(o, n, oldIdx, newIdx)
-		if ed.Status != "" || len(ed.Changes) > 0 {
-			d.Entries = append(d.Entries, ed)
+		ed.Packages = comparePackages(entryPackages(o, oldIdx), entryPackages(n, newIdx))
+		for i := range ed.Packages {
+			c := &ed.Packages[i]
+			if c.Change != Removed {
+				c.Security = security.suiteOf(newIdx[c.Name+":"+c.Arch+"="+c.NewVersion])
+			}
 		}
+		ed.Stages = compareEntryStages(o, n)
+		if ed.Status == "" && len(ed.Packages) == 0 && len(ed.Stages) == 0 {
+			continue
+		}
+		d.Entries = append(d.Entries, ed)
+		s := EntrySummary{Name: k, Status: ed.Status, Stages: len(ed.Stages)}
+		for _, c := range ed.Packages {
+			switch c.Change {
+			case Added:
+				s.Added++
+			case Removed:
+				s.Removed++
+			case Upgraded:
+				s.Upgraded++
+			case Downgraded:
+				s.Downgraded++
+			case Rebuilt:
+				s.Rebuilt++
+			}
+			// An image being added or removed is no news about each
+			// of its packages.
+			if ed.Status != "" || noticed[c.Name+":"+c.Arch+c.Change] {
+				continue
+			}
+			noticed[c.Name+":"+c.Arch+c.Change] = true
+			switch {
+			case c.Change == Downgraded:
+				d.Notices = append(d.Notices, Notice{NoticeDowngrade, fmt.Sprintf("%s:%s is downgraded, %s → %s", c.Name, c.Arch, c.OldVersion, c.NewVersion)})
+			case c.Change == Rebuilt:
+				d.Notices = append(d.Notices, Notice{NoticeRebuilt, fmt.Sprintf("%s:%s %s has other bytes under the same version", c.Name, c.Arch, c.NewVersion)})
+			case c.Security != "" && c.Change == Upgraded:
+				d.Notices = append(d.Notices, Notice{NoticeSecurity, fmt.Sprintf("%s:%s %s → %s comes from %s", c.Name, c.Arch, c.OldVersion, c.NewVersion, c.Security)})
+			case c.Security != "" && c.Change == Added:
+				d.Notices = append(d.Notices, Notice{NoticeSecurity, fmt.Sprintf("%s:%s %s (added) comes from %s", c.Name, c.Arch, c.NewVersion, c.Security)})
+			}
+		}
+		d.Summary = append(d.Summary, s)
 	}
 	return d
 }
@@ -114,15 +222,228 @@ func compareRepos(old, new []Repository) []RepositoryChange {
 		o := om[key(n)]
 		switch {
 		case o == nil:
-			out = append(out, RepositoryChange{Suite: n.Suite, URI: n.URI, NewDate: n.Date})
+			out = append(out, RepositoryChange{Suite: n.Suite, URI: n.URI, Status: Added, NewDate: n.Date, NewComponents: n.Components})
 		case o.InReleaseSHA256 != n.InReleaseSHA256 || strings.Join(o.Components, ",") != strings.Join(n.Components, ","):
-			out = append(out, RepositoryChange{Suite: n.Suite, URI: n.URI, OldDate: o.Date, NewDate: n.Date})
+			c := RepositoryChange{Suite: n.Suite, URI: n.URI, Status: "changed", OldDate: o.Date, NewDate: n.Date}
+			if strings.Join(o.Components, ",") != strings.Join(n.Components, ",") {
+				c.OldComponents, c.NewComponents = o.Components, n.Components
+			}
+			out = append(out, c)
 		}
 	}
 	for i := range old {
 		if !seen[key(&old[i])] {
-			out = append(out, RepositoryChange{Suite: old[i].Suite, URI: old[i].URI, OldDate: old[i].Date})
+			out = append(out, RepositoryChange{Suite: old[i].Suite, URI: old[i].URI, Status: Removed, OldDate: old[i].Date, OldComponents: old[i].Components})
 		}
+	}
+	return out
+}
+
+// repoNotices reports what changes where packages may come from: a suite
+// replaced at the same URI (a new release), suites added or removed,
+// components changed.
+func repoNotices(changes []RepositoryChange) []Notice {
+	var out []Notice
+	removed := map[string][]string{}
+	for _, c := range changes {
+		if c.Status == Removed {
+			removed[c.URI] = append(removed[c.URI], c.Suite)
+		}
+	}
+	replaced := map[string]bool{}
+	for _, c := range changes {
+		switch c.Status {
+		case Added:
+			if old := removed[c.URI]; len(old) > 0 && !replaced[c.URI] {
+				replaced[c.URI] = true
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s: suite %s → %s", c.URI, strings.Join(old, ", "), c.Suite)})
+				continue
+			}
+			if !replaced[c.URI] {
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: added", c.URI, c.Suite)})
+			}
+		case Removed:
+			if !replaced[c.URI] && !hasAdded(changes, c.URI) {
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: removed", c.URI, c.Suite)})
+			}
+		default:
+			if c.OldComponents != nil || c.NewComponents != nil {
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: components %s → %s", c.URI, c.Suite, strings.Join(c.OldComponents, " "), strings.Join(c.NewComponents, " "))})
+			}
+		}
+	}
+	return out
+}
+
+func hasAdded(changes []RepositoryChange, uri string) bool {
+	for _, c := range changes {
+		if c.URI == uri && c.Status == Added {
+			return true
+		}
+	}
+	return false
+}
+
+// securityRepos maps repository URIs that serve only -security suites to
+// their suites: a package downloaded from one came from there. (A mirror
+// serving the release and its security suite under one URI does not tell
+// from the URL, and is not guessed at.)
+type securityRepos map[string]string
+
+func securitySuites(repos []Repository) securityRepos {
+	out := securityRepos{}
+	other := map[string]bool{}
+	for _, r := range repos {
+		if strings.HasSuffix(r.Suite, "-security") || strings.HasSuffix(r.Suite, "/updates") {
+			out[strings.TrimRight(r.URI, "/")+"/"] = r.Suite
+		} else {
+			other[strings.TrimRight(r.URI, "/")+"/"] = true
+		}
+	}
+	for u := range other {
+		delete(out, u)
+	}
+	return out
+}
+
+func (s securityRepos) suiteOf(p *Package) string {
+	if p == nil {
+		return ""
+	}
+	for u, suite := range s {
+		if strings.HasPrefix(p.URL, u) {
+			return suite
+		}
+	}
+	return ""
+}
+
+// entryPackages maps "name:arch" to the package and the pipelines of the
+// entry that install it.
+func entryPackages(e *Entry, idx map[string]*Package) map[string]*pkgUse {
+	out := map[string]*pkgUse{}
+	if e == nil {
+		return out
+	}
+	for _, p := range e.Pipelines {
+		for _, s := range p.Stages {
+			for _, ref := range stagePackageRefs(s) {
+				pkg := idx[ref]
+				if pkg == nil {
+					// A dangling reference still shows in the diff.
+					name, ver, _ := strings.Cut(ref, "=")
+					n, a, _ := strings.Cut(name, ":")
+					pkg = &Package{Name: n, Arch: a, Version: ver}
+				}
+				k := pkg.Name + ":" + pkg.Arch
+				u := out[k]
+				if u == nil {
+					u = &pkgUse{pkg: pkg}
+					out[k] = u
+				}
+				if len(u.pipelines) == 0 || u.pipelines[len(u.pipelines)-1] != p.Name {
+					u.pipelines = append(u.pipelines, p.Name)
+				}
+			}
+		}
+	}
+	return out
+}
+
+type pkgUse struct {
+	pkg       *Package
+	pipelines []string
+}
+
+func comparePackages(old, new map[string]*pkgUse) []PackageChange {
+	var out []PackageChange
+	for k, n := range new {
+		o := old[k]
+		c := PackageChange{Name: n.pkg.Name, Arch: n.pkg.Arch, NewVersion: n.pkg.Version, Pipelines: n.pipelines}
+		switch {
+		case o == nil:
+			c.Change = Added
+		case o.pkg.Version != n.pkg.Version:
+			c.OldVersion = o.pkg.Version
+			c.Change = Upgraded
+			if compareVersions(o.pkg.Version, n.pkg.Version) > 0 {
+				c.Change = Downgraded
+			}
+			c.Pipelines = unionPipelines(o.pipelines, n.pipelines)
+		case o.pkg.SHA256 != n.pkg.SHA256:
+			c.OldVersion = o.pkg.Version
+			c.Change = Rebuilt
+			c.Pipelines = unionPipelines(o.pipelines, n.pipelines)
+		default:
+			continue
+		}
+		out = append(out, c)
+	}
+	for k, o := range old {
+		if new[k] == nil {
+			out = append(out, PackageChange{Name: o.pkg.Name, Arch: o.pkg.Arch, Change: Removed, OldVersion: o.pkg.Version, Pipelines: o.pipelines})
+		}
+	}
+	rank := map[string]int{Downgraded: 0, Rebuilt: 1, Upgraded: 2, Added: 3, Removed: 4}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if rank[a.Change] != rank[b.Change] {
+			return rank[a.Change] < rank[b.Change]
+		}
+		return a.Name+":"+a.Arch < b.Name+":"+b.Arch
+	})
+	return out
+}
+
+func unionPipelines(a, b []string) []string {
+	out := append([]string(nil), b...)
+	for _, p := range a {
+		found := false
+		for _, q := range out {
+			found = found || p == q
+		}
+		if !found {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// compareVersions orders Debian versions as dpkg does; one that does not
+// parse compares as text.
+func compareVersions(a, b string) int {
+	va, errA := version.Parse(a)
+	vb, errB := version.Parse(b)
+	if errA != nil || errB != nil {
+		return strings.Compare(a, b)
+	}
+	return version.Compare(va, vb)
+}
+
+// stagePackageRefs returns the package references of a stage's options.
+func stagePackageRefs(s Stage) []string {
+	var v struct {
+		Packages []string `json:"packages"`
+	}
+	if len(s.Options) == 0 || json.Unmarshal(s.Options, &v) != nil {
+		return nil
+	}
+	return v.Packages
+}
+
+// compareEntryStages compares the pipelines of two entries stage by stage.
+func compareEntryStages(o, n *Entry) []StageChange {
+	om, oorder := pipelineMap(o)
+	nm, norder := pipelineMap(n)
+	names := append([]string(nil), norder...)
+	for _, name := range oorder {
+		if nm[name] == nil {
+			names = append(names, name)
+		}
+	}
+	var out []StageChange
+	for _, name := range names {
+		out = append(out, compareStages(name, om[name], nm[name])...)
 	}
 	return out
 }
@@ -140,90 +461,9 @@ func pipelineMap(e *Entry) (map[string]*Pipeline, []string) {
 	return m, order
 }
 
-func comparePipelines(o, n *Entry, oldIdx, newIdx map[string]*Package) []PipelineChange {
-	om, oorder := pipelineMap(o)
-	nm, norder := pipelineMap(n)
-	names := append([]string(nil), norder...)
-	for _, name := range oorder {
-		if nm[name] == nil {
-			names = append(names, name)
-		}
-	}
-	var out []PipelineChange
-	for _, name := range names {
-		op, np := om[name], nm[name]
-		pc := PipelineChange{Pipeline: name}
-		switch {
-		case op == nil:
-			pc.Status = "added"
-		case np == nil:
-			pc.Status = "removed"
-		}
-		pc.Added, pc.Removed, pc.Changed = comparePackages(pipelinePackages(op, oldIdx), pipelinePackages(np, newIdx))
-		pc.Stages = compareStages(op, np)
-		if pc.Status != "" || len(pc.Added)+len(pc.Removed)+len(pc.Changed)+len(pc.Stages) > 0 {
-			out = append(out, pc)
-		}
-	}
-	return out
-}
-
-// pipelinePackages maps "name:arch" to the version a pipeline installs.
-func pipelinePackages(p *Pipeline, idx map[string]*Package) map[string]*Package {
-	out := map[string]*Package{}
-	if p == nil {
-		return out
-	}
-	for _, s := range p.Stages {
-		for _, ref := range stagePackageRefs(s) {
-			if pkg := idx[ref]; pkg != nil {
-				out[pkg.Name+":"+pkg.Arch] = pkg
-			} else {
-				// A dangling reference still shows in the diff.
-				name, ver, _ := strings.Cut(ref, "=")
-				n, a, _ := strings.Cut(name, ":")
-				out[name] = &Package{Name: n, Arch: a, Version: ver}
-			}
-		}
-	}
-	return out
-}
-
-// stagePackageRefs returns the package references of a stage's options.
-func stagePackageRefs(s Stage) []string {
-	var v struct {
-		Packages []string `json:"packages"`
-	}
-	if len(s.Options) == 0 || json.Unmarshal(s.Options, &v) != nil {
-		return nil
-	}
-	return v.Packages
-}
-
-func comparePackages(old, new map[string]*Package) (added, removed, changed []PackageChange) {
-	for k, n := range new {
-		o := old[k]
-		switch {
-		case o == nil:
-			added = append(added, PackageChange{Name: n.Name, Arch: n.Arch, NewVersion: n.Version})
-		case o.Version != n.Version || o.SHA256 != n.SHA256:
-			changed = append(changed, PackageChange{Name: n.Name, Arch: n.Arch, OldVersion: o.Version, NewVersion: n.Version})
-		}
-	}
-	for k, o := range old {
-		if new[k] == nil {
-			removed = append(removed, PackageChange{Name: o.Name, Arch: o.Arch, OldVersion: o.Version})
-		}
-	}
-	for _, l := range [][]PackageChange{added, removed, changed} {
-		sort.Slice(l, func(i, j int) bool { return l[i].Name+":"+l[i].Arch < l[j].Name+":"+l[j].Arch })
-	}
-	return added, removed, changed
-}
-
 // compareStages pairs the k-th stage of a type in old with the k-th of the
 // same type in new, so an inserted stage does not mark all later ones.
-func compareStages(o, n *Pipeline) []StageChange {
+func compareStages(pipeline string, o, n *Pipeline) []StageChange {
 	group := func(p *Pipeline) (map[string][]Stage, []string) {
 		m := map[string][]Stage{}
 		var order []string
@@ -250,157 +490,39 @@ func compareStages(o, n *Pipeline) []StageChange {
 	for _, t := range types {
 		os, ns := om[t], nm[t]
 		for i := 0; i < len(os) || i < len(ns); i++ {
+			name := pipeline + "/" + t
+			if len(os) > 1 || len(ns) > 1 {
+				name += fmt.Sprintf("#%d", i+1)
+			}
+			var a, b any
+			status := "changed"
 			switch {
 			case i >= len(os):
-				out = append(out, StageChange{Type: t, Status: "added", NewOptions: optionsWithoutPackages(ns[i].Options)})
+				status, b = Added, optionsWithoutPackages(ns[i].Options)
 			case i >= len(ns):
-				out = append(out, StageChange{Type: t, Status: "removed", OldOptions: optionsWithoutPackages(os[i].Options)})
+				status, a = Removed, optionsWithoutPackages(os[i].Options)
 			default:
-				a, b := optionsWithoutPackages(os[i].Options), optionsWithoutPackages(ns[i].Options)
-				if a != b {
-					out = append(out, StageChange{Type: t, Status: "changed", OldOptions: a, NewOptions: b})
-				}
+				a, b = optionsWithoutPackages(os[i].Options), optionsWithoutPackages(ns[i].Options)
 			}
+			fields := diffFields("", a, b)
+			if status == "changed" && len(fields) == 0 {
+				continue
+			}
+			out = append(out, StageChange{Stage: name, Status: status, Fields: fields})
 		}
 	}
 	return out
 }
 
-// optionsWithoutPackages is a stage's canonical options less its package
+// optionsWithoutPackages is a stage's options, decoded, less its package
 // list, which the package changes already report.
-func optionsWithoutPackages(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "{}"
+func optionsWithoutPackages(raw json.RawMessage) any {
+	v := decodeJSON(raw)
+	if m, ok := v.(map[string]any); ok {
+		delete(m, "packages")
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		c, _ := canonicalJSON(raw)
-		return string(c)
+	if v == nil {
+		return map[string]any{}
 	}
-	delete(m, "packages")
-	b, _ := json.Marshal(m)
-	c, _ := canonicalJSON(b)
-	return string(c)
-}
-
-// Text renders the diff for a terminal.
-func (d *Diff) Text() string {
-	if d.Empty() {
-		return "no changes\n"
-	}
-	var b bytes.Buffer
-	for _, r := range d.Repositories {
-		switch {
-		case r.OldDate == "":
-			fmt.Fprintf(&b, "repository %s %s: added (%s)\n", r.URI, r.Suite, r.NewDate)
-		case r.NewDate == "":
-			fmt.Fprintf(&b, "repository %s %s: removed\n", r.URI, r.Suite)
-		default:
-			fmt.Fprintf(&b, "repository %s %s: %s -> %s\n", r.URI, r.Suite, r.OldDate, r.NewDate)
-		}
-	}
-	for _, e := range d.Entries {
-		fmt.Fprintf(&b, "%s", e.Name)
-		if e.Status != "" {
-			fmt.Fprintf(&b, " (%s)", e.Status)
-		}
-		b.WriteString("\n")
-		for _, p := range e.Changes {
-			fmt.Fprintf(&b, "  pipeline %s", p.Pipeline)
-			if p.Status != "" {
-				fmt.Fprintf(&b, " (%s)", p.Status)
-			}
-			b.WriteString("\n")
-			for _, c := range p.Added {
-				fmt.Fprintf(&b, "    + %s:%s %s\n", c.Name, c.Arch, c.NewVersion)
-			}
-			for _, c := range p.Removed {
-				fmt.Fprintf(&b, "    - %s:%s %s\n", c.Name, c.Arch, c.OldVersion)
-			}
-			for _, c := range p.Changed {
-				fmt.Fprintf(&b, "    ~ %s:%s %s -> %s\n", c.Name, c.Arch, c.OldVersion, c.NewVersion)
-			}
-			for _, s := range p.Stages {
-				switch s.Status {
-				case "added":
-					fmt.Fprintf(&b, "    + stage %s %s\n", s.Type, s.NewOptions)
-				case "removed":
-					fmt.Fprintf(&b, "    - stage %s %s\n", s.Type, s.OldOptions)
-				default:
-					fmt.Fprintf(&b, "    ~ stage %s\n        old: %s\n        new: %s\n", s.Type, s.OldOptions, s.NewOptions)
-				}
-			}
-		}
-	}
-	return b.String()
-}
-
-// Markdown renders the diff as tables for a pull request or a step
-// summary: one table of package changes per entry, then stage changes.
-func (d *Diff) Markdown() string {
-	if d.Empty() {
-		return "No changes to the lockfile.\n"
-	}
-	var b bytes.Buffer
-	if len(d.Repositories) > 0 {
-		b.WriteString("### Repositories\n\n| Suite | Repository | Old | New |\n|---|---|---|---|\n")
-		for _, r := range d.Repositories {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mdCell(r.Suite), mdCell(r.URI), mdCell(orDash(r.OldDate)), mdCell(orDash(r.NewDate)))
-		}
-		b.WriteString("\n")
-	}
-	for _, e := range d.Entries {
-		fmt.Fprintf(&b, "### %s", mdCell(e.Name))
-		if e.Status != "" {
-			fmt.Fprintf(&b, " (%s)", e.Status)
-		}
-		b.WriteString("\n\n")
-		var rows, stages []string
-		for _, p := range e.Changes {
-			for _, c := range p.Added {
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | – | %s |", mdCell(c.Name), mdCell(c.Arch), p.Pipeline, mdCell(c.NewVersion)))
-			}
-			for _, c := range p.Removed {
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | – |", mdCell(c.Name), mdCell(c.Arch), p.Pipeline, mdCell(c.OldVersion)))
-			}
-			for _, c := range p.Changed {
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", mdCell(c.Name), mdCell(c.Arch), p.Pipeline, mdCell(c.OldVersion), mdCell(c.NewVersion)))
-			}
-			for _, s := range p.Stages {
-				stages = append(stages, fmt.Sprintf("| %s | %s | %s | `%s` | `%s` |", p.Pipeline, s.Type, s.Status, mdCode(s.OldOptions), mdCode(s.NewOptions)))
-			}
-		}
-		if len(rows) > 0 {
-			b.WriteString("| Package | Arch | Pipeline | Old | New |\n|---|---|---|---|---|\n")
-			b.WriteString(strings.Join(rows, "\n"))
-			b.WriteString("\n\n")
-		}
-		if len(stages) > 0 {
-			b.WriteString("| Pipeline | Stage | Change | Old options | New options |\n|---|---|---|---|---|\n")
-			b.WriteString(strings.Join(stages, "\n"))
-			b.WriteString("\n\n")
-		}
-	}
-	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
-}
-
-// mdCell escapes what would break a table cell or inject markup: package
-// metadata is outside data.
-func mdCell(s string) string {
-	r := strings.NewReplacer("|", "\\|", "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "`", "'", "*", "\\*", "_", "\\_", "[", "\\[", "]", "\\]")
-	return r.Replace(s)
-}
-
-func mdCode(s string) string {
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return strings.NewReplacer("`", "'", "|", "\\|", "\n", " ").Replace(s)
+	return v
 }

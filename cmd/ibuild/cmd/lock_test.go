@@ -130,7 +130,7 @@ func TestLockCheckStale(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("check of a stale lockfile: exit %d, want 1: %s", code, stderr)
 	}
-	for _, want := range []string{"+ jq:amd64", "~ stage hostname", `"hostname":"renamed"`} {
+	for _, want := range []string{"+ jq:amd64", "3 added, 1 stage changed", `os/hostname: hostname "ibuild-example" → "renamed"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
@@ -204,7 +204,7 @@ func TestDiffCommand(t *testing.T) {
 	if err := os.WriteFile(nw, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for format, want := range map[string]string{"text": "~ stage hostname", "markdown": "| os | hostname | changed |", "json": `"status": "changed"`} {
+	for format, want := range map[string]string{"text": `os/hostname: hostname "fixture" → "renamed"`, "markdown": "- `os/hostname`: `hostname` `\"fixture\"` → `\"renamed\"`", "json": `"path": "hostname"`} {
 		out, stderr, code := run(t, "diff", old, nw, "--format", format)
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("--format %s: exit %d, output lacks %q:\n%s%s", format, code, want, out, stderr)
