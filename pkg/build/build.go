@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources"
 	"github.com/image-builder-action/image-builder-action/stages"
 )
 
@@ -27,6 +28,8 @@ type options struct {
 	cacheMaxSize int64
 	log          io.Writer
 	client       *http.Client
+	snapshotURL  *string
+	stores       []sources.Source
 	workDir      string
 	// freshTrees ignores the stage trees in the cache (WithFreshTrees).
 	freshTrees bool
@@ -109,12 +112,45 @@ func WithHTTPClient(c *http.Client) Option {
 	return func(o *options) error { o.client = c; return nil }
 }
 
+// WithSnapshotURL sets the snapshot archive a build asks for a package its
+// mirror URL no longer serves (default sources.DefaultSnapshotURL, Debian's;
+// "" asks none).
+func WithSnapshotURL(u string) Option {
+	return func(o *options) error { o.snapshotURL = &u; return nil }
+}
+
+// WithStores adds content-addressed stores (sources.OpenStore) a build asks,
+// in order, for a package neither the mirror nor the snapshot archive
+// serves. Every file is checked against the lockfile's sha256 whichever
+// source served it, so the sources change nothing in what is built.
+func WithStores(stores ...sources.Source) Option {
+	return func(o *options) error { o.stores = append(o.stores, stores...); return nil }
+}
+
+// Chain is where a build with these options takes packages from, in order:
+// the lockfile's mirror URLs, the snapshot archive at the time the
+// lockfile's repositories were read, then the stores.
+func chain(lf *manifest.Lockfile, o *options) []sources.Source {
+	c := []sources.Source{sources.Mirror(o.client)}
+	snap := sources.DefaultSnapshotURL
+	if o.snapshotURL != nil {
+		snap = *o.snapshotURL
+	}
+	if snap != "" {
+		c = append(c, sources.Snapshot(snap, lf.Repositories, o.client))
+	}
+	return append(c, o.stores...)
+}
+
 // Result is what a build produced.
 type Result struct {
 	// Entry is the entry's name, "arch/type".
 	Entry string
 	// Files are the output files, in the output directory.
 	Files []OutputFile
+	// Sources are the packages (and bytes) each source served this build;
+	// those found in the cache are not counted.
+	Sources []SourceCount
 }
 
 // OutputFile is one file a build wrote.
@@ -218,7 +254,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	markNeeded(store, plans, len(plans)-1)
 	plans[len(plans)-1].final = true
 
-	src := NewSources(cache.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events)
+	src := NewSources(cache.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events, chain(lf, &o)...)
 	var refs []string
 	for _, pp := range plans {
 		if !pp.needed {
@@ -254,7 +290,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 			}
 		}
 	}
-	res := &Result{Entry: entry.Name()}
+	res := &Result{Entry: entry.Name(), Sources: src.Counts()}
 	res.Files, err = exportFiles(outTree, o.outputDir)
 	if err != nil {
 		return nil, err

@@ -27,6 +27,17 @@ type Download struct {
 	Ref    string
 	Bytes  int64
 	Cached bool
+	// Source names where the file came from (empty when Cached).
+	Source string
+}
+
+// SourceWarning reports a source that served a file other than the one
+// the lockfile pins (wrong size or sha256): the bytes were dropped and the
+// next source asked.
+type SourceWarning struct {
+	Source string
+	Ref    string
+	Err    error
 }
 
 // StageStart reports a stage about to run, or, with CacheHit, a stage whose
@@ -61,6 +72,7 @@ type Commit struct {
 func (DownloadStart) isEvent()    {}
 func (DownloadProgress) isEvent() {}
 func (Download) isEvent()         {}
+func (SourceWarning) isEvent()    {}
 func (StageStart) isEvent()       {}
 func (StageDone) isEvent()        {}
 func (Commit) isEvent()           {}

@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources"
 	"github.com/image-builder-action/image-builder-action/stages"
 )
 
@@ -31,8 +33,13 @@ type Sources struct {
 	backoff     time.Duration
 	events      func(Event)
 
-	mu   sync.Mutex
-	pkgs map[string]*manifest.Package // by ref
+	// chain is where packages come from, asked in order.
+	chain []sources.Source
+
+	mu     sync.Mutex
+	pkgs   map[string]*manifest.Package // by ref
+	down   map[int]error                // sources not asked again, by index in chain
+	counts map[string]*SourceCount      // by source name
 
 	// Bytes received but not yet reported by a DownloadProgress.
 	progMu      sync.Mutex
@@ -46,8 +53,9 @@ const downloadTick = 100 * time.Millisecond
 var _ stages.PackageSource = (*Sources)(nil)
 
 // NewSources returns a package store rooted at dir (the cache's "sources"
-// directory) that knows the given packages.
-func NewSources(dir string, pkgs []manifest.Package, client *http.Client, concurrency int, events func(Event)) *Sources {
+// directory) that knows the given packages and downloads them from chain,
+// in order (default: the mirror URLs in the lockfile, through client).
+func NewSources(dir string, pkgs []manifest.Package, client *http.Client, concurrency int, events func(Event), chain ...sources.Source) *Sources {
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -57,8 +65,11 @@ func NewSources(dir string, pkgs []manifest.Package, client *http.Client, concur
 	if events == nil {
 		events = func(Event) {}
 	}
+	if len(chain) == 0 {
+		chain = []sources.Source{sources.Mirror(client)}
+	}
 	s := &Sources{dir: dir, client: client, concurrency: concurrency, retries: 3, backoff: 500 * time.Millisecond, events: events,
-		pkgs: make(map[string]*manifest.Package, len(pkgs))}
+		chain: chain, pkgs: make(map[string]*manifest.Package, len(pkgs)), down: map[int]error{}, counts: map[string]*SourceCount{}}
 	for i := range pkgs {
 		p := pkgs[i]
 		s.pkgs[p.Ref()] = &p
@@ -166,52 +177,78 @@ loop:
 	return ctx.Err()
 }
 
-// permanentError is a download failure retrying cannot fix.
-type permanentError struct{ error }
+// badBytes is a file a source served that is not the lockfile's.
+type badBytes struct{ error }
 
-func (e permanentError) Unwrap() error { return e.error }
+func (e badBytes) Unwrap() error { return e.error }
 
+// fetchOne asks each source in turn for p, retrying a source while its
+// error may pass. A source that serves wrong bytes is reported and passed
+// over; one that cannot be reached is not asked again in this fetch.
 func (s *Sources) fetchOne(ctx context.Context, p *manifest.Package) error {
-	var err error
-	for attempt := 0; attempt <= s.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt*attempt) * s.backoff):
-			case <-ctx.Done():
-				return fmt.Errorf("downloading %s: %w", p.Ref(), ctx.Err())
+	var answers []string
+	for i, src := range s.chain {
+		if err := s.isDown(i); err != nil {
+			answers = append(answers, fmt.Sprintf("%s: %v (not asked again)", src, err))
+			continue
+		}
+		var err error
+		for attempt := 0; attempt <= s.retries; attempt++ {
+			if attempt > 0 {
+				select {
+				case <-time.After(time.Duration(attempt*attempt) * s.backoff):
+				case <-ctx.Done():
+					return fmt.Errorf("downloading %s: %w", p.Ref(), ctx.Err())
+				}
+			}
+			err = s.download(ctx, src, p)
+			if err == nil || !sources.Transient(err) || ctx.Err() != nil {
+				break
 			}
 		}
-		err = s.download(ctx, p)
-		var perm permanentError
-		if err == nil || errors.As(err, &perm) || ctx.Err() != nil {
-			break
+		if err == nil {
+			return nil
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("downloading %s from %s: %w", p.Ref(), src, ctx.Err())
+		}
+		var bad badBytes
+		if errors.As(err, &bad) {
+			s.events(SourceWarning{Source: src.String(), Ref: p.Ref(), Err: err})
+		}
+		if sources.Unreachable(err) {
+			s.setDown(i, err)
+		}
+		answers = append(answers, fmt.Sprintf("%s: %v", src, err))
 	}
-	return err
+	return fmt.Errorf("downloading %s (sha256 %s): no source has it: %s", p.Ref(), p.SHA256, strings.Join(answers, "; "))
 }
 
-// download fetches p into a temp file, checks size and digest, and renames
-// it into place.
-func (s *Sources) download(ctx context.Context, p *manifest.Package) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
+func (s *Sources) isDown(i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down[i]
+}
+
+func (s *Sources) setDown(i int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down[i] == nil {
+		s.down[i] = err
+	}
+}
+
+// download fetches p from src into a temp file, checks size and digest,
+// and renames it into place. Wrong bytes never get a digest's name.
+func (s *Sources) download(ctx context.Context, src sources.Source, p *manifest.Package) error {
+	body, err := src.Open(ctx, p)
 	if err != nil {
-		return permanentError{fmt.Errorf("downloading %s: %w", p.Ref(), err)}
+		return err
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("downloading %s from %s: %w", p.Ref(), p.URL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("downloading %s from %s: %s", p.Ref(), p.URL, resp.Status)
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
-			return err
-		}
-		return permanentError{err}
-	}
+	defer body.Close()
 	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), p.SHA256+".*")
 	if err != nil {
-		return permanentError{fmt.Errorf("downloading %s: %w", p.Ref(), err)}
+		return err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op after the rename
@@ -225,39 +262,71 @@ func (s *Sources) download(ctx context.Context, p *manifest.Package) error {
 	stored := false
 	defer func() {
 		if !stored {
-			// A retry downloads these bytes again.
+			// A retry, or the next source, downloads these bytes again.
 			s.progress(-counter.n, true)
 		}
 	}()
-	n, err := io.Copy(io.MultiWriter(f, h, counter), io.LimitReader(resp.Body, limit))
+	n, err := io.Copy(io.MultiWriter(f, h, counter), io.LimitReader(body, limit))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("downloading %s from %s: %w", p.Ref(), p.URL, err)
-	}
-	if p.Size > 0 && n != p.Size {
-		// A short body is a broken transfer (retried); a long one is the
-		// wrong file.
-		err := fmt.Errorf("downloading %s from %s: got %d bytes, the lockfile says %d", p.Ref(), p.URL, n, p.Size)
-		if n > p.Size {
-			return permanentError{err}
-		}
 		return err
 	}
+	if p.Size > 0 && n != p.Size {
+		// A transfer cut short fails in the copy (unexpected EOF, retried);
+		// a whole answer of another size is another file.
+		return badBytes{fmt.Errorf("%s: got %d bytes, the lockfile says %d", src.Locate(p), n, p.Size)}
+	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
-		return permanentError{fmt.Errorf("downloading %s from %s: sha256 mismatch: got %s, the lockfile says %s", p.Ref(), p.URL, got, p.SHA256)}
+		return badBytes{fmt.Errorf("%s: sha256 mismatch: got %s, the lockfile says %s", src.Locate(p), got, p.SHA256)}
 	}
 	if err := os.Chmod(tmp, 0o644); err != nil {
-		return permanentError{err}
+		return err
 	}
 	if err := os.Rename(tmp, s.path(p.SHA256)); err != nil {
-		return permanentError{fmt.Errorf("storing %s: %w", p.Ref(), err)}
+		return fmt.Errorf("storing %s: %w", p.Ref(), err)
 	}
 	stored = true
 	s.progress(0, true)
-	s.events(Download{Ref: p.Ref(), Bytes: n})
+	s.count(src, n)
+	s.events(Download{Ref: p.Ref(), Bytes: n, Source: src.String()})
 	return nil
+}
+
+// count adds a stored file to its source's tally.
+func (s *Sources) count(src sources.Source, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counts[src.String()]
+	if c == nil {
+		c = &SourceCount{Source: src.String()}
+		s.counts[src.String()] = c
+	}
+	c.Packages++
+	c.Bytes += n
+}
+
+// Counts reports, per source in the order they are asked, the packages
+// this Sources downloaded from it and their bytes. Sources that served
+// nothing are left out.
+func (s *Sources) Counts() []SourceCount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []SourceCount
+	for _, src := range s.chain {
+		if c := s.counts[src.String()]; c != nil {
+			out = append(out, *c)
+		}
+	}
+	return out
+}
+
+// SourceCount is how many packages, and bytes, one source served.
+type SourceCount struct {
+	Source   string `json:"source"`
+	Packages int    `json:"packages"`
+	Bytes    int64  `json:"bytes"`
 }
 
 // progressWriter counts the bytes of one download attempt into the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources"
 )
 
 func digest(b []byte) string {
@@ -61,7 +62,7 @@ func TestSourcesFetch(t *testing.T) {
 	}{
 		{"good", "", 1},
 		{"flaky", "", 1},
-		{"evil", "downloading evil:amd64=1 from " + srv.URL + "/evil.deb: sha256 mismatch: got " + digest([]byte("not the real one")) + ", the lockfile says " + digest(good), 0},
+		{"evil", "downloading evil:amd64=1 (sha256 " + digest(good) + "): no source has it: mirror: " + srv.URL + "/evil.deb: sha256 mismatch: got " + digest([]byte("not the real one")) + ", the lockfile says " + digest(good), 0},
 		{"long", "got 17 bytes, the lockfile says 16", 0},
 		{"truncated", "unexpected EOF", 0},
 		{"missing", "404 Not Found", 0},
@@ -88,7 +89,7 @@ func TestSourcesFetch(t *testing.T) {
 				if path != filepath.Join(dir, "sha256", digest(good)) {
 					t.Errorf("path %s", path)
 				}
-				if len(downloads(events)) != 1 || downloads(events)[0] != (Download{Ref: p.Ref(), Bytes: int64(len(good))}) {
+				if len(downloads(events)) != 1 || downloads(events)[0] != (Download{Ref: p.Ref(), Bytes: int64(len(good)), Source: "mirror"}) {
 					t.Errorf("events: %#v", events)
 				}
 			} else {
@@ -269,4 +270,108 @@ func TestSourcesCancel(t *testing.T) {
 	if err := s.Fetch(ctx, []string{p.Ref()}); err == nil {
 		t.Errorf("a cancelled fetch succeeded")
 	}
+}
+
+// The sources are asked in order; one serving wrong bytes is reported and
+// passed over, and its bytes never reach the cache; one that cannot be
+// reached is not asked again.
+func TestSourcesChain(t *testing.T) {
+	good := []byte("the package the lockfile pins")
+	mirror := httptest.NewServer(http.NotFoundHandler())
+	defer mirror.Close()
+	// A snapshot archive laid out as snapshot.debian.org: archive/NAME/T/.
+	date := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	var snapHits atomic.Int64
+	snap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		snapHits.Add(1)
+		if r.URL.Path == "/archive/debian/20261120T140000Z/pool/main/g/good/good_1_amd64.deb" {
+			w.Write(good)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer snap.Close()
+	// A store whose file under the digest's name was tampered with.
+	tampered := sources.NewDir(t.TempDir())
+	p := manifest.Package{Name: "good", Version: "1", Arch: "amd64", URL: mirror.URL + "/debian/pool/main/g/good/good_1_amd64.deb",
+		SHA256: digest(good), Size: int64(len(good))}
+	if err := tampered.Put(context.Background(), &p, strings.NewReader("the package the lockfile PINS")); err != nil {
+		t.Fatal(err)
+	}
+	repos := []manifest.Repository{
+		{URI: mirror.URL + "/debian", Suite: "bookworm", Date: "2026-11-01T08:00:00Z"},
+		{URI: mirror.URL + "/debian", Suite: "bookworm-updates", Date: date.Format(time.RFC3339)},
+	}
+	// Nothing listens on a port just closed: the source is unreachable.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	deadStore, err := sources.OpenStore(context.Background(), "oci://"+strings.TrimPrefix(dead.URL, "http://")+"/pkgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("next source", func(t *testing.T) {
+		dir := t.TempDir()
+		var mu sync.Mutex
+		var events []Event
+		chain := []sources.Source{sources.Mirror(nil), deadStore, tampered, sources.Snapshot(snap.URL, repos, nil)}
+		s := NewSources(dir, []manifest.Package{p}, nil, 2, func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }, chain...)
+		s.backoff = time.Millisecond
+		if err := s.Fetch(context.Background(), []string{p.Ref()}); err != nil {
+			t.Fatal(err)
+		}
+		path, err := s.Path(p.Ref())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != string(good) {
+			t.Errorf("stored %q", b)
+		}
+		var warned []SourceWarning
+		for _, e := range events {
+			if w, ok := e.(SourceWarning); ok {
+				warned = append(warned, w)
+			}
+		}
+		if len(warned) != 1 || warned[0].Source != tampered.String() || !strings.Contains(warned[0].Err.Error(), "sha256 mismatch") {
+			t.Errorf("warnings %v, want one naming %s", warned, tampered)
+		}
+		if d := downloads(events); len(d) != 1 || d[0].Source != "snapshot "+snap.URL+"/" {
+			t.Errorf("downloads %#v, want one from the snapshot", d)
+		}
+		if got := s.Counts(); !slices.Equal(got, []SourceCount{{Source: "snapshot " + snap.URL + "/", Packages: 1, Bytes: int64(len(good))}}) {
+			t.Errorf("counts %#v", got)
+		}
+		if n := progressSum(events); n != int64(len(good)) {
+			t.Errorf("progress adds up to %d, want %d", n, len(good))
+		}
+		if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+			t.Errorf("temp files left: %v", tmp)
+		}
+		if _, ok := s.down[1]; !ok {
+			t.Errorf("the unreachable registry is not marked down")
+		}
+	})
+
+	t.Run("none has it", func(t *testing.T) {
+		other := p
+		other.Name, other.URL = "gone", mirror.URL+"/debian/pool/main/g/gone/gone_1_amd64.deb"
+		other.SHA256 = digest([]byte("gone"))
+		chain := []sources.Source{sources.Mirror(nil), tampered, sources.Snapshot(snap.URL, repos, nil)}
+		s := NewSources(t.TempDir(), []manifest.Package{other}, nil, 1, nil, chain...)
+		err := s.Fetch(context.Background(), []string{other.Ref()})
+		if err == nil {
+			t.Fatal("fetch succeeded")
+		}
+		for _, want := range []string{
+			"downloading gone:amd64=1 (sha256 " + other.SHA256 + "): no source has it",
+			"mirror: " + other.URL + ": 404 Not Found",
+			tampered.String() + ": " + tampered.Locate(&other) + ": not found",
+			"snapshot " + snap.URL + "/: " + snap.URL + "/archive/debian/20261120T140000Z/pool/main/g/gone/gone_1_amd64.deb: 404 Not Found",
+		} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q\nlacks %q", err, want)
+			}
+		}
+	})
 }

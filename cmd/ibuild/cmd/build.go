@@ -22,6 +22,7 @@ type buildFlags struct {
 	jsonEvents   bool
 	verbose      bool
 	allowStale   bool
+	sources      sourceFlags
 }
 
 func newBuild() *cobra.Command {
@@ -49,6 +50,11 @@ func newBuild() *cobra.Command {
 				build.WithCacheDir(filepath.Join(f.cacheDir, "build")),
 				build.WithEvents(progress.event),
 			}
+			srcOpts, err := f.sources.options(c.Context())
+			if err != nil {
+				return err
+			}
+			opts = append(opts, srcOpts...)
 			if f.cacheMaxSize > 0 {
 				opts = append(opts, build.WithCacheMaxSize(f.cacheMaxSize))
 			}
@@ -81,7 +87,12 @@ func newBuild() *cobra.Command {
 				fmt.Fprintf(c.OutOrStdout(), "%s\t%d\tsha256:%s\n", o.Path, o.Size, o.SHA256)
 			}
 			if !f.jsonEvents {
+				reportSources(c.ErrOrStderr(), res.Sources)
 				fmt.Fprintf(c.ErrOrStderr(), "built in %s\n", time.Since(start).Round(100*time.Millisecond))
+			} else {
+				for _, s := range res.Sources {
+					progress.emit(map[string]any{"event": "source", "source": s.Source, "packages": s.Packages, "bytes": s.Bytes})
+				}
 			}
 			return nil
 		},
@@ -96,5 +107,6 @@ func newBuild() *cobra.Command {
 	fl.BoolVar(&f.jsonEvents, "json", false, "print a JSON event stream instead of progress lines")
 	fl.BoolVar(&f.allowStale, "allow-stale", false, "build even when the blueprint or image definitions changed since locking")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the output of the tools stages run")
+	f.sources.register(fl)
 	return c
 }

@@ -140,7 +140,11 @@ func (p *progress) event(e build.Event) {
 		p.downloadLocked(false)
 	case build.Download:
 		if p.json {
-			p.emit(map[string]any{"event": "download", "ref": e.Ref, "bytes": e.Bytes, "cached": e.Cached})
+			ev := map[string]any{"event": "download", "ref": e.Ref, "bytes": e.Bytes, "cached": e.Cached}
+			if e.Source != "" {
+				ev["source"] = e.Source
+			}
+			p.emit(ev)
 			return
 		}
 		if e.Cached {
@@ -157,6 +161,12 @@ func (p *progress) event(e build.Event) {
 			return
 		}
 		p.downloadLocked(false)
+	case build.SourceWarning:
+		if p.json {
+			p.emit(map[string]any{"event": "source-warning", "source": e.Source, "ref": e.Ref, "error": e.Err.Error()})
+			return
+		}
+		p.line("warning: %s served a wrong file for %s (%v); asking the next source", e.Source, e.Ref, e.Err)
 	case build.StageStart:
 		if p.json {
 			p.emit(map[string]any{"event": "stage-start", "pipeline": e.Pipeline, "index": e.Index, "type": e.Type, "cache_hit": e.CacheHit})
