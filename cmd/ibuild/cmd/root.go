@@ -71,6 +71,6 @@ func New() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newVerify())
+	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newVerify(), newMirror())
 	return root
 }
