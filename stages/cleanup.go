@@ -3,7 +3,6 @@ package stages
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,15 +15,7 @@ import (
 	"syscall"
 )
 
-func init() {
-	Register("cleanup", func(o json.RawMessage) (Stage, error) {
-		var s Cleanup
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Cleanup]("cleanup", 1) }
 
 // Cleanup removes what makes one machine's image differ from another's or
 // is left over from the build: the machine id, SSH host keys (units make

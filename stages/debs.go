@@ -3,7 +3,6 @@ package stages
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,15 +22,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/stages/internal/deb"
 )
 
-func init() {
-	Register("debs", func(o json.RawMessage) (Stage, error) {
-		var s Debs
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Debs]("debs", 1) }
 
 // Debs installs pinned packages into the tree the way mmdebstrap does: on an
 // empty tree the essential set is extracted first (in Go: no dpkg exists

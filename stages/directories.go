@@ -9,7 +9,7 @@ import (
 	"path"
 )
 
-func init() { registerValidated[Directories]("directories") }
+func init() { register[Directories]("directories", 1) }
 
 // Directories creates directories in the tree, or sets the mode and owner
 // of ones already there.

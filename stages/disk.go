@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,15 +46,7 @@ const (
 	gptMaxSectors = 1 << 32
 )
 
-func init() {
-	Register("disk", func(o json.RawMessage) (Stage, error) {
-		var s Disk
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Disk]("disk", 1) }
 
 func (s *Disk) sectors() uint64 { return uint64(s.Size) / sectorSize }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-func init() { registerValidated[Files]("files") }
+func init() { register[Files]("files", 1) }
 
 // Files writes files into the tree.
 type Files struct {

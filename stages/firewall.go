@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,15 +12,7 @@ import (
 	"strings"
 )
 
-func init() {
-	Register("firewall", func(o json.RawMessage) (Stage, error) {
-		var s Firewall
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Firewall]("firewall", 1) }
 
 // Firewall configures firewalld's default zone offline, with the tree's
 // firewall-offline-cmd.

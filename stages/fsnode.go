@@ -14,22 +14,6 @@ import (
 	"strconv"
 )
 
-// registerValidated registers the stage type typ whose options decode
-// strictly into T and are then checked by T's validate.
-func registerValidated[T any, P interface {
-	*T
-	Stage
-	validate() error
-}](typ string) {
-	Register(typ, func(o json.RawMessage) (Stage, error) {
-		s := P(new(T))
-		if err := Decode(o, s); err != nil {
-			return nil, err
-		}
-		return s, s.validate()
-	})
-}
-
 // Node is a file or directory of the tree: where it is, its mode and its
 // owner.
 type Node struct {

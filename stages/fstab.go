@@ -2,21 +2,12 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
 )
 
-func init() {
-	Register("fstab", func(o json.RawMessage) (Stage, error) {
-		var s Fstab
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Fstab]("fstab", 1) }
 
 // Fstab writes the tree's /etc/fstab (replacing it) and makes the mount
 // points it names.

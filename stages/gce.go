@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path"
@@ -20,15 +19,7 @@ type GCE struct {
 	Source Source `json:"source"`
 }
 
-func init() {
-	Register("gce", func(o json.RawMessage) (Stage, error) {
-		var s GCE
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[GCE]("gce", 1) }
 
 func (s *GCE) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,15 +17,7 @@ import (
 	"pault.ag/go/debian/version"
 )
 
-func init() {
-	Register("grub2", func(o json.RawMessage) (Stage, error) {
-		var s Grub2
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Grub2]("grub2", 1) }
 
 // Grub2 installs GRUB into the tree without touching a disk: it writes
 // /boot/grub/grub.cfg and /etc/default/grub, and builds the boot images

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,15 +48,7 @@ const (
 	biosBootType = "21686148-6449-6E6F-744E-656564454649"
 )
 
-func init() {
-	Register("grub-bios", func(o json.RawMessage) (Stage, error) {
-		var s GrubBIOS
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[GrubBIOS]("grub-bios", 1) }
 
 func (s *GrubBIOS) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

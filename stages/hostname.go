@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,15 +9,7 @@ import (
 	"strings"
 )
 
-func init() {
-	Register("hostname", func(o json.RawMessage) (Stage, error) {
-		var s Hostname
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Hostname]("hostname", 1) }
 
 // Hostname sets the tree's host name: /etc/hostname, and the 127.0.1.1
 // line of /etc/hosts that Debian uses to resolve it without DNS.

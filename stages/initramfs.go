@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,15 +16,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
 )
 
-func init() {
-	Register("initramfs", func(o json.RawMessage) (Stage, error) {
-		var s Initramfs
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Initramfs]("initramfs", 1) }
 
 // Initramfs configures initramfs-tools and builds the initramfs of every
 // kernel in the tree once, with the tree's own update-initramfs. With a

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,15 +11,7 @@ import (
 	"strings"
 )
 
-func init() {
-	Register("locale", func(o json.RawMessage) (Stage, error) {
-		var s Locale
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Locale]("locale", 1) }
 
 // Locale sets the system locale and the console keyboard layout.
 type Locale struct {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -39,15 +38,7 @@ type MkfsExt4 struct {
 	Exclude []string `json:"exclude,omitempty"`
 }
 
-func init() {
-	Register("mkfs-ext4", func(o json.RawMessage) (Stage, error) {
-		var s MkfsExt4
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[MkfsExt4]("mkfs-ext4", 1) }
 
 func (s *MkfsExt4) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -33,15 +32,7 @@ type MkfsFAT struct {
 	Source Source `json:"source"`
 }
 
-func init() {
-	Register("mkfs-fat", func(o json.RawMessage) (Stage, error) {
-		var s MkfsFAT
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[MkfsFAT]("mkfs-fat", 1) }
 
 func (s *MkfsFAT) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

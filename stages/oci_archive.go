@@ -58,15 +58,7 @@ var (
 	ociStopSignal = regexp.MustCompile(`^(SIG[A-Z0-9+-]+|[0-9]+)$`)
 )
 
-func init() {
-	Register("oci-archive", func(o json.RawMessage) (Stage, error) {
-		var s OCIArchive
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[OCIArchive]("oci-archive", 1) }
 
 func (s *OCIArchive) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

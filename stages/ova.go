@@ -61,15 +61,7 @@ func (d *OVADisk) name() string {
 	return path.Base(d.Path)
 }
 
-func init() {
-	Register("ova", func(o json.RawMessage) (Stage, error) {
-		var s OVA
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[OVA]("ova", 1) }
 
 func (s *OVA) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

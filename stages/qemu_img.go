@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -57,15 +56,7 @@ var qemuImgOptions = map[string]map[string][]string{
 
 var qemuImgNumber = regexp.MustCompile(`^[0-9]+[kKmM]?$`)
 
-func init() {
-	Register("qemu-img", func(o json.RawMessage) (Stage, error) {
-		var s QemuImg
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[QemuImg]("qemu-img", 1) }
 
 func (s *QemuImg) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

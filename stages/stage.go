@@ -86,28 +86,61 @@ type Bind struct {
 // Factory decodes and validates a stage's options.
 type Factory func(options json.RawMessage) (Stage, error)
 
-var registry = map[string]Factory{}
+type registration struct {
+	version int
+	factory Factory
+}
 
-// Register makes a stage type known. Stage files call it from init.
-func Register(typ string, f Factory) {
+var registry = map[string]registration{}
+
+// Register makes a stage type known, at version (from 1). The version is
+// part of the object key of every stage of the type: raise it whenever
+// what the stage writes changes for the same options, so a warm cache
+// never serves the output of older code. TestStageVersions pins each
+// stage's output and fails until the version is raised.
+func Register(typ string, version int, f Factory) {
 	if _, dup := registry[typ]; dup {
 		panic("stages: " + typ + " registered twice")
 	}
-	registry[typ] = f
+	if version < 1 {
+		panic("stages: " + typ + " registered without a version")
+	}
+	registry[typ] = registration{version, f}
+}
+
+// register registers the stage type typ, at version, whose options decode
+// strictly into T and are then checked by T's validate. Each stage file
+// calls it from init, the version beside the stage's code.
+func register[T any, P interface {
+	*T
+	Stage
+	validate() error
+}](typ string, version int) {
+	Register(typ, version, func(o json.RawMessage) (Stage, error) {
+		s := P(new(T))
+		if err := Decode(o, s); err != nil {
+			return nil, err
+		}
+		return s, s.validate()
+	})
 }
 
 // New decodes options for a stage of type typ, strictly, and validates them.
 func New(typ string, options json.RawMessage) (Stage, error) {
-	f, ok := registry[typ]
+	r, ok := registry[typ]
 	if !ok {
 		return nil, fmt.Errorf("unknown stage type %q", typ)
 	}
-	s, err := f(options)
+	s, err := r.factory(options)
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", typ, err)
 	}
 	return s, nil
 }
+
+// Version is the registered version of stage type typ, 0 for an unknown
+// type.
+func Version(typ string) int { return registry[typ].version }
 
 // Types lists the registered stage types, sorted.
 func Types() []string {

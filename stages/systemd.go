@@ -2,22 +2,13 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"regexp"
 	"strings"
 )
 
-func init() {
-	Register("systemd", func(o json.RawMessage) (Stage, error) {
-		var s Systemd
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Systemd]("systemd", 1) }
 
 // Systemd enables, disables and masks units and sets the default target
 // with the tree's own systemctl, which works offline in a chroot. A tree

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 )
@@ -20,15 +19,7 @@ type Tar struct {
 	Compression string `json:"compression"`
 }
 
-func init() {
-	Register("tar", func(o json.RawMessage) (Stage, error) {
-		var s Tar
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Tar]("tar", 1) }
 
 func (s *Tar) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,15 +13,7 @@ import (
 	"strings"
 )
 
-func init() {
-	Register("timezone", func(o json.RawMessage) (Stage, error) {
-		var s Timezone
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Timezone]("timezone", 1) }
 
 // Timezone sets the time zone and the NTP servers of systemd-timesyncd.
 type Timezone struct {

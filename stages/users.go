@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,15 +13,7 @@ import (
 	"strings"
 )
 
-func init() {
-	Register("users", func(o json.RawMessage) (Stage, error) {
-		var s Users
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[Users]("users", 1) }
 
 // Users creates or modifies groups and users with the tree's own shadow
 // tools (groupadd, useradd, usermod, chage) run in the tree.

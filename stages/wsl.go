@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 )
 
 // WSL writes a tree as what `wsl --import` takes: a gzip-compressed root
@@ -14,15 +13,7 @@ type WSL struct {
 	Source Source `json:"source"`
 }
 
-func init() {
-	Register("wsl", func(o json.RawMessage) (Stage, error) {
-		var s WSL
-		if err := Decode(o, &s); err != nil {
-			return nil, err
-		}
-		return &s, s.validate()
-	})
-}
+func init() { register[WSL]("wsl", 1) }
 
 func (s *WSL) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {

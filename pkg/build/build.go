@@ -409,7 +409,7 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, e
 				inputs[name] = k
 			}
 			key, err := stageKey(keyInput{
-				Arch: entry.Arch, SourceDateEpoch: lf.SourceDateEpoch, Type: ms.Type, Options: canon,
+				Arch: entry.Arch, SourceDateEpoch: lf.SourceDateEpoch, Type: ms.Type, StageVersion: stages.Version(ms.Type), Options: canon,
 				Previous: prev, BuildRoot: buildKey, Inputs: inputs, Packages: digests,
 			})
 			if err != nil {

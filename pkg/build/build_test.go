@@ -97,7 +97,7 @@ func (s *testCopy) Run(ctx context.Context, env *stages.Env) error {
 }
 
 func init() {
-	stages.Register("test-write", func(o json.RawMessage) (stages.Stage, error) {
+	stages.Register("test-write", 1, func(o json.RawMessage) (stages.Stage, error) {
 		var s testWrite
 		if err := stages.Decode(o, &s); err != nil {
 			return nil, err
@@ -107,7 +107,7 @@ func init() {
 		}
 		return &s, nil
 	})
-	stages.Register("test-copy", func(o json.RawMessage) (stages.Stage, error) {
+	stages.Register("test-copy", 1, func(o json.RawMessage) (stages.Stage, error) {
 		var s testCopy
 		if err := stages.Decode(o, &s); err != nil {
 			return nil, err
@@ -543,7 +543,7 @@ func (s *testMeet) Run(ctx context.Context, env *stages.Env) error {
 }
 
 func init() {
-	stages.Register("test-meet", func(o json.RawMessage) (stages.Stage, error) {
+	stages.Register("test-meet", 1, func(o json.RawMessage) (stages.Stage, error) {
 		var s testMeet
 		if err := stages.Decode(o, &s); err != nil {
 			return nil, err

@@ -56,7 +56,7 @@ func (s *exportFile) Run(ctx context.Context, env *stages.Env) error {
 }
 
 func init() {
-	stages.Register("test-export", func(o json.RawMessage) (stages.Stage, error) {
+	stages.Register("test-export", 1, func(o json.RawMessage) (stages.Stage, error) {
 		var s exportFile
 		return &s, stages.Decode(o, &s)
 	})

@@ -11,8 +11,11 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
 
-// StoreVersion is part of every object key: bump it when a stage's
-// implementation changes what it writes, so old cached trees are not reused.
+// StoreVersion is part of every object key: bump it when the store's
+// layout or what a key is made of changes. A change in what one stage
+// writes raises that stage's own version (stages.Register), which is part
+// of its key, so only the trees of that stage and those after it are
+// built again.
 const StoreVersion = "ibuild-objects-4"
 
 // keyInput is what an object's key is the digest of.
@@ -21,6 +24,7 @@ type keyInput struct {
 	Arch            string            `json:"arch"`
 	SourceDateEpoch int64             `json:"source_date_epoch"`
 	Type            string            `json:"type"`
+	StageVersion    int               `json:"stage_version"`
 	Options         json.RawMessage   `json:"options"`
 	Previous        string            `json:"previous"`
 	BuildRoot       string            `json:"build_root"`
