@@ -73,7 +73,10 @@ func (d *Diff) Text() string {
 			if c.ChangelogNote != "" {
 				fmt.Fprintf(&b, "  (%s)\n", c.ChangelogNote)
 			}
-			for _, ce := range c.Changelog {
+			for i, ce := range c.Changelog {
+				if i > 0 {
+					b.WriteString("\n")
+				}
 				b.WriteString(indent(ce.Text, "  "))
 			}
 		}

@@ -1,11 +1,15 @@
 package cmd
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
 // TestLockOneFieldChange locks a blueprint against the real archive with
@@ -65,4 +69,63 @@ append = "console=ttyS0,115200"
 		t.Errorf("git diff of a hostname change has %d changed lines, want under 10 with the hostname:\n%s", changed, diff)
 	}
 	t.Logf("git diff of a hostname change: %d lines, %d changed; lockfile %d bytes", len(lines), changed, len(second))
+}
+
+// TestDiffChangelogArchive locks a container image against the release
+// suite alone, then with its -updates and -security suites, and reads
+// the changelogs of what they upgrade from the real packages.
+func TestDiffChangelogArchive(t *testing.T) {
+	srcs := needArchive(t)
+	if len(srcs) < 2 {
+		t.Skip("the host's apt sources name only the release suite")
+	}
+	dir := t.TempDir()
+	bp := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(bp, []byte("name = \"c\"\ndistro = \"debian-12\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lockTo := func(out string, srcs []repo.Source) {
+		args := []string{"lock", bp, "--type", "container", "--arch", "x86_64", "-o", out, "--cache", cacheDir(t)}
+		for _, s := range srcs {
+			args = append(args, "--repo", s.URI+" "+s.Suite+" "+strings.Join(s.Components, " "))
+		}
+		if _, stderr, code := run(t, args...); code != 0 {
+			t.Fatalf("lock: exit %d: %s", code, stderr)
+		}
+	}
+	old, nw := filepath.Join(dir, "old.lock.json"), filepath.Join(dir, "new.lock.json")
+	lockTo(old, srcs[:1])
+	lockTo(nw, srcs)
+	out, stderr, code := run(t, "diff", old, nw, "--changelog", "--format", "json", "--cache", cacheDir(t))
+	if code != 0 {
+		t.Fatalf("diff: exit %d: %s", code, stderr)
+	}
+	var d manifest.Diff
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	upgraded, withLog := 0, 0
+	for _, e := range d.Entries {
+		for _, c := range e.Packages {
+			if c.Change != manifest.Upgraded {
+				continue
+			}
+			upgraded++
+			if len(c.Changelog) > 0 {
+				withLog++
+				if c.Changelog[0].Version != c.NewVersion && !strings.HasPrefix(c.NewVersion, c.Changelog[0].Version+"+b") {
+					t.Errorf("%s %s: newest changelog entry is %s", c.Name, c.NewVersion, c.Changelog[0].Version)
+				}
+			} else {
+				t.Logf("%s %s → %s: %s", c.Name, c.OldVersion, c.NewVersion, c.ChangelogNote)
+			}
+		}
+	}
+	t.Logf("%d packages upgraded, %d with changelog entries", upgraded, withLog)
+	if upgraded == 0 {
+		t.Skip("the -updates and -security suites upgrade nothing in this image today")
+	}
+	if withLog == 0 {
+		t.Errorf("no upgraded package got its changelog")
+	}
 }
