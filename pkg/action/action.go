@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/image-builder-action/image-builder-action/pkg/build"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
 )
@@ -204,6 +206,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 			return err
 		}
 	}
+	ctx = ibuild.WithLogger(ctx, slog.New(logHandler{r}))
 	r.workspace = getenv("GITHUB_WORKSPACE")
 	if r.workspace == "" {
 		wd, err := os.Getwd()
@@ -300,15 +303,9 @@ func (r *runner) lockPath() (string, error) {
 		return r.path(r.in.Lockfile), nil
 	}
 	if r.in.Blueprint != "" {
-		return defaultLockPath(r.path(r.in.Blueprint)), nil
+		return ibuild.DefaultLockPath(r.path(r.in.Blueprint)), nil
 	}
 	return "", errors.New("input lockfile: required (or a blueprint beside its BLUEPRINT.lock.json)")
-}
-
-// defaultLockPath is where `ibuild lock` puts a blueprint's lockfile:
-// beside it, the extension replaced by ".lock.json" (as the CLI does).
-func defaultLockPath(bp string) string {
-	return strings.TrimSuffix(bp, filepath.Ext(bp)) + ".lock.json"
 }
 
 // cacheDir is the cache-dir input, or RUNNER_TEMP/ibuild-cache, which the

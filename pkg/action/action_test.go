@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,7 +271,7 @@ func TestLock(t *testing.T) {
 		t.Errorf("summary:\n%s", s)
 	}
 	cmds := e.commands()
-	if !contains(cmds, "::group::lock images/fixture.toml") || !contains(cmds, "::endgroup::") {
+	if !slices.Contains(cmds, "::group::lock images/fixture.toml") || !slices.Contains(cmds, "::endgroup::") {
 		t.Errorf("log groups: %q", cmds)
 	}
 

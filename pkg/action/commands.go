@@ -1,21 +1,18 @@
 package action
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
-	"github.com/image-builder-action/image-builder-action/pkg/build"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
-	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
 // Limits GitHub sets: the runner drops a step summary over 128 KiB
@@ -39,28 +36,22 @@ type Image struct {
 	Digest string `json:"digest,omitempty"`
 }
 
-// lockOptions are the lock options the inputs give, then the caller's.
-func (r *runner) lockOptions(lockPath string) []lock.Option {
-	client := &repo.Client{CacheDir: filepath.Join(r.cacheDir(), "metadata")}
-	opts := []lock.Option{
-		lock.WithFetcher(client),
-		lock.WithLockDir(filepath.Dir(lockPath)),
-		lock.WithPrevious(lockPath),
-	}
-	return append(opts, r.opts.lock...)
+// repositories are where lock and check find metadata: the cache below
+// cache-dir, the host's apt sources.
+func (r *runner) repositories() ibuild.Repositories {
+	return ibuild.Repositories{CacheDir: r.cacheDir()}
 }
 
-func (r *runner) loadBlueprint() (*blueprint.Blueprint, string, error) {
+// blueprintPath is the blueprint input, resolved.
+func (r *runner) blueprintPath() (string, error) {
 	if r.in.Blueprint == "" {
-		return nil, "", errors.New("input blueprint: required")
+		return "", errors.New("input blueprint: required")
 	}
-	p := r.path(r.in.Blueprint)
-	bp, err := blueprint.Load(p)
-	return bp, p, err
+	return r.path(r.in.Blueprint), nil
 }
 
 func (r *runner) lock(ctx context.Context) error {
-	bp, bpPath, err := r.loadBlueprint()
+	bpPath, err := r.blueprintPath()
 	if err != nil {
 		return err
 	}
@@ -68,56 +59,41 @@ func (r *runner) lock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := append([]lock.Option{
-		lock.WithDistro(r.in.Distro),
-		lock.WithArches(r.in.Arches...),
-		lock.WithTypes(r.in.Types...),
-	}, r.lockOptions(lockPath)...)
-	var lf *manifest.Lockfile
+	var res *ibuild.LockResult
 	err = r.log.group("lock "+r.rel(bpPath), func() error {
 		var err error
-		if lf, err = lock.Lock(ctx, bp, bpPath, opts...); err != nil {
+		res, err = ibuild.Lock(ctx, ibuild.LockRequest{
+			Blueprint: bpPath, Lockfile: lockPath,
+			Distro: r.in.Distro, Arches: r.in.Arches, Types: r.in.Types,
+			Repositories: r.repositories(), Options: r.opts.lock,
+		})
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.log, "%d entries, %d packages\n", len(lf.Entries), len(lf.Packages))
+		fmt.Fprintf(r.log, "%d entries, %d packages\n", len(res.Lockfile.Entries), len(res.Lockfile.Packages))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	data, err := lf.Marshal()
-	if err != nil {
-		return err
-	}
-	old, err := os.ReadFile(lockPath)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("reading lockfile %s: %w", lockPath, err)
-	}
-	changed := !bytes.Equal(old, data)
+	lf := res.Lockfile
 	var sum strings.Builder
 	fmt.Fprintf(&sum, "## ibuild lock\n\n")
 	diffMD := ""
 	switch {
-	case old == nil:
+	case !res.Existed:
 		diffMD = fmt.Sprintf("New lockfile `%s`: %d entries, %d packages.\n", r.rel(lockPath), len(lf.Entries), len(lf.Packages))
-	case !changed:
+	case !res.Changed:
 		diffMD = fmt.Sprintf("`%s` is up to date: locking again changed nothing.\n", r.rel(lockPath))
+	case res.PreviousErr != nil:
+		diffMD = fmt.Sprintf("`%s` was rewritten; the old file could not be read to compare (%v).\n", r.rel(lockPath), r.relText(res.PreviousErr.Error()))
 	default:
-		prev, perr := manifest.Parse(lockPath, old)
-		if perr != nil {
-			diffMD = fmt.Sprintf("`%s` was rewritten; the old file could not be read to compare (%v).\n", r.rel(lockPath), r.relText(perr.Error()))
-			break
-		}
-		d := manifest.Compare(prev, lf)
-		diffMD = fmt.Sprintf("`%s` changed:\n\n%s", r.rel(lockPath), d.Markdown())
-		if err := r.log.group("changes", func() error { return r.log.untrusted(d.Text()) }); err != nil {
+		diffMD = fmt.Sprintf("`%s` changed:\n\n%s", r.rel(lockPath), res.Diff.Markdown())
+		if err := r.log.group("changes", func() error { return r.log.untrusted(res.Diff.Text()) }); err != nil {
 			return err
 		}
 	}
-	if changed {
-		if err := lf.Write(lockPath); err != nil {
-			return err
-		}
+	if res.Changed {
 		r.adopt(lockPath)
 		fmt.Fprintf(r.log, "wrote %s\n", r.rel(lockPath))
 	} else {
@@ -128,14 +104,14 @@ func (r *runner) lock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.setOutputs("lockfile", r.rel(lockPath), "changed", fmt.Sprint(changed), "matrix", string(matrix), "diff", truncate(diffMD, maxDiffOut)); err != nil {
+	if err := r.setOutputs("lockfile", r.rel(lockPath), "changed", fmt.Sprint(res.Changed), "matrix", string(matrix), "diff", truncate(diffMD, maxDiffOut)); err != nil {
 		return err
 	}
 	return r.files.AddStepSummary(truncate(sum.String(), maxSummary))
 }
 
 func (r *runner) check(ctx context.Context) error {
-	bp, bpPath, err := r.loadBlueprint()
+	bpPath, err := r.blueprintPath()
 	if err != nil {
 		return err
 	}
@@ -143,41 +119,36 @@ func (r *runner) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lf, err := manifest.Load(lockPath)
-	if errors.Is(err, fs.ErrNotExist) {
+	res, cerr := ibuild.Check(ctx, ibuild.CheckRequest{
+		Blueprint: bpPath, Lockfile: lockPath, Name: r.rel(lockPath),
+		Repositories: r.repositories(), Options: r.opts.lock,
+	})
+	var edited *ibuild.EditedError
+	switch {
+	case errors.Is(cerr, fs.ErrNotExist):
 		msg := fmt.Sprintf("%s does not exist: lock the blueprint (`ibuild lock %s`, or this action with command: lock) and commit the lockfile", r.rel(lockPath), r.rel(bpPath))
 		r.annotateFile(bpPath, 0, "no lockfile", msg)
 		r.files.AddStepSummary("## ibuild check\n\n" + msg + "\n")
 		return reported{errors.New(msg)}
-	}
-	if err != nil {
-		return err
-	}
-	// A lockfile edited by hand or merged badly is refused here, on the
-	// pull request, rather than when main builds it.
-	if err := lf.VerifyDigest(); err != nil {
-		msg := fmt.Sprintf("%s: %v", r.rel(lockPath), err)
+	case errors.As(cerr, &edited):
+		// A lockfile edited by hand or merged badly is refused here, on
+		// the pull request, rather than when main builds it.
+		msg := fmt.Sprintf("%s: %v", r.rel(lockPath), edited.Err)
 		r.annotateFile(lockPath, 1, "lockfile changed by hand", msg)
 		if err := r.setOutputs("lockfile", r.rel(lockPath), "changed", "true", "diff", ""); err != nil {
 			return err
 		}
 		r.files.AddStepSummary("## ibuild check\n\n" + msg + "\n")
 		return reported{errors.New(msg)}
+	case cerr != nil:
+		return cerr
 	}
-	var cerr error
-	r.log.group("check "+r.rel(lockPath), func() error {
-		cerr = lock.Check(ctx, lf, r.rel(lockPath), bp, bpPath, r.lockOptions(lockPath)...)
-		return nil
-	})
-	matrix, err := json.Marshal(lf.Matrix())
+	matrix, err := json.Marshal(res.Lockfile.Matrix())
 	if err != nil {
 		return err
 	}
-	var se *lock.StaleError
-	if !errors.As(cerr, &se) {
-		if cerr != nil {
-			return cerr
-		}
+	se := res.Stale
+	if se == nil {
 		fmt.Fprintf(r.log, "%s is up to date with %s\n", r.rel(lockPath), r.rel(bpPath))
 		if err := r.setOutputs("lockfile", r.rel(lockPath), "changed", "false", "matrix", string(matrix), "diff", ""); err != nil {
 			return err
@@ -217,7 +188,7 @@ func (r *runner) check(ctx context.Context) error {
 	if err := r.files.AddStepSummary(truncate(sum.String(), maxSummary)); err != nil {
 		return err
 	}
-	return reported{cerr}
+	return reported{se}
 }
 
 func (r *runner) matrix() error {
@@ -246,88 +217,56 @@ func (r *runner) matrix() error {
 	return r.files.AddStepSummary(sum.String())
 }
 
-// selected lists the lockfile's entries the arches and types inputs name;
-// without arches, the entries of the machine's architecture (an image is
-// built on a host of its architecture).
-func (r *runner) selected(lf *manifest.Lockfile) ([]manifest.Entry, error) {
-	arches := r.in.Arches
-	if len(arches) == 0 {
-		arches = []string{lock.HostArch()}
-	}
-	var out []manifest.Entry
-	for _, e := range lf.Entries {
-		if contains(arches, e.Arch) && (len(r.in.Types) == 0 || contains(r.in.Types, e.Type)) {
-			out = append(out, e)
-		}
-	}
-	if len(out) == 0 {
-		var have []string
-		for _, e := range lf.Entries {
-			have = append(have, e.Name())
-		}
-		return nil, fmt.Errorf("input arches %q, types %q: no such entry in the lockfile (it has %s)",
-			strings.Join(arches, ","), strings.Join(r.in.Types, ","), strings.Join(have, ", "))
-	}
-	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (r *runner) build(ctx context.Context) error {
 	lockPath, err := r.lockPath()
 	if err != nil {
 		return err
 	}
-	lf, err := manifest.Load(lockPath)
-	if err != nil {
-		return err
-	}
-	entries, err := r.selected(lf)
-	if err != nil {
-		return err
-	}
-	// As `ibuild build` does: a lockfile edited by hand, or stale against
-	// its blueprint or these image definitions, is refused before any
-	// work.
-	if err := lock.Verify(lf, lockPath); err != nil {
-		return err
+	// Without arches, the machine's architecture: an image is built on a
+	// host of its architecture.
+	arches := r.in.Arches
+	if len(arches) == 0 {
+		arches = []string{lock.HostArch()}
 	}
 	outDir := r.path(r.in.OutputDir)
-	var images []Image
-	for _, e := range entries {
-		// One entry (a matrix job) writes straight into output-dir;
-		// several would collide on file names, so each gets ARCH/TYPE/,
-		// one of the places publish looks.
-		dir := outDir
-		if len(entries) > 1 {
-			dir = filepath.Join(outDir, e.Arch, e.Type)
-		}
-		fmt.Fprintf(r.log, "building %s from %s into %s\n", e.Name(), r.rel(lockPath), r.rel(dir))
-		bl := &buildLog{log: r.log}
-		opts := append([]build.Option{
-			build.WithOutputDir(dir),
-			build.WithCacheDir(filepath.Join(r.cacheDir(), "build")),
-			build.WithEvents(bl.event),
-			build.WithLog(r.log),
-		}, r.opts.build...)
-		res, err := build.Build(ctx, lf, e.Arch, e.Type, opts...)
+	var bl *buildLog
+	res, err := ibuild.Build(ctx, ibuild.BuildRequest{
+		Lockfile: lockPath, Arches: arches, Types: r.in.Types,
+		OutputDir: outDir, CacheDir: r.cacheDir(), Log: r.log,
+		Options: r.opts.build,
+		Events: func(e ibuild.BuildEvent) {
+			switch {
+			case e.Event != nil:
+				bl.event(e.Event)
+			case e.Result == nil:
+				fmt.Fprintf(r.log, "building %s from %s into %s\n", e.Entry.Name(), r.rel(lockPath), r.rel(e.Dir))
+				bl = &buildLog{log: r.log}
+			default:
+				bl.close()
+				fmt.Fprintf(r.log, "built %s: %d stages ran, %d from the cache\n", e.Entry.Name(), bl.ran, bl.hits)
+				r.adopt(outDir, filepath.Dir(e.Dir), e.Dir)
+				for _, f := range e.Result.Files {
+					r.adopt(f.Path)
+					fmt.Fprintf(r.log, "%s\t%d\tsha256:%s\n", r.rel(f.Path), f.Size, f.SHA256)
+				}
+			}
+		},
+	})
+	if bl != nil {
 		bl.close()
-		if err != nil {
-			return fmt.Errorf("building %s: %w", e.Name(), err)
-		}
-		fmt.Fprintf(r.log, "built %s: %d stages ran, %d from the cache\n", e.Name(), bl.ran, bl.hits)
-		r.adopt(outDir, filepath.Dir(dir), dir)
-		for _, f := range res.Files {
-			r.adopt(f.Path)
-			images = append(images, Image{Arch: e.Arch, Type: e.Type, Path: r.rel(f.Path), Size: f.Size, SHA256: f.SHA256})
-			fmt.Fprintf(r.log, "%s\t%d\tsha256:%s\n", r.rel(f.Path), f.Size, f.SHA256)
+	}
+	var ne *ibuild.NoEntryError
+	if errors.As(err, &ne) {
+		return fmt.Errorf("input arches %q, types %q: no such entry in the lockfile (it has %s)",
+			strings.Join(ne.Arches, ","), strings.Join(ne.Types, ","), strings.Join(ne.Have, ", "))
+	}
+	if err != nil {
+		return err
+	}
+	var images []Image
+	for _, img := range res.Images {
+		for _, f := range img.Files {
+			images = append(images, Image{Arch: img.Entry.Arch, Type: img.Entry.Type, Path: r.rel(f.Path), Size: f.Size, SHA256: f.SHA256})
 		}
 	}
 	data, err := json.Marshal(images)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,7 +59,7 @@ func TestCompositeDockerRun(t *testing.T) {
 	}
 	script, envNames := compositeScript(t)
 	for _, want := range []string{"INPUT_COMMAND", "INPUT_OUTPUT_DIR", "INPUT_COSIGN_KEY", "INPUT_GITHUB_TOKEN", "IBUILD_IMAGE"} {
-		if !contains(envNames, want) {
+		if !slices.Contains(envNames, want) {
 			t.Errorf("the step's env lacks %s: %q", want, envNames)
 		}
 	}

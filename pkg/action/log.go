@@ -1,10 +1,12 @@
 package action
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -181,3 +183,26 @@ func (l *logWriter) group(title string, f func() error) error {
 func escapeData(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }
+
+// logHandler turns what the use cases log into the step's log: a warning
+// becomes a warning annotation, anything else a plain line.
+type logHandler struct{ r *runner }
+
+func (h logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h logHandler) Handle(_ context.Context, rec slog.Record) error {
+	msg := h.r.relText(rec.Message)
+	switch {
+	case rec.Level >= slog.LevelError:
+		h.r.gh.Errorf("%s", msg)
+	case rec.Level >= slog.LevelWarn:
+		h.r.gh.Warningf("%s", msg)
+	default:
+		fmt.Fprintln(h.r.log, msg)
+	}
+	return nil
+}
+
+// The use cases log messages, not attributes or groups.
+func (h logHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logHandler) WithGroup(string) slog.Handler      { return h }

@@ -2,19 +2,14 @@ package action
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
 )
 
@@ -29,58 +24,47 @@ func (r *runner) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(lockPath)
-	if err != nil {
-		return fmt.Errorf("reading lockfile: %w", err)
-	}
-	lf, err := manifest.Parse(lockPath, data)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(data)
-	opts := []publish.Option{
-		publish.WithLockfile(filepath.ToSlash(r.rel(lockPath)), hex.EncodeToString(sum[:])),
-		publish.WithArches(r.in.Arches...),
-		publish.WithTypes(r.in.Types...),
-		publish.WithTags(r.in.Tags...),
-		publish.WithGetenv(r.getenv),
-		publish.WithKeychain(tokenKeychain{
-			registry: "ghcr.io",
-			user:     r.getenv("GITHUB_ACTOR"),
-			token:    r.in.GitHubToken,
-			fallback: authn.DefaultKeychain,
-		}),
-		publish.WithEvents(func(e publish.Event) { r.publishEvent(e) }),
-	}
-	if lf.Blueprint.Path != "" {
-		if bp, err := blueprint.Load(filepath.Join(filepath.Dir(lockPath), filepath.FromSlash(lf.Blueprint.Path))); err == nil {
-			if bp.Version != "" {
-				opts = append(opts, publish.WithVersion(bp.Version))
-			}
-			if n := strings.ReplaceAll(bp.Name, "/", "-"); n != "" {
-				opts = append(opts, publish.WithName(n))
-			}
+	sign := ibuild.SignRequest{Mode: ibuild.SignNone}
+	switch key := r.in.CosignKey; {
+	case !r.in.Sign && key != "":
+		return errors.New("input cosign-key is set but sign is false: set sign: true, or drop the key")
+	case !r.in.Sign:
+	case key == "":
+		// Keyless, with the workflow's OIDC identity.
+		sign = ibuild.SignRequest{Mode: ibuild.SignKeyless, Keyless: publish.KeylessOptions{Token: publish.GitHubActionsToken{Getenv: r.getenv}}}
+	default:
+		if !strings.Contains(key, "PRIVATE KEY") {
+			key = r.path(key) // a file in the workspace
 		}
+		sign = ibuild.SignRequest{Mode: ibuild.SignKey, Key: key, KeyName: "input cosign-key",
+			Password: func() ([]byte, error) { return []byte(r.in.CosignPassword), nil }}
 	}
-	signer, cleanup, err := r.signer(ctx)
-	if err != nil {
-		return err
+	req := ibuild.PublishRequest{
+		Lockfile: lockPath, LockfileName: r.rel(lockPath),
+		From: r.path(r.in.OutputDir), Ref: r.in.Ref,
+		Arches: r.in.Arches, Types: r.in.Types, Tags: r.in.Tags,
+		Sign:   sign,
+		Events: r.publishEvent,
+		Options: append([]publish.Option{
+			publish.WithGetenv(r.getenv),
+			publish.WithKeychain(tokenKeychain{
+				registry: "ghcr.io",
+				user:     r.getenv("GITHUB_ACTOR"),
+				token:    r.in.GitHubToken,
+				fallback: authn.DefaultKeychain,
+			}),
+		}, r.opts.publish...),
 	}
-	defer cleanup()
-	if signer != nil {
-		opts = append(opts, publish.WithSigner(signer))
-	}
-	opts = append(opts, r.opts.publish...)
-
-	var res *publish.Result
+	var out *ibuild.PublishResult
 	err = r.log.group("publish "+r.in.Ref, func() error {
 		var err error
-		res, err = publish.Publish(ctx, lf, r.path(r.in.OutputDir), r.in.Ref, opts...)
+		out, err = ibuild.Publish(ctx, req)
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	res := out.Result
 
 	var images []Image
 	var digests, refs []string
@@ -111,12 +95,12 @@ func (r *runner) publish(ctx context.Context) error {
 		sum2.WriteString("\nNot signed (input sign is false).\n")
 	}
 	sum2.WriteString("\n" + imagesTable(images))
-	out, err := json.Marshal(images)
+	data, err := json.Marshal(images)
 	if err != nil {
 		return err
 	}
 	// One index per image type: with several types, one line each.
-	if err := r.setOutputs("lockfile", r.rel(lockPath), "images", string(out),
+	if err := r.setOutputs("lockfile", r.rel(lockPath), "images", string(data),
 		"digest", strings.Join(digests, "\n"), "ref", strings.Join(refs, "\n")); err != nil {
 		return err
 	}
@@ -134,48 +118,6 @@ func (r *runner) publishEvent(e publish.Event) {
 	case "tag":
 		fmt.Fprintf(r.log, "tagged %s: %s\n", e.What, e.Ref)
 	}
-}
-
-// signer makes the signer the inputs ask for: none, a key (PEM in the
-// input, or a path in the workspace) or keyless with the workflow's OIDC
-// identity. cleanup removes a key written to a temp file.
-func (r *runner) signer(ctx context.Context) (*publish.Signer, func(), error) {
-	none := func() {}
-	key := r.in.CosignKey
-	if !r.in.Sign {
-		if key != "" {
-			return nil, none, errors.New("input cosign-key is set but sign is false: set sign: true, or drop the key")
-		}
-		return nil, none, nil
-	}
-	if key == "" {
-		s, err := publish.Keyless(ctx, publish.KeylessOptions{Token: publish.GitHubActionsToken{Getenv: r.getenv}})
-		return s, none, err
-	}
-	pass := func() ([]byte, error) { return []byte(r.in.CosignPassword), nil }
-	if !strings.Contains(key, "PRIVATE KEY") {
-		s, err := publish.LoadKey(r.path(key), pass)
-		return s, none, err
-	}
-	// The key itself, from a secret: into a private temp file that the
-	// library reads, removed when done.
-	dir, err := os.MkdirTemp("", "ibuild-key-")
-	if err != nil {
-		return nil, none, fmt.Errorf("writing cosign key: %w", err)
-	}
-	cleanup := func() { os.RemoveAll(dir) }
-	p := filepath.Join(dir, "cosign.key")
-	if err := os.WriteFile(p, []byte(key+"\n"), 0o600); err != nil {
-		cleanup()
-		return nil, none, fmt.Errorf("writing cosign key: %w", err)
-	}
-	s, err := publish.LoadKey(p, pass)
-	if err != nil {
-		cleanup()
-		// The temp path means nothing to the user.
-		return nil, none, errors.New(strings.ReplaceAll(err.Error(), p, "input cosign-key"))
-	}
-	return s, cleanup, nil
 }
 
 // tokenKeychain logs in to one registry (ghcr.io) with the workflow's

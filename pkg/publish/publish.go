@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/image-builder-action/image-builder-action/pkg/layout"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/provenance"
 	"github.com/image-builder-action/image-builder-action/pkg/sbom"
@@ -611,21 +610,9 @@ func selectEntries(lf *manifest.Lockfile, dir string, o *options) ([]*planned, e
 	var plan []*planned
 	var missing []string
 	for _, e := range sel {
-		cands := []string{
-			filepath.Join(dir, e.Arch, e.Type, e.Filename),
-			filepath.Join(dir, e.Arch, e.Filename),
-		}
-		if byName[e.Filename] == 1 {
-			cands = append(cands, filepath.Join(dir, e.Filename))
-		}
-		found := ""
-		for _, c := range cands {
-			if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
-				found = c
-				break
-			} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("publishing %s: %w", e.Name(), err)
-			}
+		found, cands, err := layout.Find(dir, e, byName[e.Filename] == 1)
+		if err != nil {
+			return nil, fmt.Errorf("publishing %s: %w", e.Name(), err)
 		}
 		if found == "" {
 			missing = append(missing, fmt.Sprintf("%s (looked for %s)", e.Name(), strings.Join(cands, ", ")))

@@ -1,16 +1,13 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/image-builder-action/image-builder-action/pkg/build"
-	"github.com/image-builder-action/image-builder-action/pkg/lock"
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 )
 
 type buildFlags struct {
@@ -32,43 +29,36 @@ func newBuild() *cobra.Command {
 		Short: "Build one image of a lockfile (as root)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			lf, err := manifest.Load(args[0])
-			if err != nil {
-				return err
-			}
-			if err := lock.Verify(lf, args[0]); err != nil {
-				var se *lock.StaleError
-				if !f.allowStale || !errors.As(err, &se) {
-					return err
-				}
-				fmt.Fprintf(c.ErrOrStderr(), "warning: %v\n", err)
-			}
 			stderr := c.ErrOrStderr()
 			progress := &progress{w: stderr, json: f.jsonEvents, term: !f.jsonEvents && isTerminal(stderr)}
-			opts := []build.Option{
-				build.WithOutputDir(f.output),
-				build.WithCacheDir(filepath.Join(f.cacheDir, "build")),
-				build.WithEvents(progress.event),
+			req := ibuild.BuildRequest{
+				Lockfile: args[0], Arches: nonEmpty(f.arch), Types: nonEmpty(f.typ), One: true,
+				OutputDir: f.output, CacheDir: f.cacheDir, AllowStale: f.allowStale,
+				Events: func(e ibuild.BuildEvent) {
+					if e.Event != nil {
+						progress.event(e.Event)
+					}
+				},
 			}
 			srcOpts, err := f.sources.options(c.Context())
 			if err != nil {
 				return err
 			}
-			opts = append(opts, srcOpts...)
+			req.Options = append(req.Options, srcOpts...)
 			if f.cacheMaxSize > 0 {
-				opts = append(opts, build.WithCacheMaxSize(f.cacheMaxSize))
+				req.Options = append(req.Options, build.WithCacheMaxSize(f.cacheMaxSize))
 			}
 			if f.workDir != "" {
-				opts = append(opts, build.WithWorkDir(f.workDir))
+				req.Options = append(req.Options, build.WithWorkDir(f.workDir))
 			}
 			if f.verbose {
 				// Through progress, which keeps the tools' lines off the
 				// download line.
-				opts = append(opts, build.WithLog(progress))
+				req.Log = progress
 			}
 			start := time.Now()
 			ctx := c.Context()
-			res, err := build.Build(ctx, lf, f.arch, f.typ, opts...)
+			res, err := ibuild.Build(ctx, req)
 			progress.close()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -79,19 +69,25 @@ func newBuild() *cobra.Command {
 				}
 				return err
 			}
-			for _, o := range res.Files {
-				if f.jsonEvents {
-					progress.emit(map[string]any{"event": "output", "path": o.Path, "size": o.Size, "sha256": o.SHA256})
-					continue
+			for _, img := range res.Images {
+				for _, o := range img.Files {
+					if f.jsonEvents {
+						progress.emit(map[string]any{"event": "output", "path": o.Path, "size": o.Size, "sha256": o.SHA256})
+						continue
+					}
+					fmt.Fprintf(c.OutOrStdout(), "%s\t%d\tsha256:%s\n", o.Path, o.Size, o.SHA256)
 				}
-				fmt.Fprintf(c.OutOrStdout(), "%s\t%d\tsha256:%s\n", o.Path, o.Size, o.SHA256)
 			}
 			if !f.jsonEvents {
-				reportSources(c.ErrOrStderr(), res.Sources)
-				fmt.Fprintf(c.ErrOrStderr(), "built in %s\n", time.Since(start).Round(100*time.Millisecond))
+				for _, img := range res.Images {
+					reportSources(stderr, img.Sources)
+				}
+				fmt.Fprintf(stderr, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
 			} else {
-				for _, s := range res.Sources {
-					progress.emit(map[string]any{"event": "source", "source": s.Source, "packages": s.Packages, "bytes": s.Bytes})
+				for _, img := range res.Images {
+					for _, s := range img.Sources {
+						progress.emit(map[string]any{"event": "source", "source": s.Source, "packages": s.Packages, "bytes": s.Bytes})
+					}
 				}
 			}
 			return nil
@@ -109,4 +105,12 @@ func newBuild() *cobra.Command {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the output of the tools stages run")
 	f.sources.register(fl)
 	return c
+}
+
+// nonEmpty is a flag's value as a one-element list, or nil when unset.
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }

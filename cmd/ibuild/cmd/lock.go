@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,17 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
-	"github.com/image-builder-action/image-builder-action/pkg/lock"
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
-
-// DefaultLockPath is where a blueprint's lockfile goes: beside it, the
-// extension replaced by ".lock.json".
-func DefaultLockPath(bp string) string {
-	return strings.TrimSuffix(bp, filepath.Ext(bp)) + ".lock.json"
-}
 
 func defaultCacheDir() string {
 	if d := os.Getenv("IBUILD_CACHE"); d != "" {
@@ -52,44 +43,33 @@ func newLock() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			bpPath := args[0]
-			out := f.output
-			if out == "" {
-				out = DefaultLockPath(bpPath)
-			}
-			bp, err := blueprint.Load(bpPath)
-			if err != nil {
-				return err
-			}
-			opts, err := f.options(out)
+			repos, err := f.repositories()
 			if err != nil {
 				return err
 			}
 			if f.check {
-				lf, err := manifest.Load(out)
+				res, err := ibuild.Check(c.Context(), ibuild.CheckRequest{Blueprint: bpPath, Lockfile: f.output, Repositories: repos})
 				if err != nil {
 					return err
 				}
-				err = lock.Check(c.Context(), lf, out, bp, bpPath, opts...)
-				var se *lock.StaleError
-				if errors.As(err, &se) {
+				if se := res.Stale; se != nil {
 					if se.Diff != nil {
 						fmt.Fprint(c.OutOrStdout(), se.Diff.Text())
 					}
-					return &ExitError{Code: 1, Err: err}
+					return &ExitError{Code: 1, Err: se}
 				}
-				if err == nil {
-					fmt.Fprintf(c.ErrOrStderr(), "%s is up to date with %s\n", out, bpPath)
-				}
-				return err
+				fmt.Fprintf(c.ErrOrStderr(), "%s is up to date with %s\n", res.Path, bpPath)
+				return nil
 			}
-			lf, err := lock.Lock(c.Context(), bp, bpPath, opts...)
+			res, err := ibuild.Lock(c.Context(), ibuild.LockRequest{
+				Blueprint: bpPath, Lockfile: f.output,
+				Distro: f.distro, Arches: f.arches, Types: f.types,
+				Repositories: repos, NewIDs: f.newIDs,
+			})
 			if err != nil {
 				return err
 			}
-			if err := lf.Write(out); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.ErrOrStderr(), "wrote %s: %d entries, %d packages\n", out, len(lf.Entries), len(lf.Packages))
+			fmt.Fprintf(c.ErrOrStderr(), "wrote %s: %d entries, %d packages\n", res.Path, len(res.Lockfile.Entries), len(res.Lockfile.Packages))
 			return nil
 		},
 	}
@@ -107,27 +87,16 @@ func newLock() *cobra.Command {
 	return c
 }
 
-func (f *lockFlags) options(out string) ([]lock.Option, error) {
-	client := &repo.Client{CacheDir: filepath.Join(f.cacheDir, "metadata"), Keyring: f.keyring, Offline: f.offline}
-	opts := []lock.Option{
-		lock.WithFetcher(client),
-		lock.WithLockDir(filepath.Dir(out)),
-		lock.WithDistro(f.distro),
-		lock.WithArches(f.arches...),
-		lock.WithTypes(f.types...),
-		lock.WithPrevious(out),
-	}
-	if f.newIDs {
-		opts = append(opts, lock.WithNewIDs())
-	}
+func (f *lockFlags) repositories() (ibuild.Repositories, error) {
+	r := ibuild.Repositories{Keyring: f.keyring, CacheDir: f.cacheDir, Offline: f.offline}
 	if len(f.repos) > 0 {
 		srcs, err := ParseRepoFlags(f.repos, f.keyring)
 		if err != nil {
-			return nil, err
+			return r, err
 		}
-		opts = append(opts, lock.WithSources(srcs...))
+		r.Sources = srcs
 	}
-	return opts, nil
+	return r, nil
 }
 
 // ParseRepoFlags reads --repo values: "URI SUITE COMPONENT…", as a

@@ -1,21 +1,17 @@
 package cmd
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
 )
 
@@ -51,53 +47,31 @@ COSIGN_PASSWORD, or asked for without echo on a terminal.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			lockPath, ref := args[0], args[1]
-			data, err := os.ReadFile(lockPath)
-			if err != nil {
-				return fmt.Errorf("reading lockfile: %w", err)
-			}
-			lf, err := manifest.Parse(lockPath, data)
+			sign, err := f.signRequest(c)
 			if err != nil {
 				return err
 			}
-			sum := sha256.Sum256(data)
-			opts := []publish.Option{
-				publish.WithLockfile(filepath.ToSlash(lockPath), hex.EncodeToString(sum[:])),
-				publish.WithArches(f.arches...),
-				publish.WithTypes(f.types...),
-				publish.WithTags(f.tags...),
-				publish.WithInsecure(f.insecure),
-				publish.WithMode(publish.Mode(f.attach)),
-				publish.WithEvents(progressPrinter(c.ErrOrStderr(), f.json)),
+			req := ibuild.PublishRequest{
+				Lockfile: lockPath, From: f.from, Ref: ref,
+				Arches: f.arches, Types: f.types, Tags: f.tags,
+				Sign:   sign,
+				Events: progressPrinter(c.ErrOrStderr(), f.json),
+				Options: []publish.Option{
+					publish.WithInsecure(f.insecure),
+					publish.WithMode(publish.Mode(f.attach)),
+				},
 			}
 			if f.source != "" || f.revision != "" {
-				opts = append(opts, publish.WithSource(f.source, f.revision))
+				req.Options = append(req.Options, publish.WithSource(f.source, f.revision))
 			}
 			if f.containerDisk != "" {
-				opts = append(opts, publish.WithContainerDisk(f.containerDisk))
+				req.Options = append(req.Options, publish.WithContainerDisk(f.containerDisk))
 			}
-			// The blueprint, when it is beside the lockfile, names the image
-			// and gives its version.
-			if lf.Blueprint.Path != "" {
-				if bp, err := blueprint.Load(filepath.Join(filepath.Dir(lockPath), filepath.FromSlash(lf.Blueprint.Path))); err == nil {
-					if bp.Version != "" {
-						opts = append(opts, publish.WithVersion(bp.Version))
-					}
-					if n := strings.ReplaceAll(bp.Name, "/", "-"); n != "" {
-						opts = append(opts, publish.WithName(n))
-					}
-				}
-			}
-			signer, err := f.signer(c)
+			out, err := ibuild.Publish(c.Context(), req)
 			if err != nil {
 				return err
 			}
-			if signer != nil {
-				opts = append(opts, publish.WithSigner(signer))
-			}
-			res, err := publish.Publish(c.Context(), lf, f.from, ref, opts...)
-			if err != nil {
-				return err
-			}
+			res := out.Result
 			if f.json {
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -125,7 +99,8 @@ COSIGN_PASSWORD, or asked for without echo on a terminal.`,
 	return c
 }
 
-func (f *publishFlags) signer(c *cobra.Command) (*publish.Signer, error) {
+// signRequest maps --sign, --key and the keyless flags.
+func (f *publishFlags) signRequest(c *cobra.Command) (ibuild.SignRequest, error) {
 	mode := f.sign
 	if mode == "" {
 		mode = "none"
@@ -136,24 +111,24 @@ func (f *publishFlags) signer(c *cobra.Command) (*publish.Signer, error) {
 	switch mode {
 	case "none":
 		if f.key != "" {
-			return nil, errors.New("--key with --sign none: drop one")
+			return ibuild.SignRequest{}, errors.New("--key with --sign none: drop one")
 		}
-		return nil, nil
+		return ibuild.SignRequest{Mode: ibuild.SignNone}, nil
 	case "key":
 		if f.key == "" {
-			return nil, errors.New("--sign key needs --key (a cosign private key)")
+			return ibuild.SignRequest{}, errors.New("--sign key needs --key (a cosign private key)")
 		}
-		return publish.LoadKey(f.key, keyPassword(c, f.key))
+		return ibuild.SignRequest{Mode: ibuild.SignKey, Key: f.key, Password: keyPassword(c, f.key)}, nil
 	case "keyless":
 		if f.key != "" {
-			return nil, errors.New("--key with --sign keyless: drop one")
+			return ibuild.SignRequest{}, errors.New("--key with --sign keyless: drop one")
 		}
-		return publish.Keyless(c.Context(), publish.KeylessOptions{
+		return ibuild.SignRequest{Mode: ibuild.SignKeyless, Keyless: publish.KeylessOptions{
 			CA:  publish.FulcioCA{URL: f.fulcioURL},
 			Log: &publish.Rekor{URL: f.rekorURL},
-		})
+		}}, nil
 	}
-	return nil, fmt.Errorf("--sign %q: want key, keyless or none", f.sign)
+	return ibuild.SignRequest{}, fmt.Errorf("--sign %q: want key, keyless or none", f.sign)
 }
 
 // keyPassword reads COSIGN_PASSWORD (set, even empty, it is used), else

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/version"
 )
 
@@ -70,6 +72,10 @@ func New() *cobra.Command {
 		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// The use cases print nothing; what they log goes to stderr.
+		PersistentPreRun: func(c *cobra.Command, _ []string) {
+			c.SetContext(ibuild.WithLogger(c.Context(), slog.New(newLineHandler(c.ErrOrStderr()))))
+		},
 	}
 	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newVerify(), newMirror())
 	return root

@@ -3,15 +3,12 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/image-builder-action/image-builder-action/pkg/build"
-	"github.com/image-builder-action/image-builder-action/pkg/lock"
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 )
 
 type verifyFlags struct {
@@ -41,33 +38,17 @@ rebuild fails.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			lockPath, image := args[0], args[1]
-			lf, err := manifest.Load(lockPath)
-			if err != nil {
-				return err
-			}
-			if err := lock.Verify(lf, lockPath); err != nil {
-				var se *lock.StaleError
-				if !f.allowStale || !errors.As(err, &se) {
-					return err
-				}
-				fmt.Fprintf(c.ErrOrStderr(), "warning: %v\n", err)
-			}
 			progress := &progress{w: c.ErrOrStderr()}
-			opts := []build.Option{
-				build.WithCacheDir(filepath.Join(f.cacheDir, "build")),
-				build.WithEvents(progress.event),
-			}
-			if !f.reuseTrees {
-				opts = append(opts, build.WithFreshTrees())
-			}
-			if f.output != "" {
-				opts = append(opts, build.WithOutputDir(f.output))
+			req := ibuild.VerifyRequest{
+				Lockfile: lockPath, Arch: f.arch, Type: f.typ, Image: image,
+				OutputDir: f.output, CacheDir: f.cacheDir, ReuseTrees: f.reuseTrees, AllowStale: f.allowStale,
+				Events: progress.event,
 			}
 			if f.verbose {
-				opts = append(opts, build.WithLog(c.ErrOrStderr()))
+				req.Log = c.ErrOrStderr()
 			}
 			start := time.Now()
-			v, err := build.Verify(c.Context(), lf, f.arch, f.typ, image, opts...)
+			v, err := ibuild.Verify(c.Context(), req)
 			if err != nil {
 				return err
 			}
