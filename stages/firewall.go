@@ -24,7 +24,22 @@ type Firewall struct {
 	// EnabledServices and DisabledServices name firewalld services.
 	EnabledServices  []string `json:"enabled_services,omitempty"`
 	DisabledServices []string `json:"disabled_services,omitempty"`
+	// Zones bind sources (addresses, networks, MAC addresses,
+	// "ipset:NAME") to firewalld zones.
+	Zones []FirewallZone `json:"zones,omitempty"`
 }
+
+// FirewallZone is a firewalld zone and the sources it takes; an empty
+// name is the default zone.
+type FirewallZone struct {
+	Name    string   `json:"name,omitempty"`
+	Sources []string `json:"sources"`
+}
+
+var (
+	firewallZone   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,16}$`)
+	firewallSource = regexp.MustCompile(`^(ipset:[A-Za-z0-9_.:-]+|[0-9A-Fa-f:./]+)$`)
+)
 
 var (
 	firewallPort     = regexp.MustCompile(`^([0-9]{1,5})(?:-([0-9]{1,5}))?:(tcp|udp|sctp|dccp)$`)
@@ -33,6 +48,20 @@ var (
 )
 
 func (s *Firewall) validate() error {
+	for i, z := range s.Zones {
+		f := fmt.Sprintf("zones[%d]", i)
+		if z.Name != "" && !firewallZone.MatchString(z.Name) {
+			return fmt.Errorf("%s.name: %q is not a firewalld zone name", f, z.Name)
+		}
+		if len(z.Sources) == 0 {
+			return fmt.Errorf("%s.sources: a zone needs sources", f)
+		}
+		for j, src := range z.Sources {
+			if !firewallSource.MatchString(src) {
+				return fmt.Errorf("%s.sources[%d]: %q is not an address, a network, a MAC address or ipset:NAME", f, j, src)
+			}
+		}
+	}
 	for i, p := range s.Ports {
 		if firewallPortName.MatchString(p) {
 			continue
@@ -71,7 +100,7 @@ func (s *Firewall) validate() error {
 
 // Run adds the ports, then enables and disables the services.
 func (s *Firewall) Run(ctx context.Context, env *Env) error {
-	if len(s.Ports)+len(s.EnabledServices)+len(s.DisabledServices) == 0 {
+	if len(s.Ports)+len(s.EnabledServices)+len(s.DisabledServices)+len(s.Zones) == 0 {
 		return nil
 	}
 	if !treeExists(env.Tree, "/usr/bin/firewall-offline-cmd") {
@@ -112,6 +141,16 @@ func (s *Firewall) Run(ctx context.Context, env *Env) error {
 	for _, n := range s.DisabledServices {
 		// Removing a service the zone does not have succeeds.
 		runs = append(runs, []string{"--remove-service=" + n})
+	}
+	for _, z := range s.Zones {
+		args := []string{}
+		if z.Name != "" {
+			args = append(args, "--zone="+z.Name)
+		}
+		for _, src := range z.Sources {
+			args = append(args, "--add-source="+src)
+		}
+		runs = append(runs, args)
 	}
 	for _, args := range runs {
 		if err := runInTree(ctx, env, append([]string{"firewall-offline-cmd"}, args...)...); err != nil {

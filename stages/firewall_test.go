@@ -27,6 +27,10 @@ func TestFirewallValidate(t *testing.T) {
 		{`{"enabled_services":["--zone=x"]}`, `enabled_services[0]: "--zone=x" is not a firewalld service name`},
 		{`{"enabled_services":["ssh"],"disabled_services":["ssh"]}`, `disabled_services[0]: ssh is already listed in enabled_services[0]`},
 		{`{"zone":"public"}`, `unknown field "zone"`},
+		{`{"zones":[{"name":"trusted","sources":["192.0.2.0/24","2001:db8::1","52:54:00:12:34:56","ipset:office"]},{"sources":["10.0.0.1"]}]}`, ""},
+		{`{"zones":[{"name":"trusted"}]}`, `zones[0].sources: a zone needs sources`},
+		{`{"zones":[{"name":"--x","sources":["10.0.0.1"]}]}`, `zones[0].name: "--x" is not a firewalld zone name`},
+		{`{"zones":[{"name":"a","sources":["10.0.0.1;x"]}]}`, `zones[0].sources[0]: "10.0.0.1;x" is not`},
 	}
 	for _, tc := range tests {
 		_, err := stages.New("firewall", json.RawMessage(tc.options))

@@ -18,6 +18,9 @@ type Locale struct {
 	// Language is the LANG locale ("en_US.UTF-8"); locales other than C
 	// and POSIX are generated with the tree's locale-gen.
 	Language string `json:"language,omitempty"`
+	// Generate are further locales to generate ("de_DE.UTF-8"), for
+	// users who choose them; they do not change LANG.
+	Generate []string `json:"generate,omitempty"`
 	// Keyboard is the layout: XKBLAYOUT of /etc/default/keyboard and
 	// KEYMAP of /etc/vconsole.conf.
 	Keyboard string `json:"keyboard,omitempty"`
@@ -41,6 +44,11 @@ func (s *Locale) validate() error {
 	if s.Language != "" && !builtinLocale(s.Language) && !localeName.MatchString(s.Language) {
 		return fmt.Errorf("language: %q is not a locale name such as en_US.UTF-8", s.Language)
 	}
+	for i, l := range s.Generate {
+		if !builtinLocale(l) && !localeName.MatchString(l) {
+			return fmt.Errorf("generate[%d]: %q is not a locale name such as en_US.UTF-8", i, l)
+		}
+	}
 	if s.Keyboard != "" && !keyboardName.MatchString(s.Keyboard) {
 		return fmt.Errorf("keyboard: %q is not a keyboard layout name", s.Keyboard)
 	}
@@ -49,7 +57,7 @@ func (s *Locale) validate() error {
 
 // Run writes the configuration and generates the locale.
 func (s *Locale) Run(ctx context.Context, env *Env) error {
-	if s.Language != "" {
+	if s.Language != "" || len(s.Generate) > 0 {
 		if err := s.language(ctx, env); err != nil {
 			return err
 		}
@@ -74,21 +82,34 @@ func (s *Locale) Run(ctx context.Context, env *Env) error {
 }
 
 func (s *Locale) language(ctx context.Context, env *Env) error {
-	if !builtinLocale(s.Language) {
-		charset, err := supportedCharset(env.Tree, s.Language)
+	var gen []byte
+	generate := false
+	for _, l := range append([]string{s.Language}, s.Generate...) {
+		if l == "" || builtinLocale(l) {
+			continue
+		}
+		charset, err := supportedCharset(env.Tree, l)
 		if err != nil {
 			return err
 		}
-		gen, err := treeReadFile(env.Tree, "/etc/locale.gen")
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("language: %w", err)
+		if !generate {
+			if gen, err = treeReadFile(env.Tree, "/etc/locale.gen"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("language: %w", err)
+			}
+			generate = true
 		}
-		if err := treeWriteConfig(env.Tree, "/etc/locale.gen", enableLocale(gen, s.Language, charset), 0o644); err != nil {
+		gen = enableLocale(gen, l, charset)
+	}
+	if generate {
+		if err := treeWriteConfig(env.Tree, "/etc/locale.gen", gen, 0o644); err != nil {
 			return fmt.Errorf("language: %w", err)
 		}
 		if err := runInTree(ctx, env, "locale-gen"); err != nil {
 			return fmt.Errorf("language: %w", err)
 		}
+	}
+	if s.Language == "" {
+		return nil
 	}
 	if err := setConfigVars(env.Tree, "/etc/default/locale", "LANG", s.Language); err != nil {
 		return fmt.Errorf("language: %w", err)

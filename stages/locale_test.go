@@ -21,6 +21,8 @@ func TestLocaleValidate(t *testing.T) {
 		{`{"language":"../../etc"}`, `language: "../../etc" is not a locale name`},
 		{`{"keyboard":"us;rm"}`, `keyboard: "us;rm" is not a keyboard layout name`},
 		{`{"languages":["en_US.UTF-8"]}`, `unknown field "languages"`},
+		{`{"language":"en_US.UTF-8","generate":["de_DE.UTF-8","C.UTF-8"]}`, ""},
+		{`{"generate":["de DE"]}`, `generate[0]: "de DE" is not a locale name`},
 	}
 	for _, tc := range tests {
 		_, err := stages.New("locale", json.RawMessage(tc.options))
@@ -51,8 +53,11 @@ func TestLocaleFiles(t *testing.T) {
 func TestLocaleRun(t *testing.T) {
 	root := tcDebianTree(t)
 	env := tcEnv(t, root)
-	tcRun(t, env, "locale", `{"language":"de_DE.UTF-8","keyboard":"de"}`)
+	tcRun(t, env, "locale", `{"language":"de_DE.UTF-8","generate":["fr_FR.UTF-8"],"keyboard":"de"}`)
 	gen := tcRead(t, root, "/etc/locale.gen")
+	if !strings.Contains(gen, "\nfr_FR.UTF-8 UTF-8\n") {
+		t.Errorf("/etc/locale.gen does not enable fr_FR.UTF-8:\n%s", gen)
+	}
 	if !strings.Contains(gen, "\nde_DE.UTF-8 UTF-8\n") || strings.Contains(gen, "# de_DE.UTF-8 UTF-8") {
 		t.Errorf("/etc/locale.gen does not enable de_DE.UTF-8 exactly once:\n%s", gen)
 	}
@@ -65,12 +70,12 @@ func TestLocaleRun(t *testing.T) {
 	// The tree's glibc knows the locale now.
 	var out bytes.Buffer
 	err := env.Runner.Run(context.Background(), &stages.Cmd{Root: root, Args: []string{"localedef", "--list-archive"}, Stdout: &out})
-	if err != nil || !strings.Contains(out.String(), "de_DE.utf8") {
+	if err != nil || !strings.Contains(out.String(), "de_DE.utf8") || !strings.Contains(out.String(), "fr_FR.utf8") {
 		t.Errorf("localedef --list-archive: %q, %v", out.String(), err)
 	}
 	// A second run changes nothing in the configuration.
 	before := gen
-	tcRun(t, env, "locale", `{"language":"de_DE.UTF-8","keyboard":"de"}`)
+	tcRun(t, env, "locale", `{"language":"de_DE.UTF-8","generate":["fr_FR.UTF-8"],"keyboard":"de"}`)
 	if got := tcRead(t, root, "/etc/locale.gen"); got != before {
 		t.Errorf("second run changed /etc/locale.gen")
 	}

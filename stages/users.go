@@ -49,6 +49,9 @@ type UserSpec struct {
 	// ExpireDate is the account's expiry in days since 1970-01-01
 	// (chage -E); -1 removes an expiry.
 	ExpireDate *int `json:"expiredate,omitempty"`
+	// ForcePasswordReset makes the user change the password at the next
+	// login (chage -d 0), as composer's force_password_reset does.
+	ForcePasswordReset bool `json:"force_password_reset,omitempty"`
 }
 
 // IsCryptHash reports whether s looks like a crypt(3) hash of a scheme
@@ -275,6 +278,11 @@ func (s *Users) user(ctx context.Context, env *Env, u *UserSpec) error {
 	}
 	if u.ExpireDate != nil {
 		if err := runInTree(ctx, env, "chage", "-E", strconv.Itoa(*u.ExpireDate), u.Name); err != nil {
+			return err
+		}
+	}
+	if u.ForcePasswordReset {
+		if err := runInTree(ctx, env, "chage", "-d", "0", u.Name); err != nil {
 			return err
 		}
 	}

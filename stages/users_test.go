@@ -84,7 +84,8 @@ func TestUsersRun(t *testing.T) {
 		 "home":"/home/admin","shell":"/bin/bash","password":"` + tcSHA256 + `",
 		 "keys":["` + tcKey1 + `","` + tcKey2 + `"],"expiredate":19000},
 		{"name":"svc","uid":1200,"groups":["ops"]},
-		{"name":"ops2","gid":1500}]}`
+		{"name":"ops2","gid":1500},
+		{"name":"john.doe","force_password_reset":true}]}`
 	tcRun(t, env, "users", options)
 
 	if got, want := tcRead(t, root, "/etc/group"), "devs:x:1500:admin\n"; !strings.Contains(got, want) {
@@ -121,6 +122,10 @@ func TestUsersRun(t *testing.T) {
 		if got := tcField(t, root, "/etc/shadow", u, 2); got != day {
 			t.Errorf("%s last change %q, want %s (SOURCE_DATE_EPOCH)", u, got, day)
 		}
+	}
+	// chage -d 0: the password must be changed at the next login.
+	if got := tcField(t, root, "/etc/shadow", "john.doe", 2); got != "0" {
+		t.Errorf("john.doe last change %q, want 0 (force_password_reset)", got)
 	}
 	if got := tcField(t, root, "/etc/shadow", "admin", 7); got != "19000" {
 		t.Errorf("admin expiry %q", got)
