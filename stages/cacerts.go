@@ -11,7 +11,7 @@ import (
 	"path"
 )
 
-func init() { registerValidated[CACerts]("cacerts") }
+func init() { register[CACerts]("cacerts", 1) }
 
 // CACerts adds certificate authorities to the tree's trust store: each
 // certificate goes to /usr/local/share/ca-certificates (the directory

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -22,6 +23,27 @@ type FileSpec struct {
 	Node
 	// Data is the file's whole content.
 	Data string `json:"data"`
+	// Encoding is how Data is written: empty for the text itself,
+	// "base64" for any bytes (JSON strings hold only text).
+	Encoding string `json:"encoding,omitempty"`
+	// EnsureParents creates missing parents as root:root 0755, as
+	// directories' ensure_parents does; without it the parent must exist.
+	EnsureParents bool `json:"ensure_parents,omitempty"`
+}
+
+// content returns the file's bytes.
+func (f *FileSpec) content() ([]byte, error) {
+	switch f.Encoding {
+	case "":
+		return []byte(f.Data), nil
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(f.Data)
+		if err != nil {
+			return nil, fmt.Errorf("data: not valid base64: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("encoding: %q is not base64 or empty", f.Encoding)
 }
 
 const fileMode = "0644"
@@ -52,6 +74,9 @@ func (s *Files) validate() error {
 		if treeDirs[s.Files[i].Path] {
 			return fmt.Errorf("%s.path: %s is a directory in every tree, not a file", field, s.Files[i].Path)
 		}
+		if _, err := s.Files[i].content(); err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
 	}
 	return nil
 }
@@ -66,11 +91,20 @@ func (s *Files) Run(ctx context.Context, env *Env) error {
 			// "files[0].user: …", as validate names the field.
 			return fmt.Errorf("%s.%w", field, err)
 		}
+		if f.EnsureParents {
+			if _, err := treeMkdirAll(env.Tree, path.Dir(f.Path)); err != nil {
+				return fmt.Errorf("%s.path: %w", field, err)
+			}
+		}
 		dir, err := f.parentDir(env.Tree)
 		if err != nil {
 			return fmt.Errorf("%s.path: %w", field, err)
 		}
-		if err := treeWriteFile(filepath.Join(dir, path.Base(f.Path)), []byte(f.Data), f.mode(fileMode), uid, gid); err != nil {
+		data, err := f.content()
+		if err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
+		if err := treeWriteFile(filepath.Join(dir, path.Base(f.Path)), data, f.mode(fileMode), uid, gid); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
 		return nil

@@ -29,6 +29,9 @@ func TestFilesValidate(t *testing.T) {
 		{`{"files":[{"path":"/a","user":"bad user","data":""}]}`, `files[0].user: "bad user" is neither`},
 		{`{"files":[{"path":"/a","group":-1,"data":""}]}`, `owner -1: want a name or a numeric id`},
 		{`{"files":[{"path":"/a","owner":"root","data":""}]}`, `unknown field "owner"`},
+		{`{"files":[{"path":"/a","data":"AAEC/w==","encoding":"base64","ensure_parents":true}]}`, ""},
+		{`{"files":[{"path":"/a","data":"%%","encoding":"base64"}]}`, `files[0].data: not valid base64`},
+		{`{"files":[{"path":"/a","data":"","encoding":"hex"}]}`, `files[0].encoding: "hex" is not base64`},
 	}
 	for _, tc := range tests {
 		_, err := stages.New("files", json.RawMessage(tc.options))
@@ -61,7 +64,11 @@ func TestFilesRun(t *testing.T) {
 		{"path":"/etc/suid","mode":"4755","user":"1000","group":"www","data":"#!/bin/sh\n"},
 		{"path":"/etc/link","data":"new"},
 		{"path":"/etc/alias/conf","data":"via link"},
-		{"path":"/etc/daemon.conf","user":"daemon","data":"d"}]}`)
+		{"path":"/etc/daemon.conf","user":"daemon","data":"d"},
+		{"path":"/opt/new/dir/bin","data":"AAEC/w==","encoding":"base64","ensure_parents":true}]}`)
+	if got := tcRead(t, root, "/opt/new/dir/bin"); got != "\x00\x01\x02\xff" {
+		t.Errorf("/opt/new/dir/bin = %q", got)
+	}
 	tests := []struct {
 		path, data string
 		mode       fs.FileMode

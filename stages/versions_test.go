@@ -130,6 +130,7 @@ var versionFixtures = map[string]versionFixture{
 // vtTools are the stages whose output is a tool's: the build root's or
 // the tree's own, run in namespaces.
 var vtTools = map[string]string{
+	"cacerts":   "update-ca-certificates",
 	"debs":      "dpkg",
 	"firewall":  "firewall-offline-cmd",
 	"grub2":     "grub-mkimage",

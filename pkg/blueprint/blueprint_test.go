@@ -63,13 +63,14 @@ func TestExamples(t *testing.T) {
 				Packages: []Package{{Name: "example-agent"}},
 				Customizations: &Customizations{
 					Repositories: []RepositoryCustomization{{
-						ID:         "example",
-						Name:       "Example vendor repository",
-						BaseURLs:   []string{"https://packages.example.com/debian"},
-						Suites:     []string{"bookworm"},
-						Components: []string{"main"},
-						GPGKeys:    []string{"https://packages.example.com/debian/archive-key.asc"},
-						GPGCheck:   ptr(true),
+						ID:          "example",
+						Name:        "Example vendor repository",
+						BaseURLs:    []string{"https://packages.example.com/debian"},
+						Suites:      []string{"bookworm"},
+						Components:  []string{"main"},
+						GPGKeys:     []string{"https://packages.example.com/debian/archive-key.asc"},
+						GPGCheck:    ptr(true),
+						InstallFrom: true,
 					}},
 				},
 			},
@@ -310,9 +311,9 @@ func TestParseErrors(t *testing.T) {
 			want: `b.json:1:15: packages: expected an array, got object`,
 		},
 		{
-			name: "json float where an integer belongs",
+			name: "json fraction where an integer belongs",
 			file: "b.json",
-			data: `{"name": "x", "customizations": {"user": [{"name": "a", "uid": 1000.0}]}}`,
+			data: `{"name": "x", "customizations": {"user": [{"name": "a", "uid": 1000.5}]}}`,
 			want: `b.json:1:57: customizations.user[0].uid: expected an integer, got float`,
 		},
 		{
@@ -385,11 +386,11 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestErrorsAndPositions(t *testing.T) {
-	data := "name = \"x\"\n\n[[customizations.user]]\nname = \"Bad\"\n\n[[customizations.user]]\nname = \"ok\"\nuid = -1\n"
+	data := "name = \"x\"\n\n[[customizations.user]]\nname = \"1Bad\"\n\n[[customizations.user]]\nname = \"ok\"\nuid = -1\n"
 	_, err := Parse("bp.toml", []byte(data))
 	errs := Errors(err)
 	want := []*Error{
-		{File: "bp.toml", Line: 4, Column: 1, Field: "customizations.user[0].name", Msg: `invalid user name "Bad": use lower-case letters, digits, '_' and '-', starting with a letter or '_'`},
+		{File: "bp.toml", Line: 4, Column: 1, Field: "customizations.user[0].name", Msg: `invalid user name "1Bad": use letters, digits, '_', '.' and '-', starting with a letter or '_' (what useradd accepts)`},
 		{File: "bp.toml", Line: 8, Column: 1, Field: "customizations.user[1].uid", Msg: "uid -1 is negative"},
 	}
 	if diff := cmp.Diff(want, errs); diff != "" {
@@ -468,12 +469,12 @@ func TestSetFields(t *testing.T) {
 				Disk: &DiskCustomization{Partitions: []PartitionCustomization{{
 					Type: "lvm", VGCustomization: VGCustomization{LogicalVolumes: []LVCustomization{{MinSize: 1}}},
 				}}},
-				Firstboot: map[string]any{"type": "custom"},
+				Firstboot: &FirstbootCustomization{Scripts: []FirstbootScript{{Type: "custom"}}},
 			}},
 			[]string{
 				"customizations", "customizations.disk", "customizations.disk.partitions",
 				"customizations.disk.partitions.logical_volumes", "customizations.disk.partitions.logical_volumes.minsize",
-				"customizations.disk.partitions.type", "customizations.firstboot",
+				"customizations.disk.partitions.type", "customizations.firstboot", "customizations.firstboot.scripts", "customizations.firstboot.scripts.type",
 				"customizations.user", "customizations.user.force_password_reset", "customizations.user.name",
 			},
 		},

@@ -39,10 +39,43 @@ type Customizations struct {
 	ContainersStorage  *ContainerStorageCustomization `json:"containers-storage,omitempty" toml:"containers-storage,omitempty"`
 	DNF                *DNFCustomization              `json:"dnf,omitempty" toml:"dnf,omitempty"`
 	ISO                *ISOCustomization              `json:"iso,omitempty" toml:"iso,omitempty"`
-	// Firstboot is experimental in composer and its shape has changed
-	// between releases, so it is kept as decoded (tables, arrays, scalars)
-	// for a distro to refuse by name.
-	Firstboot any `json:"firstboot,omitempty" toml:"firstboot,omitempty" bp:"raw"`
+	// Firstboot runs scripts once, at the first boot.
+	Firstboot *FirstbootCustomization `json:"firstboot,omitempty" toml:"firstboot,omitempty"`
+	// Sshd sets options of the SSH server.
+	Sshd *SshdCustomization `json:"sshd,omitempty" toml:"sshd,omitempty"`
+}
+
+// FirstbootCustomization lists scripts run once, in order, at the first
+// boot; a failing script stops the ones after it unless it ignores
+// failures.
+type FirstbootCustomization struct {
+	Scripts []FirstbootScript `json:"scripts,omitempty" toml:"scripts,omitempty"`
+}
+
+// FirstbootScript is one of composer's firstboot kinds, a union keyed by
+// Type: "custom" (Contents), "satellite" (Command, CACerts) or "aap"
+// (JobTemplateURL, HostConfigKey, CACerts).
+type FirstbootScript struct {
+	Type string `json:"type,omitempty" toml:"type,omitempty"`
+	// Name is unique in the blueprint: letters, digits, '-' and '_'.
+	Name          string   `json:"name,omitempty" toml:"name,omitempty"`
+	IgnoreFailure bool     `json:"ignore_failure,omitempty" toml:"ignore_failure,omitempty"`
+	After         []string `json:"after,omitempty" toml:"after,omitempty"`
+	Before        []string `json:"before,omitempty" toml:"before,omitempty"`
+	// Contents is a script: a shell script unless it starts with "#!".
+	Contents       string   `json:"contents,omitempty" toml:"contents,omitempty"`
+	CACerts        []string `json:"cacerts,omitempty" toml:"cacerts,omitempty"`
+	Command        string   `json:"command,omitempty" toml:"command,omitempty"`
+	JobTemplateURL string   `json:"job_template_url,omitempty" toml:"job_template_url,omitempty"`
+	HostConfigKey  string   `json:"host_config_key,omitempty" toml:"host_config_key,omitempty"`
+}
+
+// SshdCustomization sets sshd_config options.
+type SshdCustomization struct {
+	PasswordAuthentication       *bool  `json:"password_authentication,omitempty" toml:"password_authentication,omitempty"`
+	KbdInteractiveAuthentication *bool  `json:"kbd_interactive_authentication,omitempty" toml:"kbd_interactive_authentication,omitempty"`
+	ClientAliveInterval          *int   `json:"client_alive_interval,omitempty" toml:"client_alive_interval,omitempty"`
+	PermitRootLogin              string `json:"permit_root_login,omitempty" toml:"permit_root_login,omitempty"`
 }
 
 // KernelCustomization selects the kernel package and its command line.
@@ -159,6 +192,13 @@ type FileCustomization struct {
 	Mode string `json:"mode,omitempty" toml:"mode,omitempty"`
 	// Data is the file's content.
 	Data string `json:"data,omitempty" toml:"data,omitempty"`
+	// DataEncoding is "plain" (the default) or "base64", as in composer's
+	// cloud API and the hosted image builder's blueprints.
+	DataEncoding string `json:"data_encoding,omitempty" toml:"data_encoding,omitempty"`
+	// EnsureParents creates missing parent directories (cloud API).
+	EnsureParents bool `json:"ensure_parents,omitempty" toml:"ensure_parents,omitempty"`
+	// URI names the file's content elsewhere instead of Data.
+	URI string `json:"uri,omitempty" toml:"uri,omitempty"`
 }
 
 // RepositoryCustomization adds a package repository. The fields up to
@@ -243,7 +283,43 @@ type InstallerCustomization struct {
 	SudoNopasswd []string         `json:"sudo-nopasswd,omitempty" toml:"sudo-nopasswd,omitempty"`
 	Kickstart    *Kickstart       `json:"kickstart,omitempty" toml:"kickstart,omitempty"`
 	Modules      *AnacondaModules `json:"modules,omitempty" toml:"modules,omitempty"`
-	MenuTimeout  *int             `json:"menu-timeout,omitempty" toml:"menu-timeout,omitempty"`
+	// MenuTimeout is where older composer releases had the boot menu's
+	// timeout; Bootloader.Grub2.MenuTimeout is the current place.
+	MenuTimeout *int                 `json:"menu-timeout,omitempty" toml:"menu-timeout,omitempty"`
+	Bootloader  *InstallerBootloader `json:"bootloader,omitempty" toml:"bootloader,omitempty"`
+	Payload     *InstallerPayload    `json:"payload,omitempty" toml:"payload,omitempty"`
+}
+
+// InstallerBootloader configures the installer's boot loader.
+type InstallerBootloader struct {
+	Grub2 *InstallerGrub2 `json:"grub2,omitempty" toml:"grub2,omitempty"`
+}
+
+// InstallerGrub2 configures the installer's GRUB.
+type InstallerGrub2 struct {
+	MenuTimeout *int `json:"menu-timeout,omitempty" toml:"menu-timeout,omitempty"`
+}
+
+// InstallerPayload is what the installer installs besides the image.
+type InstallerPayload struct {
+	Flatpaks *FlatpakMeta `json:"flatpaks,omitempty" toml:"flatpaks,omitempty"`
+}
+
+// FlatpakMeta lists flatpaks the installer installs.
+type FlatpakMeta struct {
+	Force []Flatpak `json:"force,omitempty" toml:"force,omitempty"`
+}
+
+// Flatpak is a set of flatpak references from one registry.
+type Flatpak struct {
+	Registry   *FlatpakRegistry `json:"registry,omitempty" toml:"registry,omitempty"`
+	References []string         `json:"references,omitempty" toml:"references,omitempty"`
+}
+
+// FlatpakRegistry is a flatpak remote.
+type FlatpakRegistry struct {
+	RemoteName string `json:"remote_name,omitempty" toml:"remote_name,omitempty"`
+	URL        string `json:"url,omitempty" toml:"url,omitempty"`
 }
 
 // Kickstart holds kickstart contents for the installer.

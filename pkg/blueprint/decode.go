@@ -146,6 +146,9 @@ func (d *decoder) field(path string, fi *fieldInfo, v any, rv reflect.Value) {
 	case fi.raw:
 		rv.Set(reflect.ValueOf(v))
 	case fi.owner:
+		if i, ok := integral(v); ok {
+			v = i
+		}
 		switch x := v.(type) {
 		case string:
 			rv.Set(reflect.ValueOf(x))
@@ -155,6 +158,9 @@ func (d *decoder) field(path string, fi *fieldInfo, v any, rv reflect.Value) {
 			d.typeErr(path, "a name (string) or a numeric id (integer)", v)
 		}
 	case fi.size:
+		if i, ok := integral(v); ok {
+			v = i
+		}
 		switch x := v.(type) {
 		case int64:
 			if x < 0 {
@@ -201,7 +207,7 @@ func (d *decoder) value(path string, v any, rv reflect.Value) {
 		}
 		rv.SetBool(b)
 	case reflect.Int:
-		i, ok := v.(int64)
+		i, ok := integral(v)
 		if !ok {
 			d.typeErr(path, "an integer", v)
 			return
@@ -212,7 +218,7 @@ func (d *decoder) value(path string, v any, rv reflect.Value) {
 		}
 		rv.SetInt(i)
 	case reflect.Uint64:
-		i, ok := v.(int64)
+		i, ok := integral(v)
 		if !ok {
 			d.typeErr(path, "an integer", v)
 			return
@@ -245,6 +251,22 @@ func (d *decoder) value(path string, v any, rv reflect.Value) {
 		// does not know; keep the message explicit rather than panic.
 		d.fail(path, "cannot decode into %s", rv.Type())
 	}
+}
+
+// integral returns v as an integer when it is one: an int64, or a float
+// with no fractional part that fits (1000.0, 1e3), which JSON encoders
+// such as JavaScript's and Python's write for whole numbers and composer's
+// encoding/json accepts for integer fields.
+func integral(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return x, true
+	case float64:
+		if x == math.Trunc(x) && x >= -(1<<63) && x < 1<<63 {
+			return int64(x), true
+		}
+	}
+	return 0, false
 }
 
 func tableName(format string) string {

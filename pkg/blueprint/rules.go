@@ -21,36 +21,42 @@ import (
 // whose text completes "field: ...".
 
 var (
-	// Debian's adduser NAME_REGEX, for the users and groups a blueprint
-	// creates.
-	newNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
+	// What Debian's useradd and groupadd accept (shadow's is_valid_name,
+	// less a leading digit or dot, which the users stage refuses), for the
+	// users and groups a blueprint creates: "john.doe" and "Admin" are
+	// fine.
+	newNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*\$?$`)
 	// Names of existing users and groups referred to (file owners,
 	// supplementary groups): composer's rule, which admits system
 	// accounts such as Debian-exim.
 	refNameRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$`)
 
 	packageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._-]*$`)
+	// Package names in packages and modules may be globs, as DNF takes
+	// them ("python3-*").
+	packageGlobRE = regexp.MustCompile(`^[A-Za-z0-9*?\[][A-Za-z0-9+._*?\[\]-]*$`)
 	// Versions (Debian and RPM characters) with the * and ? wildcards.
-	versionGlobRE = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9.+~:_^*?-]*$`)
-	semverRE      = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$`)
-	distroRE      = regexp.MustCompile(`^[a-z][a-z0-9]*(?:-[a-z0-9][a-z0-9._]*)*$`)
-	archRE        = regexp.MustCompile(`^[a-z0-9_]+$`)
-	timezoneRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_+-]*)*$`)
-	localeRE      = regexp.MustCompile(`^(?:[a-z]{2,3}(?:_[A-Z]{2}|_[0-9]{3})?|C|POSIX)(?:\.[A-Za-z0-9-]+)?(?:@[A-Za-z0-9]+)?$`)
-	keyboardRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	unitRE        = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
-	fwServiceRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
-	fwPortNameRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.+-]*$`)
-	fwZoneRE      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	ipsetRE       = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
-	repoIDRE      = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
-	repoFileRE    = regexp.MustCompile(`^[\w.-]{1,250}\.repo$`)
-	suiteRE       = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
-	componentRE   = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	lvmNameRE     = regexp.MustCompile(`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`)
-	volumeIDRE    = regexp.MustCompile(`^[\w._$-]+$`)
-	dosPartTypeRE = regexp.MustCompile(`^[0-9a-fA-F]{2}$`)
-	uuidRE        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	versionGlobRE   = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9.+~:_^*?-]*$`)
+	semverRE        = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$`)
+	distroRE        = regexp.MustCompile(`^[a-z][a-z0-9]*(?:-[a-z0-9][a-z0-9._]*)*$`)
+	archRE          = regexp.MustCompile(`^[a-z0-9_]+$`)
+	timezoneRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_+-]*)*$`)
+	localeRE        = regexp.MustCompile(`^(?:[a-z]{2,3}(?:_[A-Z]{2}|_[0-9]{3})?|C|POSIX)(?:\.[A-Za-z0-9-]+)?(?:@[A-Za-z0-9]+)?$`)
+	keyboardRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	unitRE          = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
+	fwServiceRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
+	fwPortNameRE    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.+-]*$`)
+	fwZoneRE        = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	ipsetRE         = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+	firstbootNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	repoIDRE        = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+	repoFileRE      = regexp.MustCompile(`^[\w.-]{1,250}\.repo$`)
+	suiteRE         = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	componentRE     = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	lvmNameRE       = regexp.MustCompile(`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`)
+	volumeIDRE      = regexp.MustCompile(`^[\w._$-]+$`)
+	dosPartTypeRE   = regexp.MustCompile(`^[0-9a-fA-F]{2}$`)
+	uuidRE          = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 )
 
 // maxID is the largest usable uid or gid: (uid_t)-1 means "no change".
@@ -63,7 +69,7 @@ func checkNewName(kind, name string) error {
 	case len(name) > 32:
 		return fmt.Errorf("%s name %q is longer than 32 characters", kind, name)
 	case !newNameRE.MatchString(name):
-		return fmt.Errorf("invalid %s name %q: use lower-case letters, digits, '_' and '-', starting with a letter or '_'", kind, name)
+		return fmt.Errorf("invalid %s name %q: use letters, digits, '_', '.' and '-', starting with a letter or '_' (what useradd accepts)", kind, name)
 	}
 	return nil
 }
@@ -236,7 +242,7 @@ func checkPackage(name, version string) error {
 	if name == "" {
 		return errors.New("package name is required")
 	}
-	if !packageNameRE.MatchString(name) {
+	if !packageGlobRE.MatchString(name) {
 		return fmt.Errorf("invalid package name %q", name)
 	}
 	if version != "" && !versionGlobRE.MatchString(version) {
@@ -426,6 +432,19 @@ func checkURL(s string) error {
 		return fmt.Errorf("invalid URL %q: scheme must be http, https, ftp or file", s)
 	}
 	return nil
+}
+
+// checkFileURI accepts what composer's files[].uri takes: an absolute
+// path or a file, http or https URL.
+func checkFileURI(s string) error {
+	if strings.HasPrefix(s, "/") {
+		return checkAbsPath(s)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "file" && u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("invalid uri %q: want an absolute path or a file, http or https URL", s)
+	}
+	return checkURL(s)
 }
 
 // checkGPGKey accepts what composer does: an ASCII-armored public key or

@@ -1,6 +1,7 @@
 package blueprint
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -124,6 +125,19 @@ func (c *checker) customizations(p string, cu *Customizations) {
 		}
 	}
 	c.filesAndDirectories(p, cu)
+	if sd := cu.Sshd; sd != nil {
+		switch sd.PermitRootLogin {
+		case "", "yes", "no", "prohibit-password", "without-password", "forced-commands-only":
+		default:
+			c.add(p+".sshd.permit_root_login", "invalid value %q (want yes, no, prohibit-password or forced-commands-only)", sd.PermitRootLogin)
+		}
+		if sd.ClientAliveInterval != nil && *sd.ClientAliveInterval < 0 {
+			c.add(p+".sshd.client_alive_interval", "must not be negative")
+		}
+	}
+	if fb := cu.Firstboot; fb != nil {
+		c.firstboot(p+".firstboot", fb)
+	}
 	c.repositories(p, cu.Repositories)
 	c.rpmOnly(p, cu)
 }
@@ -524,6 +538,21 @@ func (c *checker) filesAndDirectories(p string, cu *Customizations) {
 		c.check(f+".mode", checkMode(fl.Mode))
 		c.check(f+".user", checkOwner("user", fl.User))
 		c.check(f+".group", checkOwner("group", fl.Group))
+		switch fl.DataEncoding {
+		case "", "plain":
+		case "base64":
+			if _, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(fl.Data), "")); err != nil {
+				c.add(f+".data", "data_encoding is base64 but data is not valid base64")
+			}
+		default:
+			c.add(f+".data_encoding", "unknown data encoding %q (want plain or base64)", fl.DataEncoding)
+		}
+		if fl.URI != "" {
+			if fl.Data != "" {
+				c.add(f+".uri", "uri and data are mutually exclusive")
+			}
+			c.check(f+".uri", checkFileURI(fl.URI))
+		}
 		if !ok {
 			continue
 		}
@@ -550,6 +579,56 @@ func (c *checker) filesAndDirectories(p string, cu *Customizations) {
 				c.add(nodes[fp].field+".path", "file %q is also used as a directory by %s", fp, nodes[np].field)
 				break
 			}
+		}
+	}
+}
+
+// firstboot checks composer's firstboot scripts.
+func (c *checker) firstboot(p string, fb *FirstbootCustomization) {
+	names := map[string]string{}
+	for i, sc := range fb.Scripts {
+		f := joinIndex(p+".scripts", i)
+		if sc.Name != "" {
+			if !firstbootNameRE.MatchString(sc.Name) {
+				c.add(f+".name", "invalid name %q: use letters, digits, '-' and '_'", sc.Name)
+			} else if prev, dup := names[sc.Name]; dup {
+				c.add(f+".name", "duplicate firstboot name %q (also %s)", sc.Name, prev)
+			}
+			names[sc.Name] = f
+		}
+		for _, l := range []struct {
+			field string
+			units []string
+		}{{"after", sc.After}, {"before", sc.Before}} {
+			for j, u := range l.units {
+				if err := checkUnit(u); err != nil || unitName(u) != u {
+					c.add(joinIndex(f+"."+l.field, j), "invalid unit %q: want a full unit name such as network-online.target", u)
+				}
+			}
+		}
+		for j, pemData := range sc.CACerts {
+			c.check(joinIndex(f+".cacerts", j), checkPEMCerts(pemData))
+		}
+		switch sc.Type {
+		case "", "custom":
+			if strings.TrimSpace(sc.Contents) == "" {
+				c.add(f+".contents", "a custom firstboot script needs contents")
+			}
+		case "satellite":
+			if sc.Command == "" {
+				c.add(f+".command", "a satellite firstboot script needs the registration command")
+			}
+		case "aap":
+			if sc.JobTemplateURL == "" {
+				c.add(f+".job_template_url", "an aap firstboot script needs the job template URL")
+			} else {
+				c.check(f+".job_template_url", checkURL(sc.JobTemplateURL))
+			}
+			if sc.HostConfigKey == "" {
+				c.add(f+".host_config_key", "an aap firstboot script needs the host config key")
+			}
+		default:
+			c.add(f+".type", "unknown firstboot type %q (want custom, satellite or aap)", sc.Type)
 		}
 	}
 }

@@ -308,6 +308,16 @@ func (s *solver) resolveArg(arg string) (int32, error) {
 		if glob {
 			match, _ = path.Match(ver, v)
 		}
+		if !match && !strings.Contains(ver, ":") && strings.Contains(v, ":") {
+			// A request without an epoch matches the version without
+			// its epoch, as composer's RPM requests do ("9.*" matches
+			// 1:9.2p1-2): apt alone would need the epoch.
+			_, bare, _ := strings.Cut(v, ":")
+			match = strings.EqualFold(bare, ver)
+			if glob {
+				match, _ = path.Match(ver, bare)
+			}
+		}
 		if match {
 			s.setCand(id, st)
 			return id, nil

@@ -66,6 +66,9 @@ type LockResult struct {
 	// was none, nothing changed, or it could not be read (PreviousErr).
 	Diff        *manifest.Diff
 	PreviousErr error
+	// Warnings are what lock honoured but the user should know about (a
+	// plaintext password in the blueprint), located in the blueprint.
+	Warnings []string
 }
 
 // Lock resolves the blueprint into a lockfile and writes it, atomically
@@ -92,6 +95,8 @@ func Lock(ctx context.Context, req LockRequest) (*LockResult, error) {
 	if req.NewIDs {
 		opts = append(opts, lock.WithNewIDs())
 	}
+	var warnings []string
+	opts = append(opts, lock.WithWarn(func(msg string) { warnings = append(warnings, msg) }))
 	lf, err := lock.Lock(ctx, bp, req.Blueprint, append(opts, req.Options...)...)
 	if err != nil {
 		return nil, err
@@ -104,7 +109,7 @@ func Lock(ctx context.Context, req LockRequest) (*LockResult, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading lockfile %s: %w", out, err)
 	}
-	res := &LockResult{Path: out, Lockfile: lf, Existed: err == nil, Changed: err != nil || !bytes.Equal(old, data)}
+	res := &LockResult{Path: out, Lockfile: lf, Existed: err == nil, Changed: err != nil || !bytes.Equal(old, data), Warnings: warnings}
 	if res.Existed && res.Changed {
 		if prev, err := manifest.Parse(out, old); err != nil {
 			res.PreviousErr = err

@@ -22,10 +22,10 @@ var notLocked = map[string]string{
 	"blueprints/extra-repo.toml":          "packages.example.com", // a vendor's repository this machine cannot reach
 	"blueprints/composer/basic.toml":      `unknown distro "rhel-9.4"`,
 	"blueprints/composer/basic.json":      `unknown distro "rhel-9.4"`,
-	"blueprints/composer/files.toml":      `Signed-By "https://example.com/public-key.asc": only keyring paths and inline keys are supported`,
-	"blueprints/composer/files.json":      `Signed-By "https://example.com/public-key.asc": only keyring paths and inline keys are supported`,
-	"blueprints/composer/users.toml":      "customizations.firewall.zones: debian-12 cannot honour this",
-	"blueprints/composer/users.json":      "customizations.firewall.zones: debian-12 cannot honour this",
+	"blueprints/composer/files.toml":      "customizations.repositories[0].gpgkeys[0]: fetching https://example.com/public-key.asc", // no such host here
+	"blueprints/composer/files.json":      "customizations.repositories[0].gpgkeys[0]: fetching https://example.com/public-key.asc",
+	"blueprints/composer/users.toml":      `customizations.kernel.name: kernel package "kernel-debug" is not in the repositories (did you mean "linux-image-amd64"?)`,
+	"blueprints/composer/users.json":      `customizations.kernel.name: kernel package "kernel-debug" is not in the repositories (did you mean "linux-image-amd64"?)`,
 	"blueprints/composer/rhel.toml":       `unknown distro "rhel-9.4"`,
 	"blueprints/composer/rhel.json":       `unknown distro "rhel-9.4"`,
 	"blueprints/composer/disk-lvm.toml":   "customizations.disk.partitions: debian-12 cannot honour this",

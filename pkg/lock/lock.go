@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -42,6 +43,8 @@ type options struct {
 	idSeed      string
 	newIDs      bool
 	previous    string
+	warn        func(string)
+	httpClient  *http.Client
 }
 
 // Option configures Lock.
@@ -118,6 +121,18 @@ func WithNewIDs() Option {
 	return func(o *options) error { o.newIDs = true; return nil }
 }
 
+// WithWarn receives what lock honours but the user should know about (a
+// plaintext password in the blueprint); a library stays silent without it.
+func WithWarn(f func(msg string)) Option {
+	return func(o *options) error { o.warn = f; return nil }
+}
+
+// WithHTTPClient fetches what a blueprint names by URL (repository keys,
+// files' uri) with c instead of http.DefaultClient.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) error { o.httpClient = c; return nil }
+}
+
 // HostArch is the image-definition name of the machine's architecture.
 func HostArch() string { return hostArch }
 
@@ -189,7 +204,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 	}
 	arches, types = uniqSorted(arches), uniqSorted(types)
 
-	cust, extraPkgs, err := customizationsFor(bp, d)
+	cust, _, err := customizationsWith(ctx, bp, d, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +222,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			return nil, err
 		}
 	}
-	bpSrcs, err := blueprintSources(bp, d)
+	bpSrcs, err := blueprintSources(ctx, bp, d, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +258,6 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 		if err != nil {
 			return nil, err
 		}
-		var plans []*entryPlan
 		for _, typName := range types {
 			t, err := o.defs.Type(typName)
 			if err != nil {
@@ -252,11 +266,20 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if !contains(t.Arches, archName) {
 				return nil, fmt.Errorf("image type %s is not available for %s", typName, archName)
 			}
-			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
 		}
 		idx, err := o.fetcher.Fetch(ctx, srcs, a.Dpkg)
 		if err != nil {
 			return nil, err
+		}
+		universe := depsolve.NewUniverse(idx.Packages, a.Dpkg)
+		extraPkgs, err := resolveRequests(bp, universe, cust)
+		if err != nil {
+			return nil, err
+		}
+		var plans []*entryPlan
+		for _, typName := range types {
+			t, _ := o.defs.Type(typName)
+			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
 		}
 		for _, r := range idx.Releases {
 			key := r.Source.URI + " " + r.Source.Suite
@@ -274,7 +297,6 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 				epoch = r.Date
 			}
 		}
-		universe := depsolve.NewUniverse(idx.Packages, a.Dpkg)
 		memo := map[string][]manifest.Package{}
 		solve := func(install []string) ([]manifest.Package, error) {
 			key := strings.Join(install, "\x00")

@@ -38,25 +38,33 @@ type entryPlan struct {
 // customizations is the part of the blueprint that becomes stages, already
 // checked against what the distro honours.
 type customizations struct {
-	hostname   string
-	kernelName string
-	kernelOpts string
-	groups     []stages.GroupSpec
-	users      []stages.UserSpec
-	language   string
-	keyboard   string
-	timezone   string
-	ntpServers []string
-	dirs       []stages.DirectorySpec
-	files      []stages.FileSpec
-	enabled    []string
-	disabled   []string
-	masked     []string
-	firewall   *stages.Firewall
-	rootMin    uint64 // filesystem "/" minsize
-	rootField  string // its blueprint field
-	diskMin    uint64 // disk minsize
-	extraFS    []extraFS
+	// requests are the packages the blueprint asks for; systemPkgs what
+	// its customizations need (tzdata for a time zone, …).
+	requests   []pkgRequest
+	systemPkgs []string
+
+	hostname      string
+	kernelName    string
+	kernelField   string
+	kernelOpts    string
+	groups        []stages.GroupSpec
+	users         []stages.UserSpec
+	language      string
+	moreLanguages []string
+	keyboard      string
+	cacerts       []string
+	timezone      string
+	ntpServers    []string
+	dirs          []stages.DirectorySpec
+	files         []stages.FileSpec
+	enabled       []string
+	disabled      []string
+	masked        []string
+	firewall      *stages.Firewall
+	rootMin       uint64 // filesystem "/" minsize
+	rootField     string
+	diskMin       uint64 // disk minsize
+	extraFS       []extraFS
 }
 
 // extraFS is a separate ext4 partition the blueprint asks for.
@@ -178,7 +186,7 @@ func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
 		parts = append(parts, pp)
 	}
 	// 33 sectors of backup GPT at the end, plus room for the last partition.
-	if start*sectorSize+34*sectorSize+(64<<20) > size {
+	if start*sectorSize+34*sectorSize+minRoot > size {
 		return nil, fmt.Errorf("disk size %d bytes is too small for the partition table of %s", size, p.arch.Name)
 	}
 	return parts, nil
@@ -225,22 +233,43 @@ func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]man
 	return out, nil
 }
 
+// diskSize is the disk's size: the type's, grown to hold the blueprint's
+// extra file systems beside a root as large as the type's default disk
+// gives it (or the blueprint's "/" minsize), and at least the blueprint's
+// disk minsize. customizationsWith bounds the blueprint's sizes, so the
+// sums cannot overflow.
 func (p *entryPlan) diskSize() uint64 {
-	size := uint64(p.typ.Size)
-	if p.cust.diskMin > size {
-		size = p.cust.diskMin
+	const mib = 1 << 20
+	roundUp := func(n uint64) uint64 { return (n + mib - 1) &^ (mib - 1) }
+	arch := p.arch.Partitions
+	var fixed uint64 // the arch's partitions before the root
+	for i, pt := range arch {
+		if i < len(arch)-1 {
+			fixed += roundUp(uint64(pt.Size))
+		}
 	}
-	// The partitions before the root, the root's minimum, and the GPT.
-	need := uint64(1<<20) + p.cust.rootMin + 1<<20
-	for _, pt := range p.partitions() {
-		need += (uint64(pt.Size) + 1<<20 - 1) &^ (1<<20 - 1)
+	// The GPT: 1 MiB before the first partition, and its backup at the
+	// end (34 sectors, rounded to a MiB).
+	overhead := uint64(2 * mib)
+	typeSize := uint64(p.typ.Size)
+	root := uint64(0)
+	if typeSize > fixed+overhead {
+		root = typeSize - fixed - overhead
 	}
-	if need > size {
-		size = need
+	root = max(root, roundUp(p.cust.rootMin), minRoot)
+	need := overhead + fixed + root
+	for _, x := range p.cust.extraFS {
+		need += roundUp(x.minSize)
 	}
-	// Round up to whole MiB: Azure wants it, and partitions align to it.
-	return (size + (1 << 20) - 1) &^ ((1 << 20) - 1)
+	return roundUp(max(typeSize, p.cust.diskMin, need))
 }
+
+// minRoot is the least room the layout leaves the root file system.
+const minRoot = 64 << 20
+
+// maxDisk bounds what a blueprint may ask for: an image file holds at
+// most 2^63-1 bytes (off_t), rounded down to whole MiB.
+const maxDisk = (1<<63 - 1) &^ (1<<20 - 1)
 
 // without returns pkgs less those of sub, and whether pkgs holds all of
 // sub (same versions).
@@ -342,7 +371,10 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 		}
 	}
 	if c.language != "" || c.keyboard != "" {
-		add("locale", stages.Locale{Language: c.language, Keyboard: c.keyboard})
+		add("locale", stages.Locale{Language: c.language, Generate: c.moreLanguages, Keyboard: c.keyboard})
+	}
+	if len(c.cacerts) > 0 {
+		add("cacerts", stages.CACerts{Certs: c.cacerts})
 	}
 	if c.timezone != "" || len(c.ntpServers) > 0 {
 		add("timezone", stages.Timezone{Timezone: c.timezone, NTPServers: c.ntpServers})

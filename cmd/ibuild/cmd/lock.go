@@ -69,6 +69,9 @@ func newLock() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
+			}
 			fmt.Fprintf(c.ErrOrStderr(), "wrote %s: %d entries, %d packages\n", res.Path, len(res.Lockfile.Entries), len(res.Lockfile.Packages))
 			return nil
 		},
