@@ -64,6 +64,11 @@ func exportFiles(tree, dir string) ([]OutputFile, error) {
 			os.Remove(tmp)
 			return nil, fmt.Errorf("writing %s: %w", dst, err)
 		}
+		// The build's record of the digest, in sha256sum's format: uploads
+		// refuse a file that no longer matches it.
+		if err := writeRecord(dst, sum); err != nil {
+			return nil, err
+		}
 		out = append(out, OutputFile{Name: name, Path: dst, Size: size, SHA256: sum})
 	}
 	return out, nil
@@ -154,4 +159,19 @@ func hashFile(p string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// writeRecord writes FILE.sha256 beside an output (temp file + rename).
+func writeRecord(dst, sum string) error {
+	rec := dst + ".sha256"
+	tmp := filepath.Join(filepath.Dir(rec), "."+filepath.Base(rec)+".tmp-"+randomHex())
+	err := os.WriteFile(tmp, []byte(sum+"  "+filepath.Base(dst)+"\n"), 0o644)
+	if err == nil {
+		err = os.Rename(tmp, rec)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", rec, err)
+	}
+	return nil
 }

@@ -98,3 +98,22 @@ func TestExportFilesRemovesStaleTemps(t *testing.T) {
 		t.Errorf("another name's file was removed: %v", err)
 	}
 }
+
+func TestExportFilesWritesRecord(t *testing.T) {
+	tree, out := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(tree, "disk.raw"), []byte("disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, err := exportFiles(tree, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "disk.raw.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sha256sum -c reads this line.
+	if want := files[0].SHA256 + "  disk.raw\n"; string(b) != want {
+		t.Errorf("record %q, want %q", b, want)
+	}
+}
