@@ -1,17 +1,25 @@
 // Package provenance writes SLSA v1 provenance for an image built from a
 // lockfile: the lockfile and the blueprint are the inputs, the entry (distro,
 // arch, type) the parameters, the repositories' InRelease files the
-// resolved dependencies, and the builder the workflow that ran ibuild.
+// resolved dependencies, and the builder the workflow that ran ibuild. The
+// document is in-toto's attestation Go type for SLSA provenance v1.
 package provenance
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/version"
@@ -30,19 +38,13 @@ const BuildType = "https://github.com/image-builder-action/image-builder-action/
 // the tool's version.
 const BuilderURI = "https://github.com/image-builder-action/image-builder-action/ibuild"
 
-// Predicate is a SLSA v1 provenance predicate.
-type Predicate struct {
-	BuildDefinition BuildDefinition `json:"buildDefinition"`
-	RunDetails      RunDetails      `json:"runDetails"`
-}
+// Provenance is SLSA v1 provenance, held in in-toto's attestation Go type
+// (github.com/in-toto/attestation), which New validates. Its JSON is the
+// type's protobuf JSON mapping with stable spacing.
+type Provenance struct{ *slsa.Provenance }
 
-// BuildDefinition is what was built and from what.
-type BuildDefinition struct {
-	BuildType            string               `json:"buildType"`
-	ExternalParameters   ExternalParameters   `json:"externalParameters"`
-	InternalParameters   InternalParameters   `json:"internalParameters"`
-	ResolvedDependencies []ResourceDescriptor `json:"resolvedDependencies"`
-}
+// BuildDefinition's parameters follow BuildType's schema: the two types
+// below, carried in the provenance as JSON objects.
 
 // ExternalParameters are the inputs a user controls.
 type ExternalParameters struct {
@@ -76,30 +78,6 @@ type Source struct {
 type InternalParameters struct {
 	SourceDateEpoch int64             `json:"sourceDateEpoch"`
 	ImageDefs       map[string]string `json:"imagedefs"`
-}
-
-// ResourceDescriptor is an in-toto v1 resource descriptor.
-type ResourceDescriptor struct {
-	Name   string            `json:"name,omitempty"`
-	URI    string            `json:"uri,omitempty"`
-	Digest map[string]string `json:"digest,omitempty"`
-}
-
-// RunDetails says who ran the build.
-type RunDetails struct {
-	Builder  Builder   `json:"builder"`
-	Metadata *Metadata `json:"metadata,omitempty"`
-}
-
-// Builder identifies the build platform.
-type Builder struct {
-	ID      string            `json:"id"`
-	Version map[string]string `json:"version,omitempty"`
-}
-
-// Metadata identifies the run.
-type Metadata struct {
-	InvocationID string `json:"invocationId,omitempty"`
 }
 
 // Option configures New.
@@ -156,7 +134,7 @@ func WithSource(repository, revision string) Option {
 }
 
 // New builds the provenance of entry e of lf.
-func New(lf *manifest.Lockfile, e *manifest.Entry, opts ...Option) (*Predicate, error) {
+func New(lf *manifest.Lockfile, e *manifest.Entry, opts ...Option) (*Provenance, error) {
 	o := options{getenv: os.Getenv, lockPath: "lockfile.json"}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -180,51 +158,158 @@ func New(lf *manifest.Lockfile, e *manifest.Entry, opts ...Option) (*Predicate, 
 	if bpPath != "" && !path.IsAbs(bpPath) {
 		bpPath = path.Join(path.Dir(filepath.ToSlash(o.lockPath)), bpPath)
 	}
-	p := &Predicate{
-		BuildDefinition: BuildDefinition{
-			BuildType: BuildType,
-			ExternalParameters: ExternalParameters{
-				Blueprint: FileRef{Path: bpPath, Digest: map[string]string{"sha256": lf.Blueprint.SHA256}},
-				Lockfile:  FileRef{Path: filepath.ToSlash(o.lockPath), Digest: map[string]string{"sha256": o.lockDigest}},
-				Entry:     Entry{Distro: e.Distro, Arch: e.Arch, Type: e.Type, Filename: e.Filename},
-				Source:    o.source,
-			},
-			InternalParameters: InternalParameters{
-				SourceDateEpoch: lf.SourceDateEpoch,
-				ImageDefs:       map[string]string{"sha256": lf.ImageDefs.SHA256},
-			},
-		},
-		RunDetails: RunDetails{
-			Builder: Builder{ID: o.builderID, Version: map[string]string{"ibuild": version.String()}},
-		},
+	lockPath := filepath.ToSlash(o.lockPath)
+	ext, err := toStruct(ExternalParameters{
+		Blueprint: FileRef{Path: bpPath, Digest: map[string]string{"sha256": lf.Blueprint.SHA256}},
+		Lockfile:  FileRef{Path: lockPath, Digest: map[string]string{"sha256": o.lockDigest}},
+		Entry:     Entry{Distro: e.Distro, Arch: e.Arch, Type: e.Type, Filename: e.Filename},
+		Source:    o.source,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provenance of %s: %w", e.Name(), err)
 	}
-	deps := &p.BuildDefinition.ResolvedDependencies
+	in, err := toStruct(InternalParameters{SourceDateEpoch: lf.SourceDateEpoch, ImageDefs: map[string]string{"sha256": lf.ImageDefs.SHA256}})
+	if err != nil {
+		return nil, fmt.Errorf("provenance of %s: %w", e.Name(), err)
+	}
+	var deps []*intoto.ResourceDescriptor
 	if s := o.source; s != nil && s.Revision != "" {
-		*deps = append(*deps, ResourceDescriptor{Name: "source", URI: "git+" + s.Repository, Digest: map[string]string{"gitCommit": s.Revision}})
+		if isCommit(s.Revision) {
+			deps = append(deps, &intoto.ResourceDescriptor{Name: "source", Uri: "git+" + s.Repository, Digest: map[string]string{"gitCommit": s.Revision}})
+		} else {
+			// A tag or branch is no digest: name it in the URI, as
+			// SLSA's git URIs do.
+			deps = append(deps, &intoto.ResourceDescriptor{Name: "source", Uri: "git+" + s.Repository + "@" + s.Revision})
+		}
 	}
-	*deps = append(*deps,
-		ResourceDescriptor{Name: "lockfile", URI: filepath.ToSlash(o.lockPath), Digest: map[string]string{"sha256": o.lockDigest}},
-		ResourceDescriptor{Name: "blueprint", URI: bpPath, Digest: map[string]string{"sha256": lf.Blueprint.SHA256}},
-		ResourceDescriptor{Name: "imagedefs", Digest: map[string]string{"sha256": lf.ImageDefs.SHA256}},
+	deps = append(deps,
+		&intoto.ResourceDescriptor{Name: "lockfile", Uri: lockPath, Digest: map[string]string{"sha256": o.lockDigest}},
+		&intoto.ResourceDescriptor{Name: "blueprint", Uri: bpPath, Digest: map[string]string{"sha256": lf.Blueprint.SHA256}},
+		&intoto.ResourceDescriptor{Name: "imagedefs", Digest: map[string]string{"sha256": lf.ImageDefs.SHA256}},
 	)
 	for _, r := range lf.Repositories {
-		*deps = append(*deps, ResourceDescriptor{
+		deps = append(deps, &intoto.ResourceDescriptor{
 			Name:   "repository " + r.Suite,
-			URI:    strings.TrimRight(r.URI, "/") + "/dists/" + r.Suite + "/InRelease",
+			Uri:    strings.TrimRight(r.URI, "/") + "/dists/" + r.Suite + "/InRelease",
 			Digest: map[string]string{"sha256": r.InReleaseSHA256},
 		})
 	}
-	if p.RunDetails.Builder.ID == "" {
-		p.RunDetails.Builder.ID = BuilderID(o.getenv)
+	builderID := o.builderID
+	if builderID == "" {
+		builderID = BuilderID(o.getenv)
+	}
+	p := &slsa.Provenance{
+		BuildDefinition: &slsa.BuildDefinition{
+			BuildType:            BuildType,
+			ExternalParameters:   ext,
+			InternalParameters:   in,
+			ResolvedDependencies: deps,
+		},
+		RunDetails: &slsa.RunDetails{
+			Builder: &slsa.Builder{Id: builderID, Version: map[string]string{"ibuild": version.String()}},
+		},
 	}
 	if gh != nil && gh.RunID != "" {
 		id := gh.Server + "/" + gh.Repository + "/actions/runs/" + gh.RunID
 		if gh.RunAttempt != "" {
 			id += "/attempts/" + gh.RunAttempt
 		}
-		p.RunDetails.Metadata = &Metadata{InvocationID: id}
+		p.RunDetails.Metadata = &slsa.BuildMetadata{InvocationId: id}
 	}
-	return p, nil
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("provenance of %s: %w", e.Name(), err)
+	}
+	return &Provenance{p}, nil
+}
+
+// toStruct is v as a protobuf Struct, through its JSON form.
+func toStruct(v any) (*structpb.Struct, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(m)
+}
+
+// isCommit says whether rev is a git commit id as in-toto's gitCommit
+// digest takes it (40 hex digits).
+func isCommit(rev string) bool {
+	if len(rev) != 40 {
+		return false
+	}
+	_, err := hex.DecodeString(rev)
+	return err == nil
+}
+
+// MarshalJSON is the protobuf JSON mapping (protojson) with stable
+// spacing: protojson varies its whitespace on purpose, and a signed
+// statement must be the same bytes for the same lockfile.
+func (p *Provenance) MarshalJSON() ([]byte, error) {
+	b, err := protojson.Marshal(p.Provenance)
+	if err != nil {
+		return nil, fmt.Errorf("encoding provenance: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, fmt.Errorf("encoding provenance: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Marshal is the provenance as indented JSON with a trailing newline.
+func (p *Provenance) Marshal() ([]byte, error) {
+	b, err := p.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return nil, fmt.Errorf("encoding provenance: %w", err)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+// Parse reads SLSA v1 provenance into in-toto's type, strictly (unknown
+// fields are errors), and validates it.
+func Parse(data []byte) (*Provenance, error) {
+	var p slsa.Provenance
+	if err := protojson.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("reading provenance: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("validating provenance: %w", err)
+	}
+	return &Provenance{&p}, nil
+}
+
+// Parameters decodes the build definition's parameters by BuildType's
+// schema, strictly.
+func (p *Provenance) Parameters() (*ExternalParameters, *InternalParameters, error) {
+	if bt := p.GetBuildDefinition().GetBuildType(); bt != BuildType {
+		return nil, nil, fmt.Errorf("provenance of build type %q, not %q", bt, BuildType)
+	}
+	var ext ExternalParameters
+	var in InternalParameters
+	for _, x := range []struct {
+		s *structpb.Struct
+		v any
+	}{{p.BuildDefinition.ExternalParameters, &ext}, {p.BuildDefinition.InternalParameters, &in}} {
+		b, err := protojson.Marshal(x.s)
+		if err != nil {
+			return nil, nil, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(x.v); err != nil {
+			return nil, nil, fmt.Errorf("provenance parameters: %w", err)
+		}
+	}
+	return &ext, &in, nil
 }
 
 // GitHub is what the GitHub Actions environment says about a run.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
@@ -49,11 +50,10 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.RunDetails.Builder.Version = map[string]string{"ibuild": "test"}
-			got, err := json.MarshalIndent(p, "", "  ")
+			got, err := p.Marshal()
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, '\n')
 			golden := filepath.Join("..", "..", "testdata", "publish", "provenance-"+tc.name+".json")
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -66,6 +66,19 @@ func TestGolden(t *testing.T) {
 			}
 			if d := cmp.Diff(string(want), string(got)); d != "" {
 				t.Errorf("provenance differs from %s (-want +got; -update rewrites):\n%s", golden, d)
+			}
+			// in-toto's type reads the golden file back and validates it.
+			back, err := Parse(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(back.Provenance, p.Provenance) {
+				t.Error("the golden file reads back differently")
+			}
+			// Encoding is stable: the same document, the same bytes.
+			again, _ := back.Marshal()
+			if string(again) != string(want) {
+				t.Error("encoding the read-back provenance gave other bytes")
 			}
 		})
 	}
@@ -81,15 +94,30 @@ func TestFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Checked as a consumer reads it: encoded, then parsed by in-toto's type.
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = Parse(b); err != nil {
+		t.Fatal(err)
+	}
 	bd := p.BuildDefinition
 	if bd.BuildType != BuildType || !strings.HasPrefix(bd.BuildType, "https://") {
 		t.Errorf("buildType %q", bd.BuildType)
 	}
-	if got := bd.ExternalParameters.Blueprint; got.Path != "images/blueprint.toml" || got.Digest["sha256"] != lf.Blueprint.SHA256 {
+	ext, in, err := p.Parameters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ext.Blueprint; got.Path != "images/blueprint.toml" || got.Digest["sha256"] != lf.Blueprint.SHA256 {
 		t.Errorf("blueprint %+v", got)
 	}
-	if got := bd.ExternalParameters.Entry; got.Arch != "x86_64" || got.Type != "qcow2" {
+	if got := ext.Entry; got.Arch != "x86_64" || got.Type != "qcow2" {
 		t.Errorf("entry %+v", got)
+	}
+	if in.SourceDateEpoch != lf.SourceDateEpoch {
+		t.Errorf("sourceDateEpoch %d, want %d", in.SourceDateEpoch, lf.SourceDateEpoch)
 	}
 	digests := map[string]string{}
 	for _, d := range bd.ResolvedDependencies {
@@ -101,16 +129,25 @@ func TestFields(t *testing.T) {
 		digests["repository bookworm"] != lf.Repositories[0].InReleaseSHA256 || digests["source"] != actions["GITHUB_SHA"] {
 		t.Errorf("resolved dependencies %v", digests)
 	}
-	if p.RunDetails.Builder.ID != "https://github.com/octo/images/.github/workflows/build.yml@refs/heads/main" {
-		t.Errorf("builder id %s", p.RunDetails.Builder.ID)
+	if p.RunDetails.Builder.Id != "https://github.com/octo/images/.github/workflows/build.yml@refs/heads/main" {
+		t.Errorf("builder id %s", p.RunDetails.Builder.Id)
 	}
-	if p.RunDetails.Metadata.InvocationID != "https://github.com/octo/images/actions/runs/42/attempts/2" {
-		t.Errorf("invocation id %s", p.RunDetails.Metadata.InvocationID)
+	if p.RunDetails.Metadata.InvocationId != "https://github.com/octo/images/actions/runs/42/attempts/2" {
+		t.Errorf("invocation id %s", p.RunDetails.Metadata.InvocationId)
 	}
 	// Outside Actions: "ibuild VERSION" as a URI, no invocation, no source.
 	p, _ = New(lf, e, WithGetenv(env(nil)))
-	if !strings.HasPrefix(p.RunDetails.Builder.ID, BuilderURI+"@") || p.RunDetails.Metadata != nil || p.BuildDefinition.ExternalParameters.Source != nil {
+	if ext, _, _ := p.Parameters(); !strings.HasPrefix(p.RunDetails.Builder.Id, BuilderURI+"@") || p.RunDetails.Metadata != nil || ext.Source != nil {
 		t.Errorf("local run: %+v", p.RunDetails)
+	}
+	// A revision that is no commit id (a tag) is named in the source's
+	// URI, not given as a gitCommit digest in-toto would refuse.
+	p, err = New(lf, e, WithGetenv(env(nil)), WithSource("https://example.invalid/images", "v1.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.BuildDefinition.ResolvedDependencies[0]; d.Name != "source" || d.Uri != "git+https://example.invalid/images@v1.2" || len(d.Digest) != 0 {
+		t.Errorf("source of a tag: %v", d)
 	}
 	// GITHUB_ACTIONS unset: the other variables are not trusted to name a builder.
 	half := map[string]string{}
@@ -132,6 +169,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{WithLockfile("x.json", "nothex"), `provenance of x86_64/qcow2: lockfile digest "nothex" is not a sha256 hex digest`},
 		{WithBuilderID("ibuild"), `builder id "ibuild" is not a URI`},
+		// What in-toto's validation refuses is refused before signing.
+		{WithLockfile("x.json", strings.Repeat("ab", 31)+"zz"), `is not a sha256 hex digest`},
 	} {
 		if _, err := New(lf, e, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error %v, want %q", err, tc.want)

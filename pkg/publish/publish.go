@@ -541,6 +541,9 @@ func signGroup(ctx context.Context, a *attacher, lf *manifest.Lockfile, repo nam
 		if err != nil {
 			return err
 		}
+		if err := readBack(doc, prov); err != nil {
+			return fmt.Errorf("publishing %s: %w", p.entry.Name(), err)
+		}
 		start := time.Now()
 		sb, err := a.signer.signStatement(ctx, "sbom", Statement{Type: InTotoStatementType, Subject: subjects, PredicateType: sbom.PredicateType, Predicate: doc})
 		if err != nil {
@@ -568,6 +571,24 @@ func signGroup(ctx context.Context, a *attacher, lf *manifest.Lockfile, repo nam
 	g.img.Attachments = att
 	o.emit(Event{Kind: "sign", What: g.typ + " index", Ref: g.img.Ref, Duration: time.Since(start)})
 	return nil
+}
+
+// readBack reads the SBOM and the provenance back with their own
+// libraries (SPDX's, in-toto's) before they are signed: what is signed must
+// be what a consumer of the attestations can read and validate.
+func readBack(doc *sbom.Document, prov *provenance.Provenance) error {
+	b, err := sbom.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	if _, err := sbom.Parse(b); err != nil {
+		return err
+	}
+	if b, err = prov.MarshalJSON(); err != nil {
+		return err
+	}
+	_, err = provenance.Parse(b)
+	return err
 }
 
 // parseRef splits a reference into repository and tag ("" when none was

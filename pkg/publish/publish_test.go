@@ -188,18 +188,22 @@ func TestPublishSignedTags(t *testing.T) {
 			}
 			switch st.PredicateType {
 			case sbom.PredicateType:
+				// Read and validated by the SPDX library, as a consumer would.
 				b, _ := json.Marshal(st.Predicate)
-				var doc sbom.Document
-				json.Unmarshal(b, &doc)
-				if doc.SPDXVersion != "SPDX-2.3" || len(doc.Packages) < 2 {
-					t.Errorf("SBOM %s", b)
+				doc, err := sbom.Parse(b)
+				if err != nil || doc.SPDXVersion != "SPDX-2.3" || len(doc.Packages) < 2 || doc.Packages[0].PackageChecksums[0].Value != art.SHA256 {
+					t.Errorf("SBOM: %v\n%s", err, b)
 				}
 			case provenance.PredicateType:
+				// Read and validated by in-toto's type.
 				b, _ := json.Marshal(st.Predicate)
-				var p provenance.Predicate
-				json.Unmarshal(b, &p)
-				if p.BuildDefinition.ExternalParameters.Entry.Type != "qcow2" || !strings.HasPrefix(p.RunDetails.Builder.ID, provenance.BuilderURI) {
-					t.Errorf("provenance %s", b)
+				p, err := provenance.Parse(b)
+				if err != nil {
+					t.Fatalf("provenance: %v\n%s", err, b)
+				}
+				ext, _, err := p.Parameters()
+				if err != nil || ext.Entry.Type != "qcow2" || !strings.HasPrefix(p.RunDetails.Builder.Id, provenance.BuilderURI) {
+					t.Errorf("provenance (%v) %s", err, b)
 				}
 			}
 		}

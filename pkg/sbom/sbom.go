@@ -1,5 +1,7 @@
 // Package sbom turns a lockfile entry into an SPDX 2.3 JSON document: every
 // package the entry's os pipeline installs, pinned as the lockfile pins it.
+// The document is built with the SPDX project's Go library
+// (github.com/spdx/tools-golang) and written by its JSON writer.
 // The document depends on the lockfile alone, so equal lockfiles give
 // byte-identical SBOMs.
 package sbom
@@ -8,12 +10,16 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
+
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdx"
+	"github.com/spdx/tools-golang/spdx/v2/common"
+	"github.com/spdx/tools-golang/spdxlib"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/version"
@@ -33,59 +39,9 @@ const NamespaceBase = "https://github.com/image-builder-action/image-builder-act
 // OSPipeline is the pipeline whose packages make up the image.
 const OSPipeline = "os"
 
-// Document is an SPDX 2.3 document, the subset this package writes.
-type Document struct {
-	SPDXVersion       string         `json:"spdxVersion"`
-	DataLicense       string         `json:"dataLicense"`
-	SPDXID            string         `json:"SPDXID"`
-	Name              string         `json:"name"`
-	DocumentNamespace string         `json:"documentNamespace"`
-	CreationInfo      CreationInfo   `json:"creationInfo"`
-	Packages          []Package      `json:"packages"`
-	Relationships     []Relationship `json:"relationships"`
-}
-
-// CreationInfo says when and by what the document was made.
-type CreationInfo struct {
-	Created  string   `json:"created"`
-	Creators []string `json:"creators"`
-}
-
-// Package is one SPDX package.
-type Package struct {
-	Name                  string        `json:"name"`
-	SPDXID                string        `json:"SPDXID"`
-	VersionInfo           string        `json:"versionInfo,omitempty"`
-	Supplier              string        `json:"supplier,omitempty"`
-	DownloadLocation      string        `json:"downloadLocation"`
-	FilesAnalyzed         bool          `json:"filesAnalyzed"`
-	Checksums             []Checksum    `json:"checksums,omitempty"`
-	LicenseConcluded      string        `json:"licenseConcluded"`
-	LicenseDeclared       string        `json:"licenseDeclared"`
-	CopyrightText         string        `json:"copyrightText"`
-	PrimaryPackagePurpose string        `json:"primaryPackagePurpose,omitempty"`
-	ExternalRefs          []ExternalRef `json:"externalRefs,omitempty"`
-}
-
-// Checksum is a package checksum.
-type Checksum struct {
-	Algorithm     string `json:"algorithm"`
-	ChecksumValue string `json:"checksumValue"`
-}
-
-// ExternalRef is a package's external reference (here: its purl).
-type ExternalRef struct {
-	ReferenceCategory string `json:"referenceCategory"`
-	ReferenceType     string `json:"referenceType"`
-	ReferenceLocator  string `json:"referenceLocator"`
-}
-
-// Relationship relates two SPDX elements.
-type Relationship struct {
-	SPDXElementID      string `json:"spdxElementId"`
-	RelationshipType   string `json:"relationshipType"`
-	RelatedSPDXElement string `json:"relatedSpdxElement"`
-}
+// Document is an SPDX 2.3 document: the SPDX project's own Go type
+// (github.com/spdx/tools-golang), whose JSON encoding follows the spec.
+type Document = spdx.Document
 
 // Option configures New.
 type Option func(*options) error
@@ -183,67 +139,92 @@ func New(lf *manifest.Lockfile, e *manifest.Entry, opts ...Option) (*Document, e
 	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Ref() < pkgs[j].Ref() })
 
 	docName := o.name + "-" + e.Distro + "-" + e.Arch + "-" + e.Type
-	imageID := "SPDXRef-Image"
-	image := Package{
-		Name:                  o.name,
-		SPDXID:                imageID,
-		VersionInfo:           e.Distro + "-" + e.Arch + "-" + e.Type,
-		DownloadLocation:      "NOASSERTION",
-		LicenseConcluded:      "NOASSERTION",
-		LicenseDeclared:       "NOASSERTION",
-		CopyrightText:         "NOASSERTION",
-		PrimaryPackagePurpose: "OPERATING-SYSTEM",
+	const imageID = spdx.ElementID("Image")
+	noAssertion := "NOASSERTION"
+	image := &spdx.Package{
+		PackageName:             o.name,
+		PackageSPDXIdentifier:   imageID,
+		PackageVersion:          e.Distro + "-" + e.Arch + "-" + e.Type,
+		PackageDownloadLocation: noAssertion,
+		// Files are not listed: the packages are.
+		FilesAnalyzed:             false,
+		IsFilesAnalyzedTagPresent: true,
+		PackageLicenseConcluded:   noAssertion,
+		PackageLicenseDeclared:    noAssertion,
+		PackageCopyrightText:      noAssertion,
+		PrimaryPackagePurpose:     "OPERATING-SYSTEM",
 	}
 	if o.file != "" {
-		image.Name = o.name + "/" + o.file
-		image.Checksums = []Checksum{{Algorithm: "SHA256", ChecksumValue: o.fileSHA256}}
+		image.PackageName = o.name + "/" + o.file
+		image.PackageChecksums = []spdx.Checksum{{Algorithm: spdx.SHA256, Value: o.fileSHA256}}
 	}
 	doc := &Document{
-		SPDXVersion:       "SPDX-2.3",
-		DataLicense:       "CC0-1.0",
-		SPDXID:            "SPDXRef-DOCUMENT",
-		Name:              docName,
+		SPDXVersion:       spdx.Version,
+		DataLicense:       spdx.DataLicense,
+		SPDXIdentifier:    "DOCUMENT",
+		DocumentName:      docName,
 		DocumentNamespace: NamespaceBase + o.lockDigest + "/" + url.PathEscape(e.Distro) + "/" + url.PathEscape(e.Arch) + "/" + url.PathEscape(e.Type),
-		CreationInfo: CreationInfo{
+		CreationInfo: &spdx.CreationInfo{
 			Created:  time.Unix(lf.SourceDateEpoch, 0).UTC().Format(time.RFC3339),
-			Creators: []string{"Tool: " + o.tool},
+			Creators: []spdx.Creator{{CreatorType: "Tool", Creator: o.tool}},
 		},
-		Packages:      []Package{image},
-		Relationships: []Relationship{{SPDXElementID: "SPDXRef-DOCUMENT", RelationshipType: "DESCRIBES", RelatedSPDXElement: imageID}},
+		Packages:      []*spdx.Package{image},
+		Relationships: []*spdx.Relationship{relationship("DOCUMENT", "DESCRIBES", imageID)},
 	}
 	for _, p := range pkgs {
-		id := PackageID(p)
-		doc.Packages = append(doc.Packages, Package{
-			Name:             p.Name,
-			SPDXID:           id,
-			VersionInfo:      p.Version,
-			Supplier:         "Organization: Debian",
-			DownloadLocation: p.URL,
-			Checksums:        []Checksum{{Algorithm: "SHA256", ChecksumValue: p.SHA256}},
-			LicenseConcluded: "NOASSERTION",
-			LicenseDeclared:  "NOASSERTION",
-			CopyrightText:    "NOASSERTION",
-			ExternalRefs: []ExternalRef{{
-				ReferenceCategory: "PACKAGE-MANAGER",
-				ReferenceType:     "purl",
-				ReferenceLocator:  PURL(p, e.Distro),
+		id := packageElementID(p)
+		doc.Packages = append(doc.Packages, &spdx.Package{
+			PackageName:               p.Name,
+			PackageSPDXIdentifier:     id,
+			PackageVersion:            p.Version,
+			PackageSupplier:           &spdx.Supplier{SupplierType: "Organization", Supplier: "Debian"},
+			PackageDownloadLocation:   p.URL,
+			FilesAnalyzed:             false,
+			IsFilesAnalyzedTagPresent: true,
+			PackageChecksums:          []spdx.Checksum{{Algorithm: spdx.SHA256, Value: p.SHA256}},
+			PackageLicenseConcluded:   noAssertion,
+			PackageLicenseDeclared:    noAssertion,
+			PackageCopyrightText:      noAssertion,
+			PackageExternalReferences: []*spdx.PackageExternalReference{{
+				Category: "PACKAGE-MANAGER",
+				RefType:  "purl",
+				Locator:  PURL(p, e.Distro),
 			}},
 		})
-		doc.Relationships = append(doc.Relationships, Relationship{SPDXElementID: imageID, RelationshipType: "CONTAINS", RelatedSPDXElement: id})
+		doc.Relationships = append(doc.Relationships, relationship(imageID, "CONTAINS", id))
+	}
+	// What the library can check, checked before anything is signed.
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		return nil, fmt.Errorf("sbom of %s: %w", e.Name(), err)
 	}
 	return doc, nil
 }
 
-// Marshal returns the document as indented JSON with a trailing newline.
-func (d *Document) Marshal() ([]byte, error) {
+func relationship(a spdx.ElementID, typ string, b spdx.ElementID) *spdx.Relationship {
+	return &spdx.Relationship{RefA: common.MakeDocElementID("", string(a)), Relationship: typ, RefB: common.MakeDocElementID("", string(b))}
+}
+
+// Marshal returns the document as indented JSON with a trailing newline,
+// through the SPDX library's JSON writer.
+func Marshal(d *Document) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(d); err != nil {
+	if err := spdxjson.Write(d, &buf, spdxjson.Indent("  "), spdxjson.EscapeHTML(false)); err != nil {
 		return nil, fmt.Errorf("encoding SBOM: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// Parse reads an SPDX JSON document with the SPDX library and validates
+// it: what a consumer of the published SBOM does.
+func Parse(data []byte) (*Document, error) {
+	doc, err := spdxjson.Read(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("reading SBOM: %w", err)
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		return nil, fmt.Errorf("validating SBOM: %w", err)
+	}
+	return doc, nil
 }
 
 // PURL is the package URL of a Debian package:
@@ -276,10 +257,13 @@ func purlEscape(s string) string {
 
 // PackageID is a package's SPDX identifier: readable, and unique through a
 // short digest of its reference (versions hold characters SPDX ids cannot).
-func PackageID(p *manifest.Package) string {
+func PackageID(p *manifest.Package) string { return "SPDXRef-" + string(packageElementID(p)) }
+
+// packageElementID is PackageID without the "SPDXRef-" the library adds.
+func packageElementID(p *manifest.Package) spdx.ElementID {
 	sum := sha256.Sum256([]byte(p.Ref()))
 	var b strings.Builder
-	b.WriteString("SPDXRef-Package-deb-")
+	b.WriteString("Package-deb-")
 	for _, c := range p.Name + "-" + p.Arch {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' {
 			b.WriteRune(c)
@@ -288,7 +272,7 @@ func PackageID(p *manifest.Package) string {
 		}
 	}
 	b.WriteString("-" + hex.EncodeToString(sum[:6]))
-	return b.String()
+	return spdx.ElementID(b.String())
 }
 
 func isHex64(s string) bool {

@@ -1,7 +1,6 @@
 package sbom
 
 import (
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/spdx/tools-golang/spdx"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
@@ -37,7 +38,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := doc.Marshal()
+	got, err := Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +55,14 @@ func TestGolden(t *testing.T) {
 	if d := cmp.Diff(string(want), string(got)); d != "" {
 		t.Errorf("SBOM differs from %s (-want +got; -update rewrites):\n%s", golden, d)
 	}
+	// The SPDX library reads the golden file back to the same document.
+	back, err := Parse(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(doc, back, cmpopts.IgnoreUnexported(spdx.Package{})); d != "" {
+		t.Errorf("the golden file reads back differently (-built +read):\n%s", d)
+	}
 }
 
 // TestContent checks the document against the lockfile, independently of
@@ -64,7 +73,17 @@ func TestContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := New(lf, e)
+	built, err := New(lf, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Checked as a consumer sees it: written, then read and validated by
+	// the SPDX library.
+	a, err := Marshal(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Parse(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,15 +101,18 @@ func TestContent(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("fixture has no os packages")
 	}
-	got := map[string]Package{}
-	ids := map[string]bool{}
+	got := map[string]*spdx.Package{}
+	ids := map[spdx.ElementID]bool{}
 	for _, p := range doc.Packages[1:] {
-		if ids[p.SPDXID] {
-			t.Errorf("duplicate SPDXID %s", p.SPDXID)
+		if ids[p.PackageSPDXIdentifier] {
+			t.Errorf("duplicate SPDXID %s", p.PackageSPDXIdentifier)
 		}
-		ids[p.SPDXID] = true
-		arch := strings.SplitN(strings.SplitN(p.ExternalRefs[0].ReferenceLocator, "arch=", 2)[1], "&", 2)[0]
-		got[p.Name+":"+arch] = p
+		ids[p.PackageSPDXIdentifier] = true
+		if p.PackageSupplier == nil || p.PackageSupplier.Supplier != "Debian" || p.PackageSupplier.SupplierType != "Organization" {
+			t.Errorf("package %s: supplier %+v", p.PackageName, p.PackageSupplier)
+		}
+		arch := strings.SplitN(strings.SplitN(p.PackageExternalReferences[0].Locator, "arch=", 2)[1], "&", 2)[0]
+		got[p.PackageName+":"+arch] = p
 	}
 	if len(got) != len(want) {
 		t.Errorf("%d packages, want %d", len(got), len(want))
@@ -101,11 +123,15 @@ func TestContent(t *testing.T) {
 			t.Errorf("package %s missing", k)
 			continue
 		}
-		if g.VersionInfo != w.Version || g.DownloadLocation != w.URL || g.Checksums[0].ChecksumValue != w.SHA256 || g.Checksums[0].Algorithm != "SHA256" {
+		if g.PackageVersion != w.Version || g.PackageDownloadLocation != w.URL || g.PackageChecksums[0].Value != w.SHA256 || g.PackageChecksums[0].Algorithm != spdx.SHA256 {
 			t.Errorf("package %s: %+v does not match the lockfile's %+v", k, g, w)
 		}
-		if !strings.HasPrefix(g.ExternalRefs[0].ReferenceLocator, "pkg:deb/debian/"+w.Name+"@") || !strings.HasSuffix(g.ExternalRefs[0].ReferenceLocator, "&distro="+e.Distro) {
-			t.Errorf("package %s: purl %s", k, g.ExternalRefs[0].ReferenceLocator)
+		if g.FilesAnalyzed || !g.IsFilesAnalyzedTagPresent {
+			t.Errorf("package %s: filesAnalyzed %v (tag present: %v), want false, written", k, g.FilesAnalyzed, g.IsFilesAnalyzedTagPresent)
+		}
+		if ref := g.PackageExternalReferences[0]; ref.Category != "PACKAGE-MANAGER" || ref.RefType != "purl" ||
+			!strings.HasPrefix(ref.Locator, "pkg:deb/debian/"+w.Name+"@") || !strings.HasSuffix(ref.Locator, "&distro="+e.Distro) {
+			t.Errorf("package %s: external reference %+v", k, ref)
 		}
 	}
 	if want := time.Unix(lf.SourceDateEpoch, 0).UTC().Format(time.RFC3339); doc.CreationInfo.Created != want {
@@ -114,20 +140,18 @@ func TestContent(t *testing.T) {
 	if len(doc.Relationships) != len(want)+1 {
 		t.Errorf("%d relationships, want %d", len(doc.Relationships), len(want)+1)
 	}
+	if id := doc.Relationships[0]; id.RefA.ElementRefID != "DOCUMENT" || id.Relationship != "DESCRIBES" || id.RefB.ElementRefID != doc.Packages[0].PackageSPDXIdentifier {
+		t.Errorf("first relationship %+v, want the document describing the image", id)
+	}
 	// Same input, same bytes; another lockfile digest, another namespace.
-	a, _ := doc.Marshal()
 	doc2, _ := New(lf, e)
-	b, _ := doc2.Marshal()
+	b, _ := Marshal(doc2)
 	if string(a) != string(b) {
 		t.Error("two runs gave different SBOMs")
 	}
 	doc3, _ := New(lf, e, WithLockfileDigest(strings.Repeat("01", 32)))
 	if doc3.DocumentNamespace == doc.DocumentNamespace {
 		t.Error("namespace does not depend on the lockfile digest")
-	}
-	var v map[string]any
-	if err := json.Unmarshal(a, &v); err != nil {
-		t.Fatal(err)
 	}
 }
 
