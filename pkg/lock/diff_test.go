@@ -40,8 +40,26 @@ func (f suiteFetcher) Fetch(ctx context.Context, srcs []repo.Source, arch string
 	return idx, nil
 }
 
+// keyedFetcher is a suiteFetcher whose releases are signed by the keys
+// given per suite.
+type keyedFetcher struct {
+	suiteFetcher
+	keys map[string][]string
+}
+
+func (f keyedFetcher) Fetch(ctx context.Context, srcs []repo.Source, arch string) (*repo.Index, error) {
+	idx, err := f.suiteFetcher.Fetch(ctx, srcs, arch)
+	if err != nil {
+		return nil, err
+	}
+	for i := range idx.Releases {
+		idx.Releases[i].Keys = f.keys[idx.Releases[i].Source.Suite]
+	}
+	return idx, nil
+}
+
 // lockCase locks a blueprint text against packages per suite.
-func lockCase(t *testing.T, bpText string, srcs []repo.Source, f suiteFetcher) *manifest.Lockfile {
+func lockCase(t *testing.T, bpText string, srcs []repo.Source, f Fetcher) *manifest.Lockfile {
 	t.Helper()
 	p := writeBlueprint(t, bpText)
 	bp, err := blueprint.Load(p)
@@ -144,12 +162,29 @@ func TestDiffDowngrade(t *testing.T) {
 func TestDiffRepository(t *testing.T) {
 	bp := fixtureText(t, "blueprint.toml")
 	pk := fixtureText(t, "Packages")
-	old := lockCase(t, bp, []repo.Source{bookworm}, suiteFetcher{"bookworm": pk})
+	const keyA, keyB = "4CB50190207B4758A3F73A796ED0E7B82643E131", "B8B80B5B623EAB6AD8775C45B7C3B788C57B1E6D"
+	sec := repo.Source{URI: "http://security.invalid/debian-security", Suite: "bookworm-security", Components: []string{"main"}}
+	old := lockCase(t, bp, []repo.Source{bookworm, sec}, keyedFetcher{suiteFetcher{"bookworm": pk, "bookworm-security": ""},
+		map[string][]string{"bookworm": {keyA}, "bookworm-security": {keyA}}})
+	// A new release at the same URI; the security suite signed by
+	// another key.
 	trixie := repo.Source{URI: bookworm.URI, Suite: "trixie", Components: []string{"main", "contrib"}}
-	nw := lockCase(t, bp, []repo.Source{trixie}, suiteFetcher{"trixie": pk})
+	nw := lockCase(t, bp, []repo.Source{trixie, sec}, keyedFetcher{suiteFetcher{"trixie": pk, "bookworm-security": ""},
+		map[string][]string{"trixie": {keyA}, "bookworm-security": {keyB}}})
+	if nw.Repositories[0].Keys == nil {
+		t.Fatal("the lockfile records no signing keys")
+	}
 	d := manifest.Compare(old, nw)
-	if len(d.Notices) != 1 || !strings.Contains(d.Notices[0].Message, "suite bookworm → trixie") {
-		t.Errorf("notices %+v: want the suite's change", d.Notices)
+	var got []string
+	for _, n := range d.Notices {
+		got = append(got, n.Kind+": "+n.Message)
+	}
+	want := []string{
+		"repository: http://archive.invalid/debian: suite bookworm → trixie, signed by " + keyA,
+		"signing key: http://security.invalid/debian-security bookworm-security: signed by " + keyB + ", was " + keyA,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("notices (-want +got):\n%s", d)
 	}
 	checkGolden(t, "repository", d)
 }

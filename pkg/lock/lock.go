@@ -286,7 +286,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			mr := repos[key]
 			if mr == nil {
 				mr = &manifest.Repository{URI: r.Source.URI, Suite: r.Source.Suite, Components: r.Source.Components,
-					InReleaseSHA256: r.SHA256, Date: r.Date.UTC().Format(time.RFC3339)}
+					InReleaseSHA256: r.SHA256, Date: r.Date.UTC().Format(time.RFC3339), Keys: r.Keys}
 				repos[key] = mr
 			}
 			if !contains(mr.Arches, a.Dpkg) {

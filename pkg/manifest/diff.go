@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,7 @@ const (
 	NoticeSecurity   = "security"
 	NoticeRepository = "repository"
 	NoticeRebuilt    = "rebuilt"
+	NoticeKey        = "signing key"
 )
 
 // Notice is a security-relevant fact the lockfiles tell: a downgrade, a
@@ -57,6 +59,10 @@ type RepositoryChange struct {
 	NewDate       string   `json:"new_date,omitempty"`
 	OldComponents []string `json:"old_components,omitempty"`
 	NewComponents []string `json:"new_components,omitempty"`
+	// OldKeys and NewKeys are the signing keys' fingerprints, when they
+	// changed.
+	OldKeys []string `json:"old_keys,omitempty"`
+	NewKeys []string `json:"new_keys,omitempty"`
 }
 
 // EntryDiff is the change of one image.
@@ -222,18 +228,24 @@ func compareRepos(old, new []Repository) []RepositoryChange {
 		o := om[key(n)]
 		switch {
 		case o == nil:
-			out = append(out, RepositoryChange{Suite: n.Suite, URI: n.URI, Status: Added, NewDate: n.Date, NewComponents: n.Components})
-		case o.InReleaseSHA256 != n.InReleaseSHA256 || strings.Join(o.Components, ",") != strings.Join(n.Components, ","):
+			out = append(out, RepositoryChange{Suite: n.Suite, URI: n.URI, Status: Added, NewDate: n.Date, NewComponents: n.Components, NewKeys: n.Keys})
+		case o.InReleaseSHA256 != n.InReleaseSHA256 || !slices.Equal(o.Components, n.Components) || !slices.Equal(o.Keys, n.Keys):
 			c := RepositoryChange{Suite: n.Suite, URI: n.URI, Status: "changed", OldDate: o.Date, NewDate: n.Date}
-			if strings.Join(o.Components, ",") != strings.Join(n.Components, ",") {
+			if !slices.Equal(o.Components, n.Components) {
 				c.OldComponents, c.NewComponents = o.Components, n.Components
+			}
+			if !slices.Equal(o.Keys, n.Keys) {
+				c.OldKeys, c.NewKeys = o.Keys, n.Keys
+				if c.OldKeys == nil {
+					c.OldKeys = []string{}
+				}
 			}
 			out = append(out, c)
 		}
 	}
 	for i := range old {
 		if !seen[key(&old[i])] {
-			out = append(out, RepositoryChange{Suite: old[i].Suite, URI: old[i].URI, Status: Removed, OldDate: old[i].Date, OldComponents: old[i].Components})
+			out = append(out, RepositoryChange{Suite: old[i].Suite, URI: old[i].URI, Status: Removed, OldDate: old[i].Date, OldComponents: old[i].Components, OldKeys: old[i].Keys})
 		}
 	}
 	return out
@@ -256,11 +268,11 @@ func repoNotices(changes []RepositoryChange) []Notice {
 		case Added:
 			if old := removed[c.URI]; len(old) > 0 && !replaced[c.URI] {
 				replaced[c.URI] = true
-				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s: suite %s → %s", c.URI, strings.Join(old, ", "), c.Suite)})
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s: suite %s → %s%s", c.URI, strings.Join(old, ", "), c.Suite, signedBy(c.NewKeys))})
 				continue
 			}
 			if !replaced[c.URI] {
-				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: added", c.URI, c.Suite)})
+				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: added%s", c.URI, c.Suite, signedBy(c.NewKeys))})
 			}
 		case Removed:
 			if !replaced[c.URI] && !hasAdded(changes, c.URI) {
@@ -270,9 +282,27 @@ func repoNotices(changes []RepositoryChange) []Notice {
 			if c.OldComponents != nil || c.NewComponents != nil {
 				out = append(out, Notice{NoticeRepository, fmt.Sprintf("%s %s: components %s → %s", c.URI, c.Suite, strings.Join(c.OldComponents, " "), strings.Join(c.NewComponents, " "))})
 			}
+			if c.OldKeys != nil || c.NewKeys != nil {
+				out = append(out, Notice{NoticeKey, fmt.Sprintf("%s %s: signed by %s, was %s", c.URI, c.Suite, keyList(c.NewKeys), keyList(c.OldKeys))})
+			}
 		}
 	}
 	return out
+}
+
+func keyList(keys []string) string {
+	if len(keys) == 0 {
+		return "no recorded key"
+	}
+	return strings.Join(keys, ", ")
+}
+
+// signedBy is ", signed by KEYS" when the keys are known.
+func signedBy(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return ", signed by " + strings.Join(keys, ", ")
 }
 
 func hasAdded(changes []RepositoryChange, uri string) bool {

@@ -61,6 +61,9 @@ type Repository struct {
 	Arches          []string `json:"arches"`
 	InReleaseSHA256 string   `json:"inrelease_sha256"`
 	Date            string   `json:"date"`
+	// Keys are the fingerprints of the keys that signed the InRelease
+	// file (a change of key is a fact a reviewer wants to see).
+	Keys []string `json:"keys,omitempty"`
 }
 
 // Entry is one image: its pipelines, in the order they run.

@@ -232,7 +232,7 @@ func (d *Diff) MarkdownSized(limit int) string {
 		for _, n := range d.Notices {
 			mark := "ℹ️"
 			switch n.Kind {
-			case NoticeDowngrade, NoticeRebuilt:
+			case NoticeDowngrade, NoticeRebuilt, NoticeKey:
 				mark = "⚠️"
 			case NoticeSecurity:
 				mark = "🔒"
@@ -248,6 +248,12 @@ func (d *Diff) MarkdownSized(limit int) string {
 			if r.OldComponents != nil || r.NewComponents != nil {
 				old = strings.TrimSpace(old + " " + strings.Join(r.OldComponents, " "))
 				nw = strings.TrimSpace(nw + " " + strings.Join(r.NewComponents, " "))
+			}
+			if r.OldKeys != nil {
+				old = strings.TrimSpace(old + " key " + keyList(r.OldKeys))
+			}
+			if r.NewKeys != nil {
+				nw = strings.TrimSpace(nw + " key " + keyList(r.NewKeys))
 			}
 			bl.rows = append(bl.rows, fmt.Sprintf("| %s | %s | %s | %s | %s |\n", mdCell(r.Suite), mdCell(r.URI), r.Status, mdCell(orDash(old)), mdCell(orDash(nw))))
 		}

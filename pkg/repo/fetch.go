@@ -176,7 +176,7 @@ func (c *Client) FetchRelease(ctx context.Context, src Source) (*Release, *Relea
 		}
 	}
 	now := c.now()
-	text, err := verifyInRelease(u, data, keyring, now)
+	text, keys, err := verifyInRelease(u, data, keyring, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +185,7 @@ func (c *Client) FetchRelease(ctx context.Context, src Source) (*Release, *Relea
 		return nil, nil, err
 	}
 	sum := sha256.Sum256(data)
-	rel := &Release{Source: src, SHA256: hex.EncodeToString(sum[:]), Date: date, ValidUntil: validUntil}
+	rel := &Release{Source: src, SHA256: hex.EncodeToString(sum[:]), Date: date, ValidUntil: validUntil, Keys: keys}
 	if c.CacheDir != "" && !c.Offline {
 		if err := writeFileAtomic(c.inReleasePath(u), data); err != nil {
 			return nil, nil, fmt.Errorf("caching %s: %w", u, err)

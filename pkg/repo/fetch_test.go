@@ -359,6 +359,7 @@ func TestFetchHappyPath(t *testing.T) {
 				SHA256:     sha(inRelease),
 				Date:       testNow.Add(-time.Hour),
 				ValidUntil: testNow.Add(7 * 24 * time.Hour),
+				Keys:       []string{strings.ToUpper(hex.EncodeToString(r.key.PrimaryKey.Fingerprint))},
 			}}
 			if diff := cmp.Diff(wantRel, idx.Releases); diff != "" {
 				t.Errorf("releases (-want +got):\n%s", diff)
@@ -674,8 +675,13 @@ func TestVerifyAnySignature(t *testing.T) {
 	signed := clearsignText(t, string(mustPlaintext(t, r.files[p])), other, r2key)
 	r.files[p] = signed
 	src := r.source()
-	if _, _, err := testClient("").FetchRelease(context.Background(), src); err != nil {
+	rel, _, err := testClient("").FetchRelease(context.Background(), src)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The key that verified is recorded, the unknown one not.
+	if want := strings.ToUpper(hex.EncodeToString(r.key.PrimaryKey.Fingerprint)); len(rel.Keys) != 1 || rel.Keys[0] != want {
+		t.Errorf("keys %v, want [%s]", rel.Keys, want)
 	}
 	// An armored keyring works too.
 	src.SignedBy = writeKeyring(t, filepath.Join(r.dir, "k.asc"), true, r.key)

@@ -35,7 +35,7 @@ func TestVerifyHostInRelease(t *testing.T) {
 			if err != nil {
 				t.Skipf("keyring: %v", err)
 			}
-			text, err := verifyInRelease(f, data, el, fileTime(t, f))
+			text, _, err := verifyInRelease(f, data, el, fileTime(t, f))
 			if err != nil {
 				t.Logf("%s with %s: %v", filepath.Base(f), filepath.Base(kr), err)
 				continue

@@ -49,8 +49,13 @@ func TestFetchHostArchive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := &Client{CacheDir: t.TempDir()}
-	if _, _, err := c.FetchRelease(ctx, srcs[0]); err != nil {
+	rel, _, err := c.FetchRelease(ctx, srcs[0])
+	if err != nil {
 		skipIfUnreachable(t, err)
+	}
+	// Debian signs a release with its archive keys and the release's key.
+	if len(rel.Keys) < 2 {
+		t.Errorf("%s is signed by %v, want Debian's keys", srcs[0].Suite, rel.Keys)
 	}
 
 	start := time.Now()

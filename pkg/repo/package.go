@@ -29,6 +29,9 @@ type Release struct {
 	// Date and ValidUntil are the Release file's own fields.
 	Date       time.Time
 	ValidUntil time.Time
+	// Keys are the fingerprints of the keys whose signatures on the
+	// InRelease file verified, sorted.
+	Keys []string
 }
 
 // Package is one binary package stanza of a Packages index, with the fields

@@ -2,10 +2,12 @@ package repo
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,51 +58,63 @@ func releaseError(url, format string, args ...any) error {
 }
 
 // verifyInRelease checks the clearsigned InRelease data against keyring at
-// time now and returns the signed text, which is all that may be trusted.
-func verifyInRelease(url string, data []byte, keyring openpgp.EntityList, now time.Time) ([]byte, error) {
+// time now and returns the signed text, which is all that may be trusted,
+// and the fingerprints of the keys whose signatures verified (sorted).
+func verifyInRelease(url string, data []byte, keyring openpgp.EntityList, now time.Time) ([]byte, []string, error) {
 	const begin = "-----BEGIN PGP SIGNED MESSAGE-----"
 	// Decode skips text before the armor; such text would be unsigned, so
 	// refuse it, as apt does.
 	i := bytes.Index(data, []byte(begin))
 	if i < 0 {
-		return nil, releaseError(url, "not a clearsigned message")
+		return nil, nil, releaseError(url, "not a clearsigned message")
 	}
 	if len(bytes.TrimSpace(data[:i])) != 0 {
-		return nil, releaseError(url, "unsigned text before the signed message")
+		return nil, nil, releaseError(url, "unsigned text before the signed message")
 	}
 	b, rest := clearsign.Decode(data)
 	if b == nil {
-		return nil, releaseError(url, "malformed clearsigned message")
+		return nil, nil, releaseError(url, "malformed clearsigned message")
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, releaseError(url, "unsigned text after the signature")
+		return nil, nil, releaseError(url, "unsigned text after the signature")
 	}
 	sigData, err := io.ReadAll(b.ArmoredSignature.Body)
 	if err != nil {
-		return nil, releaseError(url, "reading signature: %v", err)
+		return nil, nil, releaseError(url, "reading signature: %v", err)
 	}
 	sigs, err := splitPackets(sigData)
 	if err != nil {
-		return nil, releaseError(url, "reading signature: %v", err)
+		return nil, nil, releaseError(url, "reading signature: %v", err)
 	}
 	// The archive signs with several keys; like apt, accept the message if
 	// any one signature verifies, so an expired key in the keyring whose
 	// signature comes first does not hide a good one.
+	// Every signature is checked, so the lockfile can record which keys
+	// sign the suite and a diff can show a change of key.
 	config := &packet.Config{Time: func() time.Time { return now }}
 	var firstErr error
+	var signers []string
 	for _, sig := range sigs {
-		_, _, err := openpgp.VerifyDetachedSignature(keyring, bytes.NewReader(b.Bytes), bytes.NewReader(sig), config)
+		_, signer, err := openpgp.VerifyDetachedSignature(keyring, bytes.NewReader(b.Bytes), bytes.NewReader(sig), config)
 		if err == nil {
-			return b.Plaintext, nil
+			fp := strings.ToUpper(hex.EncodeToString(signer.PrimaryKey.Fingerprint))
+			if !slices.Contains(signers, fp) {
+				signers = append(signers, fp)
+			}
+			continue
 		}
 		if firstErr == nil || errors.Is(firstErr, pgperrors.ErrUnknownIssuer) {
 			firstErr = err
 		}
 	}
+	if len(signers) > 0 {
+		slices.Sort(signers)
+		return b.Plaintext, signers, nil
+	}
 	if firstErr == nil {
 		firstErr = errors.New("no signature")
 	}
-	return nil, releaseError(url, "signature not verified: %v", firstErr)
+	return nil, nil, releaseError(url, "signature not verified: %v", firstErr)
 }
 
 // splitPackets cuts a binary OpenPGP stream into its packets, so that each
