@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/image-builder-action/image-builder-action/pkg/binfmt"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/sources"
 	"github.com/image-builder-action/image-builder-action/stages"
@@ -36,6 +38,18 @@ type options struct {
 	// commitAfter is the stage duration from which an intermediate tree is
 	// committed (debs and last stages always are).
 	commitAfter time.Duration
+	// buildArch picks the build root among a lockfile's stand-ins
+	// (WithBuildArch).
+	buildArch string
+}
+
+// WithBuildArch builds as a host of architecture arch would (default: this
+// machine's): an entry of another architecture uses the build root locked
+// for arch when the lockfile has one, else its own. WithBuildArch(the
+// entry's architecture) runs every tool as the target, as a native build
+// does, which shows whether the cross build gives the same bytes.
+func WithBuildArch(arch string) Option {
+	return func(o *options) error { o.buildArch = arch; return nil }
 }
 
 // WithOutputDir sets where the image files go (default: the current
@@ -173,10 +187,17 @@ type stagePlan struct {
 }
 
 type pipelinePlan struct {
-	p      *manifest.Pipeline
-	stages []*stagePlan
-	cached int // leading stages whose trees are in the store
-	needed bool
+	p *manifest.Pipeline
+	// build is the build root's pipeline: p.Build, or what stands in for
+	// it on this host.
+	build string
+	// arch is the dpkg architecture of the pipeline's tree; execArch the
+	// architecture (image definitions' name) of the programs its stages
+	// run: its own tree's, or its build root's.
+	arch, execArch string
+	stages         []*stagePlan
+	cached         int // leading stages whose trees are in the store
+	needed         bool
 	// final marks the last pipeline, whose files are the outputs: its
 	// tree is built in the store's temp area and moved into the store.
 	final bool
@@ -193,7 +214,7 @@ func (pp *pipelinePlan) key() string { return pp.stages[len(pp.stages)-1].key }
 // Build builds the lockfile's entry for arch and typ (empty matches the only
 // entry) and writes its files to the output directory.
 func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ...Option) (*Result, error) {
-	o := options{concurrency: 8, log: io.Discard, events: func(Event) {}, commitAfter: 10 * time.Second}
+	o := options{concurrency: 8, log: io.Discard, events: func(Event) {}, commitAfter: 10 * time.Second, buildArch: binfmt.HostArch()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("build options: %w", err)
@@ -221,7 +242,7 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	if err := lf.Validate(); err != nil {
 		return nil, fmt.Errorf("lockfile: %w", err)
 	}
-	plans, err := planEntry(lf, entry)
+	plans, err := planEntry(lf, entry, o.buildArch)
 	if err != nil {
 		return nil, err
 	}
@@ -253,6 +274,14 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 
 	markNeeded(store, plans, len(plans)-1)
 	plans[len(plans)-1].final = true
+	// Before any work: another architecture's programs must be able to run.
+	for _, pp := range plans {
+		if pp.needed && pp.cached < len(pp.stages) {
+			if err := binfmt.Check(pp.execArch); err != nil {
+				return nil, fmt.Errorf("entry %s pipeline %s: %w", entry.Name(), pp.p.Name, err)
+			}
+		}
+	}
 
 	src := NewSources(cache.SourcesDir(), lf.Packages, o.client, o.concurrency, o.events, chain(lf, &o)...)
 	var refs []string
@@ -360,29 +389,47 @@ func Plan(lf *manifest.Lockfile, arch, typ string) error {
 	if err := lf.Validate(); err != nil {
 		return fmt.Errorf("lockfile: %w", err)
 	}
-	_, err = planEntry(lf, entry)
+	_, err = planEntry(lf, entry, binfmt.HostArch())
 	return err
 }
 
 // planEntry decodes and validates every stage and computes the keys, before
 // anything runs.
-func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, error) {
+func planEntry(lf *manifest.Lockfile, entry *manifest.Entry, buildArch string) ([]*pipelinePlan, error) {
 	index := lf.PackageIndex()
 	finalKey := map[string]string{}
+	// Stand-ins for this host take the place of the pipelines they
+	// replace; those for other hosts are left out.
+	alias := map[string]string{}
+	resolve := func(name string) string {
+		if a, ok := alias[name]; ok {
+			return a
+		}
+		return name
+	}
+	byName := map[string]*pipelinePlan{}
 	var plans []*pipelinePlan
 	for i := range entry.Pipelines {
 		p := &entry.Pipelines[i]
-		pp := &pipelinePlan{p: p}
+		if p.Host != "" {
+			if p.Host != buildArch || p.Host == entry.Arch {
+				continue
+			}
+			alias[p.Replaces] = p.Name
+		}
+		arch := cmp.Or(p.Host, entry.Arch)
+		pp := &pipelinePlan{p: p, build: resolve(p.Build), arch: dpkgArch(arch), execArch: arch}
 		if len(p.Stages) == 0 {
 			return nil, fmt.Errorf("entry %s pipeline %s: no stages", entry.Name(), p.Name)
 		}
 		buildKey := ""
-		if p.Build != "" {
-			k, ok := finalKey[p.Build]
+		if pp.build != "" {
+			k, ok := finalKey[pp.build]
 			if !ok {
 				return nil, fmt.Errorf("entry %s pipeline %s: build pipeline %q is not defined before it", entry.Name(), p.Name, p.Build)
 			}
 			buildKey = k
+			pp.execArch = byName[pp.build].execArch
 		}
 		prev := ""
 		for j := range p.Stages {
@@ -400,6 +447,9 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, e
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
+			for i, name := range r.pipelines {
+				r.pipelines[i] = resolve(name)
+			}
 			inputs := map[string]string{}
 			for _, name := range r.pipelines {
 				k, ok := finalKey[name]
@@ -409,7 +459,7 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, e
 				inputs[name] = k
 			}
 			key, err := stageKey(keyInput{
-				Arch: entry.Arch, SourceDateEpoch: lf.SourceDateEpoch, Type: ms.Type, StageVersion: stages.Version(ms.Type), Options: canon,
+				Arch: arch, SourceDateEpoch: lf.SourceDateEpoch, Type: ms.Type, StageVersion: stages.Version(ms.Type), Options: canon,
 				Previous: prev, BuildRoot: buildKey, Inputs: inputs, Packages: digests,
 			})
 			if err != nil {
@@ -419,6 +469,7 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry) ([]*pipelinePlan, e
 			prev = key
 		}
 		finalKey[p.Name] = prev
+		byName[p.Name] = pp
 		plans = append(plans, pp)
 	}
 	return plans, nil
@@ -464,8 +515,8 @@ func markNeeded(store *Store, plans []*pipelinePlan, i int) {
 		return
 	}
 	deps := map[string]bool{}
-	if pp.p.Build != "" {
-		deps[pp.p.Build] = true
+	if pp.build != "" {
+		deps[pp.build] = true
 	}
 	for _, sp := range pp.stages[pp.cached:] {
 		for _, in := range sp.inputs {
@@ -544,8 +595,8 @@ func (b *builder) wait() error {
 // of the stages that must run.
 func (pp *pipelinePlan) deps() []string {
 	var names []string
-	if pp.p.Build != "" {
-		names = append(names, pp.p.Build)
+	if pp.build != "" {
+		names = append(names, pp.build)
 	}
 	for _, sp := range pp.stages[pp.cached:] {
 		names = append(names, sp.inputs...)
@@ -644,9 +695,9 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 		return nil
 	}
 	buildRoot := ""
-	if pp.p.Build != "" {
+	if pp.build != "" {
 		var err error
-		if buildRoot, err = b.treeOf(ctx, b.byName[pp.p.Build]); err != nil {
+		if buildRoot, err = b.treeOf(ctx, b.byName[pp.build]); err != nil {
 			return err
 		}
 	}
@@ -711,7 +762,7 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		BuildRoot:       buildRoot,
 		Packages:        b.src,
 		Runner:          b.runner(protected),
-		Arch:            dpkgArch(b.entry.Arch),
+		Arch:            pp.arch,
 		SourceDateEpoch: b.lf.SourceDateEpoch,
 		Log:             o.log,
 		TempDir:         b.work.tmp,

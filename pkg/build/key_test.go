@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/image-builder-action/image-builder-action/pkg/binfmt"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/stages"
 )
@@ -17,7 +18,7 @@ func TestStageVersionInKey(t *testing.T) {
 			{Type: "hostname", Options: json.RawMessage(`{"hostname":"h"}`)},
 		}}},
 	}}}
-	plans, err := planEntry(lf, &lf.Entries[0])
+	plans, err := planEntry(lf, &lf.Entries[0], binfmt.HostArch())
 	if err != nil {
 		t.Fatal(err)
 	}

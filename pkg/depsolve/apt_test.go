@@ -107,6 +107,17 @@ var aptSets = []aptSet{
 	{name: "arm64/cloud-image", arch: "arm64", install: []string{"openssh-server", "linux-image-cloud-arm64", "systemd-boot", "initramfs-tools"}},
 	{name: "arm64/grub-efi-arm64", arch: "arm64", install: []string{"grub-efi-arm64", "linux-image-arm64"}},
 	{name: "arm64/podman", arch: "arm64", install: []string{"podman", "curl"}},
+	// What ibuild lock resolves for aarch64 entries (imagedefs/distros):
+	// the build root, a generic and a cloud image's os tree, a container.
+	{name: "arm64/build-root", arch: "arm64", install: []string{"dpkg", "tar", "gzip", "xz-utils", "zstd", "e2fsprogs", "dosfstools", "mtools", "qemu-utils"}},
+	{name: "arm64/os-generic", arch: "arm64", install: []string{"systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "netbase",
+		"iproute2", "ca-certificates", "apt", "linux-image-arm64", "grub-efi-arm64-bin", "grub2-common", "initramfs-tools", "zstd", "e2fsprogs",
+		"openssh-server", "sudo"}},
+	{name: "arm64/os-cloud", arch: "arm64", install: []string{"systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "netbase",
+		"iproute2", "ca-certificates", "apt", "linux-image-cloud-arm64", "grub-efi-arm64-bin", "grub2-common", "initramfs-tools", "zstd",
+		"e2fsprogs", "cloud-init"}},
+	{name: "arm64/container", arch: "arm64", install: []string{"ca-certificates", "netbase"}},
+	{name: "bare/arm64/openssh-server", arch: "arm64", install: []string{"openssh-server"}, bare: true},
 }
 
 // expectedDiff documents a difference from apt that the test accepts.

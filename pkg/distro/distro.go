@@ -29,7 +29,7 @@ type Distro struct {
 	Suites      []Suite          `toml:"suites"`
 	Hostname    string           `toml:"hostname"`
 	Arches      map[string]*Arch `toml:"arches"`
-	Build       PackageSet       `toml:"build"`
+	Build       BuildRoot        `toml:"build"`
 	OS          OSDefaults       `toml:"os"`
 	Container   PackageSet       `toml:"container"`
 	Initramfs   Initramfs        `toml:"initramfs"`
@@ -80,6 +80,17 @@ func (p *Partition) MountOptions() string {
 // PackageSet is a list of package names.
 type PackageSet struct {
 	Packages []string `toml:"packages"`
+}
+
+// BuildRoot is what the build root, the tree whose tools the image and
+// export stages run, holds.
+type BuildRoot struct {
+	Packages []string `toml:"packages"`
+	// CrossHosts are host architectures for which an entry of another
+	// architecture also gets a build root of the host's packages: there,
+	// only the os tree's own programs (maintainer scripts, the initramfs)
+	// run under emulation, and mkfs, qemu-img and the like run natively.
+	CrossHosts []string `toml:"cross_hosts"`
 }
 
 // OSDefaults is the base of every bootable or system image.
@@ -259,6 +270,11 @@ func (d *Distro) validate() error {
 	}
 	if len(d.Arches) == 0 {
 		return errors.New("no arches")
+	}
+	for _, h := range d.Build.CrossHosts {
+		if _, ok := d.Arches[h]; !ok {
+			return fmt.Errorf("build.cross_hosts: %q is not one of the arches", h)
+		}
 	}
 	for name, a := range d.Arches {
 		a.Name = name

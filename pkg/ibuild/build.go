@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/image-builder-action/image-builder-action/pkg/binfmt"
 	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/layout"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
@@ -38,6 +39,10 @@ type BuildRequest struct {
 	// Events receives progress; Log the output of the tools stages run.
 	Events func(BuildEvent)
 	Log    io.Writer
+	// RegisterBinfmt registers qemu-user-static's binfmt_misc handler
+	// for an entry of another architecture when none is (as root), and
+	// removes it again when the build ends.
+	RegisterBinfmt bool
 	// Options come after the request's.
 	Options []build.Option
 }
@@ -58,6 +63,9 @@ type BuildResult struct {
 	// Stale is set when AllowStale let a stale lockfile through.
 	Stale  *lock.StaleError
 	Images []BuiltImage
+	// Registered are the architectures whose binfmt_misc handler the
+	// build registered (RegisterBinfmt), and removed again.
+	Registered []string
 }
 
 // BuiltImage is one entry built.
@@ -121,7 +129,7 @@ func first(list []string) string {
 
 // Build checks the lockfile (see BuildRequest.AllowStale) and builds the
 // selected entries, one after the other.
-func Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
+func Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err error) {
 	l, err := ReadLockfile(req.Lockfile)
 	if err != nil {
 		return nil, err
@@ -150,6 +158,23 @@ func Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	emit := func(BuildEvent) {}
 	if req.Events != nil {
 		emit = req.Events
+	}
+	for _, e := range entries {
+		if !req.RegisterBinfmt {
+			break
+		}
+		reg, rerr := binfmt.Register(e.Arch)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if reg.Added() {
+			res.Registered = append(res.Registered, e.Arch)
+		}
+		defer func() {
+			if uerr := reg.Undo(); uerr != nil && err == nil {
+				err = uerr
+			}
+		}()
 	}
 	for _, e := range entries {
 		dir := layout.BuildDir(out, e, len(entries) > 1)

@@ -253,9 +253,9 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 	pkgs := map[string]manifest.Package{}
 	repos := map[string]*manifest.Repository{}
 	var epoch time.Time
+	// Every (arch, type) is checked before anything is fetched.
 	for _, archName := range arches {
-		a, err := d.Arch(archName)
-		if err != nil {
+		if _, err := d.Arch(archName); err != nil {
 			return nil, err
 		}
 		for _, typName := range types {
@@ -264,22 +264,20 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 				return nil, err
 			}
 			if !contains(t.Arches, archName) {
-				return nil, fmt.Errorf("image type %s is not available for %s", typName, archName)
+				return nil, fmt.Errorf("image type %s cannot be made for %s (it is made for %s)", typName, archName, strings.Join(t.Arches, ", "))
 			}
+		}
+	}
+	// resolvers resolve package sets per architecture: the entries' own,
+	// and the hosts' that build roots are locked for (build.cross_hosts).
+	resolvers := map[string]*archResolver{}
+	resolverFor := func(a *distro.Arch) (*archResolver, error) {
+		if r, ok := resolvers[a.Name]; ok {
+			return r, nil
 		}
 		idx, err := o.fetcher.Fetch(ctx, srcs, a.Dpkg)
 		if err != nil {
 			return nil, err
-		}
-		universe := depsolve.NewUniverse(idx.Packages, a.Dpkg)
-		extraPkgs, err := resolveRequests(bp, universe, cust)
-		if err != nil {
-			return nil, err
-		}
-		var plans []*entryPlan
-		for _, typName := range types {
-			t, _ := o.defs.Type(typName)
-			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
 		}
 		for _, r := range idx.Releases {
 			key := r.Source.URI + " " + r.Source.Suite
@@ -297,37 +295,40 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 				epoch = r.Date
 			}
 		}
-		memo := map[string][]manifest.Package{}
-		solve := func(install []string) ([]manifest.Package, error) {
-			key := strings.Join(install, "\x00")
-			if r, ok := memo[key]; ok {
-				return r, nil
-			}
-			sol, err := universe.Solve(ctx, depsolve.Request{Arch: a.Dpkg, Install: install})
-			if err != nil {
-				return nil, err
-			}
-			out := make([]manifest.Package, 0, len(sol.Packages))
-			for _, p := range sol.Packages {
-				mp := manifest.Package{Name: p.Name, Version: p.Version, Arch: p.Architecture, URL: p.URL, SHA256: p.SHA256, Size: p.Size}
-				out = append(out, mp)
-				pkgs[mp.Ref()] = mp
-			}
-			memo[key] = out
-			return out, nil
+		r := &archResolver{arch: a, universe: depsolve.NewUniverse(idx.Packages, a.Dpkg), memo: map[string][]manifest.Package{}, all: pkgs}
+		resolvers[a.Name] = r
+		return r, nil
+	}
+	for _, archName := range arches {
+		a, err := d.Arch(archName)
+		if err != nil {
+			return nil, err
+		}
+		res, err := resolverFor(a)
+		if err != nil {
+			return nil, err
+		}
+		extraPkgs, err := resolveRequests(bp, res.universe, cust)
+		if err != nil {
+			return nil, err
+		}
+		var plans []*entryPlan
+		for _, typName := range types {
+			t, _ := o.defs.Type(typName)
+			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
 		}
 		// What every solution starts from, installed first by both the
 		// build root and the os tree.
-		base, err := solve(nil)
+		base, err := res.solve(ctx, nil)
 		if err != nil {
 			return nil, fmt.Errorf("resolving the essential packages of %s: %w", archName, err)
 		}
 		for _, p := range plans {
-			buildPkgs, err := solve(p.buildPackages)
+			buildPkgs, err := res.solve(ctx, p.buildPackages)
 			if err != nil {
 				return nil, fmt.Errorf("resolving the build root of %s/%s: %w", archName, p.typ.Name, err)
 			}
-			osPkgs, err := solve(p.osPackages)
+			osPkgs, err := res.solve(ctx, p.osPackages)
 			if err != nil {
 				return nil, fmt.Errorf("resolving the packages of %s/%s: %w", archName, p.typ.Name, err)
 			}
@@ -335,6 +336,31 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", archName, p.typ.Name, err)
 			}
+			// Build roots for other hosts: after the one they stand in for.
+			var cross []manifest.Pipeline
+			for _, h := range d.Build.CrossHosts {
+				if h == archName || !p.usesBuildRoot(pipes) {
+					continue
+				}
+				ha, err := d.Arch(h)
+				if err != nil {
+					return nil, err
+				}
+				hres, err := resolverFor(ha)
+				if err != nil {
+					return nil, err
+				}
+				hbase, err := hres.solve(ctx, nil)
+				if err != nil {
+					return nil, fmt.Errorf("resolving the essential packages of %s: %w", h, err)
+				}
+				hpkgs, err := hres.solve(ctx, p.buildPackages)
+				if err != nil {
+					return nil, fmt.Errorf("resolving the %s build root of %s/%s: %w", h, archName, p.typ.Name, err)
+				}
+				cross = append(cross, p.crossBuildPipeline(h, hbase, hpkgs))
+			}
+			pipes = append(pipes[:1], append(cross, pipes[1:]...)...)
 			e := manifest.Entry{Distro: d.Name, Arch: archName, Type: p.typ.Name, Filename: p.typ.Filename, Pipelines: pipes}
 			if err := validateEntry(bp, &e, p.origins); err != nil {
 				return nil, err
@@ -361,6 +387,34 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 		return nil, fmt.Errorf("generated lockfile is invalid: %w", err)
 	}
 	return lf, nil
+}
+
+// archResolver resolves package sets for one architecture, each set once;
+// every package it pins goes into all.
+type archResolver struct {
+	arch     *distro.Arch
+	universe *depsolve.Universe
+	memo     map[string][]manifest.Package
+	all      map[string]manifest.Package
+}
+
+func (r *archResolver) solve(ctx context.Context, install []string) ([]manifest.Package, error) {
+	key := strings.Join(install, "\x00")
+	if out, ok := r.memo[key]; ok {
+		return out, nil
+	}
+	sol, err := r.universe.Solve(ctx, depsolve.Request{Arch: r.arch.Dpkg, Install: install})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]manifest.Package, 0, len(sol.Packages))
+	for _, p := range sol.Packages {
+		mp := manifest.Package{Name: p.Name, Version: p.Version, Arch: p.Architecture, URL: p.URL, SHA256: p.SHA256, Size: p.Size}
+		out = append(out, mp)
+		r.all[mp.Ref()] = mp
+	}
+	r.memo[key] = out
+	return out, nil
 }
 
 func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizations, extra []string, seed string) *entryPlan {

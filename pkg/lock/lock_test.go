@@ -320,3 +320,21 @@ func optionsWithout(raw []byte, keys ...string) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }
+
+// TestLockRefusesTypeForArch: a type that cannot be made for an
+// architecture is refused at lock, by name, before anything is fetched.
+func TestLockRefusesTypeForArch(t *testing.T) {
+	bp, err := blueprint.Load("../../testdata/lock/blueprint.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixtureFetcher{packages: "../../testdata/lock/Packages"}
+	_, err = Lock(context.Background(), bp, "blueprint.toml", WithDistro("debian-12"), WithFetcher(f),
+		WithSources(fixtureSources[0]), WithArches("x86_64", "aarch64"), WithTypes("qcow2", "ova"))
+	if err == nil || !strings.Contains(err.Error(), "image type ova cannot be made for aarch64") {
+		t.Errorf("got %v, want ova refused for aarch64", err)
+	}
+	if f.calls != 0 {
+		t.Errorf("fetched %d times before refusing", f.calls)
+	}
+}

@@ -198,24 +198,8 @@ func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
 // stage of its own, the same in the build root and the os tree, which a
 // build then runs once for both.
 func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
-	var exclude, include []string
-	if p.typ.Platform == "system" {
-		// The build root leaves out what the image leaves out: its tools
-		// need no documentation, and the first stages stay the same.
-		exclude, include = p.distro.OS.PathExclude, p.distro.OS.PathInclude
-	}
-	debs := func(pkgs []manifest.Package) []manifest.Stage {
-		one := func(pkgs []manifest.Package) manifest.Stage {
-			return stage("debs", stages.Debs{Packages: refs(pkgs), PathExclude: exclude, PathInclude: include})
-		}
-		rest, ok := without(pkgs, base)
-		if !ok || len(base) == 0 || len(rest) == 0 {
-			return []manifest.Stage{one(pkgs)}
-		}
-		return []manifest.Stage{one(base), one(rest)}
-	}
-	build := manifest.Pipeline{Name: "build", Stages: debs(buildPkgs)}
-	os, parts, err := p.osPipeline(debs(osPkgs))
+	build := manifest.Pipeline{Name: "build", Stages: p.debs(base, buildPkgs)}
+	os, parts, err := p.osPipeline(p.debs(base, osPkgs))
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +215,47 @@ func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]man
 		out = append(out, exp)
 	}
 	return out, nil
+}
+
+// debs writes the debs stages installing pkgs. base is what every
+// solution starts from (the Essential and required packages): when pkgs
+// holds all of it, it goes in a stage of its own, the same in the build
+// root and the os tree, which a build then runs once for both.
+func (p *entryPlan) debs(base, pkgs []manifest.Package) []manifest.Stage {
+	var exclude, include []string
+	if p.typ.Platform == "system" {
+		// The build root leaves out what the image leaves out: its tools
+		// need no documentation, and the first stages stay the same.
+		exclude, include = p.distro.OS.PathExclude, p.distro.OS.PathInclude
+	}
+	one := func(pkgs []manifest.Package) manifest.Stage {
+		return stage("debs", stages.Debs{Packages: refs(pkgs), PathExclude: exclude, PathInclude: include})
+	}
+	rest, ok := without(pkgs, base)
+	if !ok || len(base) == 0 || len(rest) == 0 {
+		return []manifest.Stage{one(pkgs)}
+	}
+	return []manifest.Stage{one(base), one(rest)}
+}
+
+// usesBuildRoot reports whether a pipeline runs with the build root.
+func (p *entryPlan) usesBuildRoot(pipes []manifest.Pipeline) bool {
+	for _, q := range pipes {
+		if q.Build == "build" {
+			return true
+		}
+	}
+	return false
+}
+
+// crossBuildPipeline is the build root of host's packages that stands in
+// for the entry's own on hosts of that architecture: the image and export
+// stages' tools (mkfs, qemu-img, the compressors) work on files and give
+// the same bytes whichever architecture runs them, so they need not be
+// emulated. It is the same pipeline as the build root of host's own
+// entries, which a build then finds in its cache.
+func (p *entryPlan) crossBuildPipeline(host string, base, pkgs []manifest.Package) manifest.Pipeline {
+	return manifest.Pipeline{Name: "build-" + host, Host: host, Replaces: "build", Stages: p.debs(base, pkgs)}
 }
 
 // diskSize is the disk's size: the type's, grown to hold the blueprint's

@@ -83,8 +83,15 @@ type Pipeline struct {
 	Name string `json:"name"`
 	// Build names the pipeline whose tree provides the tools this
 	// pipeline's stages run; empty for the build root itself.
-	Build  string  `json:"build,omitempty"`
-	Stages []Stage `json:"stages"`
+	Build string `json:"build,omitempty"`
+	// Host and Replaces make this pipeline a stand-in: on a host of
+	// architecture Host, it takes the place of pipeline Replaces (a build
+	// root of the entry's architecture) wherever that is named, and
+	// elsewhere it is not built. It is how an entry for another
+	// architecture runs its image tools natively.
+	Host     string  `json:"host,omitempty"`
+	Replaces string  `json:"replaces,omitempty"`
+	Stages   []Stage `json:"stages"`
 }
 
 // Stage is one step of a pipeline: its type and its options, which the
@@ -369,6 +376,12 @@ func (l *Lockfile) Validate() error {
 			}
 			if p.Build != "" && !names[p.Build] {
 				return fmt.Errorf("entries[%d] (%s): pipeline %q builds with %q, which is not defined before it", i, e.Name(), p.Name, p.Build)
+			}
+			if (p.Host == "") != (p.Replaces == "") {
+				return fmt.Errorf("entries[%d] (%s): pipeline %q: host and replaces go together", i, e.Name(), p.Name)
+			}
+			if p.Replaces != "" && !names[p.Replaces] {
+				return fmt.Errorf("entries[%d] (%s): pipeline %q replaces %q, which is not defined before it", i, e.Name(), p.Name, p.Replaces)
 			}
 			names[p.Name] = true
 			for k := range p.Stages {

@@ -20,6 +20,8 @@ type buildFlags struct {
 	verbose      bool
 	allowStale   bool
 	sources      sourceFlags
+	buildArch    string
+	register     bool
 }
 
 func newBuild() *cobra.Command {
@@ -33,7 +35,7 @@ func newBuild() *cobra.Command {
 			progress := &progress{w: stderr, json: f.jsonEvents, term: !f.jsonEvents && isTerminal(stderr)}
 			req := ibuild.BuildRequest{
 				Lockfile: args[0], Arches: nonEmpty(f.arch), Types: nonEmpty(f.typ), One: true,
-				OutputDir: f.output, CacheDir: f.cacheDir, AllowStale: f.allowStale,
+				OutputDir: f.output, CacheDir: f.cacheDir, AllowStale: f.allowStale, RegisterBinfmt: f.register,
 				Events: func(e ibuild.BuildEvent) {
 					if e.Event != nil {
 						progress.event(e.Event)
@@ -47,6 +49,9 @@ func newBuild() *cobra.Command {
 			req.Options = append(req.Options, srcOpts...)
 			if f.cacheMaxSize > 0 {
 				req.Options = append(req.Options, build.WithCacheMaxSize(f.cacheMaxSize))
+			}
+			if f.buildArch != "" {
+				req.Options = append(req.Options, build.WithBuildArch(f.buildArch))
 			}
 			if f.workDir != "" {
 				req.Options = append(req.Options, build.WithWorkDir(f.workDir))
@@ -82,6 +87,9 @@ func newBuild() *cobra.Command {
 				for _, img := range res.Images {
 					reportSources(stderr, img.Sources)
 				}
+				for _, a := range res.Registered {
+					fmt.Fprintf(stderr, "registered qemu-user-static's binfmt_misc handler for %s for the build, and removed it again\n", a)
+				}
 				fmt.Fprintf(stderr, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
 			} else {
 				for _, img := range res.Images {
@@ -102,6 +110,8 @@ func newBuild() *cobra.Command {
 	fl.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "evict least recently used stage trees above this many bytes (0: no limit)")
 	fl.BoolVar(&f.jsonEvents, "json", false, "print a JSON event stream instead of progress lines")
 	fl.BoolVar(&f.allowStale, "allow-stale", false, "build even when the blueprint or image definitions changed since locking")
+	fl.BoolVar(&f.register, "register-binfmt", false, "for an entry of another architecture, register qemu-user-static's binfmt_misc handler if none is (needs root; removed again at the end)")
+	fl.StringVar(&f.buildArch, "build-arch", "", "build as a host of this architecture would (default: this machine's); the entry's own runs every tool as the target, as a native build does")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the output of the tools stages run")
 	f.sources.register(fl)
 	return c
