@@ -99,6 +99,13 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("compress %s: the tree has no %s: install %s", s.Compress, tool[0], tool[1])
 		}
 	}
+	if s.Fstype != "" && initramfsExecutable(tree, "/usr/sbin/fsck") && !initramfsExecutable(tree, "/usr/sbin/fsck."+s.Fstype) &&
+		!initramfsExecutable(tree, "/sbin/fsck."+s.Fstype) {
+		// The fsck hook would only warn, and every boot would say
+		// "fsck: error 2 … while executing fsck.TYPE" and mount the root
+		// unchecked.
+		return fmt.Errorf("fstype %s: the tree has no fsck.%s to check the root at boot: install its package (e2fsprogs for ext4)", s.Fstype, s.Fstype)
+	}
 	kernels, err := initramfsKernels(tree)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -236,5 +237,55 @@ func TestOpenErrors(t *testing.T) {
 	os.WriteFile(noData, []byte("!<arch>\n"), 0o644)
 	if _, err := Open(noData); err == nil {
 		t.Errorf("opened an archive without members")
+	}
+}
+
+// TestWriteUncompressed: the copy has the same control and data, and dpkg-deb
+// (the reader that counts: dpkg) takes it.
+func TestWriteUncompressed(t *testing.T) {
+	data := tarball(t, []entry{
+		{name: "./", typ: tar.TypeDir, mode: 0o755},
+		{name: "./usr/", typ: tar.TypeDir, mode: 0o755},
+		{name: "./usr/odd", typ: tar.TypeReg, mode: 0o644, body: "odd length"},
+	})
+	for _, ext := range []string{".gz", ".zst", ""} {
+		t.Run("data.tar"+ext, func(t *testing.T) {
+			src := makeDeb(t, "Package: p\nVersion: 1\nArchitecture: arm64\nMaintainer: m <m@example.org>\nDescription: d\n", data, ext)
+			p, err := Open(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			dst := filepath.Join(t.TempDir(), "u.deb")
+			if err := p.WriteUncompressed(dst); err != nil {
+				t.Fatal(err)
+			}
+			u, err := Open(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			if u.data.name != "data.tar" || u.data.size != int64(len(data)) {
+				t.Errorf("data member %s of %d bytes, want data.tar of %d", u.data.name, u.data.size, len(data))
+			}
+			c, err := u.Control()
+			if err != nil || c["Architecture"] != "arm64" {
+				t.Errorf("control %v: %v", c, err)
+			}
+			files, err := u.Files()
+			if err != nil || fmt.Sprint(files) != "[/ /usr /usr/odd]" {
+				t.Errorf("files %v: %v", files, err)
+			}
+			if _, err := exec.LookPath("dpkg-deb"); err != nil {
+				return
+			}
+			out, err := exec.Command("dpkg-deb", "--fsys-tarfile", dst).Output()
+			if err != nil || !bytes.Equal(out, data) {
+				t.Errorf("dpkg-deb --fsys-tarfile: %v (%d bytes, want %d)", err, len(out), len(data))
+			}
+			if out, err := exec.Command("dpkg-deb", "--field", dst, "Package").Output(); err != nil || string(out) != "p\n" {
+				t.Errorf("dpkg-deb --field: %v: %s", err, out)
+			}
+		})
 	}
 }
