@@ -431,7 +431,7 @@ func TestCheckRefusedBlueprint(t *testing.T) {
 	if err := e.run(lockInputs, opt); err != nil {
 		t.Fatal(err)
 	}
-	e.writeBlueprint(func(s string) string { return s + "\n[[groups]]\nname = \"core\"\n" })
+	e.writeBlueprint(func(s string) string { return s + "\n[[groups]]\nname = \"rpm-development-tools\"\n" })
 	if err := e.run(map[string]string{"command": "check", "blueprint": "images/fixture.toml"}, opt); err == nil {
 		t.Fatal("check succeeded")
 	}
@@ -443,7 +443,7 @@ func TestCheckRefusedBlueprint(t *testing.T) {
 	}
 	if len(errs) != 2 ||
 		!strings.HasPrefix(errs[0], "::error file=images/fixture.lock.json,line=1,title=stale lockfile::") ||
-		!strings.HasPrefix(errs[1], "::error col=3,file=images/fixture.toml,line=32,title=blueprint::groups: testdist cannot honour this") {
+		!strings.HasPrefix(errs[1], "::error col=1,file=images/fixture.toml,line=33,title=blueprint::groups[0].name: testdist cannot honour this") {
 		t.Errorf("annotations: %q", errs)
 	}
 	if s := e.summary(); !strings.Contains(s, "Locking again to show the changes failed") {
@@ -484,8 +484,8 @@ func TestBlueprintAnnotations(t *testing.T) {
 			`::error col=1,file=images/fixture.toml,line=12,title=blueprint::customizations: unknown field "hostnme"`,
 		}},
 		{"refused by the distro", func(s string) string {
-			return s + "\n[[groups]]\nname = \"core\"\n"
-		}, []string{`::error col=3,file=images/fixture.toml,line=32,title=blueprint::groups: testdist cannot honour this`}},
+			return s + "\n[[groups]]\nname = \"rpm-development-tools\"\n"
+		}, []string{`::error col=1,file=images/fixture.toml,line=33,title=blueprint::groups[0].name: testdist cannot honour this`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newGHEnv(t)
