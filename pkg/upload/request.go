@@ -6,11 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/image-builder-action/image-builder-action/pkg/layout"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
 
@@ -91,8 +90,9 @@ func Images(req Request) ([]*Image, error) {
 		digest = hex.EncodeToString(sum[:])
 	}
 	explicit := len(req.Arches) > 0 || len(req.Types) > 0
-	var imgs []*Image
+	var sel []*manifest.Entry
 	var skipped []string
+	names := map[string]int{}
 	for i := range lf.Entries {
 		e := &lf.Entries[i]
 		if len(req.Arches) > 0 && !slices.Contains(req.Arches, e.Arch) || len(req.Types) > 0 && !slices.Contains(req.Types, e.Type) {
@@ -102,10 +102,18 @@ func Images(req Request) ([]*Image, error) {
 			skipped = append(skipped, e.Name())
 			continue
 		}
-		p := findFile(req.Dir, e)
+		sel = append(sel, e)
+		names[e.Filename]++
+	}
+	var imgs []*Image
+	for _, e := range sel {
+		p, cands, err := layout.Find(req.Dir, e, names[e.Filename] == 1)
+		if err != nil {
+			return nil, fmt.Errorf("uploading %s: %w", e.Name(), err)
+		}
 		if p == "" {
 			if explicit {
-				return nil, fmt.Errorf("uploading %s: no %s in %s (build it with ibuild build -o %s)", e.Name(), e.Filename, req.Dir, req.Dir)
+				return nil, fmt.Errorf("uploading %s: none of %s exists (build it with ibuild build -o %s)", e.Name(), strings.Join(cands, ", "), req.Dir)
 			}
 			continue
 		}
@@ -119,17 +127,4 @@ func Images(req Request) ([]*Image, error) {
 		return nil, errors.New(msg)
 	}
 	return imgs, nil
-}
-
-func findFile(dir string, e *manifest.Entry) string {
-	for _, p := range []string{
-		filepath.Join(dir, e.Arch, e.Type, e.Filename),
-		filepath.Join(dir, e.Arch, e.Filename),
-		filepath.Join(dir, e.Filename),
-	} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
 }

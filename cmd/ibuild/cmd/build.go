@@ -8,6 +8,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 type buildFlags struct {
@@ -22,6 +23,8 @@ type buildFlags struct {
 	sources      sourceFlags
 	buildArch    string
 	register     bool
+	upload       string
+	uploadOpts   upload.Options
 }
 
 func newBuild() *cobra.Command {
@@ -98,6 +101,23 @@ func newBuild() *cobra.Command {
 					}
 				}
 			}
+			if f.upload == "" {
+				return nil
+			}
+			// Straight from the build's output: the images just written,
+			// verified against the records the build wrote beside them.
+			for _, img := range res.Images {
+				up, err := ibuild.Upload(ctx, ibuild.UploadRequest{
+					Lockfile: args[0], From: f.output, Arches: nonEmpty(img.Entry.Arch), Types: nonEmpty(img.Entry.Type),
+					Target: f.upload, Options: f.uploadOpts, Events: uploadPrinter(stderr, f.jsonEvents),
+				})
+				if err != nil {
+					return err
+				}
+				if err := printUploads(c.OutOrStdout(), up.Uploads, f.jsonEvents); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
 	}
@@ -113,6 +133,8 @@ func newBuild() *cobra.Command {
 	fl.BoolVar(&f.register, "register-binfmt", false, "for an entry of another architecture, register qemu-user-static's binfmt_misc handler if none is (needs root; removed again at the end)")
 	fl.StringVar(&f.buildArch, "build-arch", "", "build as a host of this architecture would (default: this machine's); the entry's own runs every tool as the target, as a native build does")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the output of the tools stages run")
+	fl.StringVar(&f.upload, "upload", "", "upload the image when built: aws, aws.s3, gcp or azure (options as for ibuild upload)")
+	addUploadFlags(fl, &f.uploadOpts)
 	f.sources.register(fl)
 	return c
 }

@@ -1,0 +1,76 @@
+package upload
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Targets are the targets' names, as composer names them.
+var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
+
+// Options are every target's settings, named after composer's upload
+// options (the CLI's flags and the Action's inputs are these in
+// kebab-case). Credentials are not among them: each SDK's default chain
+// finds those.
+type Options struct {
+	// aws, aws.s3
+	Region            string
+	Bucket            string
+	Prefix            string
+	Endpoint          string // S3-compatible endpoint (path-style)
+	EC2Endpoint       string
+	Public            bool
+	Expires           time.Duration
+	ShareWithAccounts []string
+	BootMode          string
+	// gcp
+	Project         string
+	Family          string
+	StorageEndpoint string
+	ComputeEndpoint string
+	// azure
+	SubscriptionID   string
+	ResourceGroup    string
+	Location         string
+	StorageAccount   string
+	Container        string
+	HyperVGeneration string
+	BlobEndpoint     string
+	ARMEndpoint      string
+}
+
+// New makes the target named name from o, checking that o has what the
+// target needs; errors name the option as the CLI spells it.
+func New(name string, o Options) (Target, error) {
+	need := func(pairs ...string) error {
+		for i := 0; i < len(pairs); i += 2 {
+			if pairs[i+1] == "" {
+				return fmt.Errorf("upload to %s: --%s is required", name, pairs[i])
+			}
+		}
+		return nil
+	}
+	switch name {
+	case "aws.s3":
+		if err := need("bucket", o.Bucket); err != nil {
+			return nil, err
+		}
+		if o.Expires < 0 || o.Expires > DefaultPresignExpiry {
+			return nil, errors.New("upload to aws.s3: --expires must be at most 7 days (168h), S3's limit for presigned URLs")
+		}
+		return &S3{Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, Endpoint: o.Endpoint, Public: o.Public, Expires: o.Expires}, nil
+	case "aws":
+		if err := need("bucket", o.Bucket); err != nil {
+			return nil, err
+		}
+		switch o.BootMode {
+		case "", "uefi-preferred", "uefi", "legacy-bios":
+		default:
+			return nil, fmt.Errorf("upload to aws: --boot-mode %q: want uefi-preferred, uefi or legacy-bios", o.BootMode)
+		}
+		return &AWS{Region: o.Region, Bucket: o.Bucket, ShareWithAccounts: o.ShareWithAccounts, BootMode: o.BootMode,
+			S3Endpoint: o.Endpoint, EC2Endpoint: o.EC2Endpoint}, nil
+	}
+	return nil, fmt.Errorf("upload target %q: want one of aws, aws.s3, gcp, azure", name)
+}
