@@ -34,7 +34,9 @@ var (
 	packageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._-]*$`)
 	// Package names in packages and modules may be globs, as DNF takes
 	// them ("python3-*").
-	packageGlobRE = regexp.MustCompile(`^[A-Za-z0-9*?\[][A-Za-z0-9+._*?\[\]-]*$`)
+	// "@name" is a group and "@name:stream" a module stream, as DNF
+	// takes them in composer's package lists.
+	packageGlobRE = regexp.MustCompile(`^(?:[A-Za-z0-9*?\[][A-Za-z0-9+._*?\[\]-]*|@[A-Za-z0-9][A-Za-z0-9+._ -]*(?::[A-Za-z0-9._+-]+)?)$`)
 	// Versions (Debian and RPM characters) with the * and ? wildcards.
 	versionGlobRE   = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9.+~:_^*?-]*$`)
 	semverRE        = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$`)

@@ -8,10 +8,13 @@ import (
 // Has reports whether name can be installed by name: a package with a
 // candidate, or a virtual package that candidates provide.
 func (u *Universe) Has(name string) bool {
-	if id, ok := u.ids[name]; ok && u.cand[id] >= 0 {
-		return true
-	}
-	return len(u.Providers(name)) > 0
+	return u.IsPackage(name) || len(u.Providers(name)) > 0
+}
+
+// IsPackage reports whether name is a real package with a candidate.
+func (u *Universe) IsPackage(name string) bool {
+	id, ok := u.ids[name]
+	return ok && u.cand[id] >= 0
 }
 
 // Providers lists the packages whose candidates provide name, sorted.

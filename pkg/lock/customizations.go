@@ -66,6 +66,21 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 		}
 	}
 	request := func(field, name, version string) {
+		if g, ok := strings.CutPrefix(name, "@"); ok {
+			// DNF's syntax in a package list: @group, @module:stream.
+			if _, _, isModule := strings.Cut(g, ":"); isModule {
+				refuse(field, fmt.Sprintf("%q is an RPM module stream; Debian has one version of each package in a release: list the packages", name))
+				return
+			}
+			pkgs, ok := groupTasks[groupKey(g)]
+			if !ok {
+				refuse(field, fmt.Sprintf("Debian repositories have no package group %q; list its packages, or a task package (task-gnome-desktop, task-web-server, build-essential…)", g))
+			}
+			for _, p := range pkgs {
+				c.requests = append(c.requests, pkgRequest{field: field, name: p})
+			}
+			return
+		}
 		c.requests = append(c.requests, pkgRequest{field: field, name: name, version: version})
 	}
 	system := func(names ...string) { c.systemPkgs = append(c.systemPkgs, names...) }
@@ -393,6 +408,7 @@ var groupTasks = map[string][]string{
 	"gnome-desktop":                   {"task-gnome-desktop"},
 	"gnome-desktop-environment":       {"task-gnome-desktop"},
 	"workstation-product-environment": {"task-gnome-desktop"},
+	"workstation":                     {"task-gnome-desktop"},
 	"gnome":                           {"task-gnome-desktop"},
 	"kde-desktop":                     {"task-kde-desktop"},
 	"kde-desktop-environment":         {"task-kde-desktop"},

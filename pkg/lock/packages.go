@@ -36,6 +36,12 @@ func resolveRequests(bp *blueprint.Blueprint, u *depsolve.Universe, c customizat
 			errs = append(errs, bp.Errorf(r.field, "package %q is not in the repositories%s", r.name, suggestion(u, r.name)))
 			continue
 		}
+		if provs := u.Providers(r.name); !u.IsPackage(r.name) && len(provs) > 1 {
+			// apt installs a virtual package only when one package
+			// provides it.
+			errs = append(errs, bp.Errorf(r.field, "package %q is a virtual package provided by %s: name one%s", r.name, strings.Join(provs, ", "), suggestion(u, r.name)))
+			continue
+		}
 		out = append(out, r.install())
 	}
 	if c.kernelName != "" && !u.Has(c.kernelName) {
@@ -123,6 +129,8 @@ var fedoraNames = map[string][]string{
 	"libselinux-utils":     {"selinux-utils"},
 	"qemu-kvm":             {"qemu-system-x86"},
 	"libvirt":              {"libvirt-daemon-system"},
+	"etcd":                 {"etcd-server"},
+	"kubernetes":           {"kubernetes-client"},
 	"docker":               {"docker.io"},
 	"docker-ce":            {"docker.io"},
 	"container-selinux":    {"podman"},
