@@ -36,10 +36,11 @@ const (
 	CommandMatrix  = "matrix"
 	CommandBuild   = "build"
 	CommandPublish = "publish"
+	CommandMirror  = "mirror"
 )
 
 // Commands lists the valid values of the "command" input.
-var Commands = []string{CommandLock, CommandCheck, CommandMatrix, CommandBuild, CommandPublish}
+var Commands = []string{CommandLock, CommandCheck, CommandMatrix, CommandBuild, CommandPublish, CommandMirror}
 
 // Inputs are the action's inputs (action.yml), read from INPUT_*
 // variables. Paths are relative to GITHUB_WORKSPACE.
@@ -63,6 +64,11 @@ type Inputs struct {
 	CosignKey      string
 	CosignPassword string
 	GitHubToken    string
+	// Sources are the stores build takes packages from when the mirror
+	// and the snapshot archive do not serve them; To is the store mirror
+	// fills.
+	Sources []string
+	To      string
 }
 
 // ReadInputs reads the inputs. An input named "output-dir" is read from
@@ -85,6 +91,8 @@ func ReadInputs(getenv func(string) string) (*Inputs, error) {
 		CosignKey:      getenv(inputVar("cosign-key")),
 		CosignPassword: getenv(inputVar("cosign-password")),
 		GitHubToken:    get("github-token"),
+		Sources:        list(get("sources")),
+		To:             get("to"),
 	}
 	if in.CosignKey == "" {
 		in.CosignKey = getenv(strings.ReplaceAll(inputVar("cosign-key"), "-", "_"))
@@ -234,6 +242,8 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		err = r.build(ctx)
 	case CommandPublish:
 		err = r.publish(ctx)
+	case CommandMirror:
+		err = r.mirror(ctx)
 	}
 	if err != nil {
 		r.log.resume()

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
@@ -229,11 +230,15 @@ func (r *runner) build(ctx context.Context) error {
 		arches = []string{lock.HostArch()}
 	}
 	outDir := r.path(r.in.OutputDir)
+	stores, err := r.stores(ctx)
+	if err != nil {
+		return err
+	}
 	var bl *buildLog
 	res, err := ibuild.Build(ctx, ibuild.BuildRequest{
 		Lockfile: lockPath, Arches: arches, Types: r.in.Types,
 		OutputDir: outDir, CacheDir: r.cacheDir(), Log: r.log,
-		Options: r.opts.build,
+		Options: append([]build.Option{build.WithStores(stores...)}, r.opts.build...),
 		Events: func(e ibuild.BuildEvent) {
 			switch {
 			case e.Event != nil:

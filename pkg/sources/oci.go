@@ -43,29 +43,20 @@ type Registry struct {
 
 var _ Store = (*Registry)(nil)
 
-func openOCI(ref string, insecure bool) (*Registry, error) {
+func openOCI(ref string, o storeOptions) (*Registry, error) {
 	var nopts []name.Option
-	if insecure {
+	if o.insecure {
 		nopts = append(nopts, name.Insecure)
 	}
 	repo, err := name.NewRepository(ref, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("opening registry store %q: %w", ref, err)
 	}
-	return &Registry{repo: repo, keychain: authn.DefaultKeychain, rt: remote.DefaultTransport}, nil
-}
-
-// NewRegistry returns the store in repository ref ("host/repo"), with
-// credentials from kc (nil: docker's config.json).
-func NewRegistry(ref string, kc authn.Keychain) (*Registry, error) {
-	r, err := openOCI(ref, false)
-	if err != nil {
-		return nil, err
+	kc := o.keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
 	}
-	if kc != nil {
-		r.keychain = kc
-	}
-	return r, nil
+	return &Registry{repo: repo, keychain: kc, rt: remote.DefaultTransport}, nil
 }
 
 func (r *Registry) String() string { return "oci://" + r.repo.Name() }

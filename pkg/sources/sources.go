@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
 
@@ -70,7 +72,12 @@ type StoreOption func(*storeOptions)
 
 type storeOptions struct {
 	insecure bool
+	keychain authn.Keychain
 }
+
+// WithKeychain sets where an OCI registry store's credentials come from
+// (default authn.DefaultKeychain: docker's config.json).
+func WithKeychain(kc authn.Keychain) StoreOption { return func(o *storeOptions) { o.keychain = kc } }
 
 // WithInsecureRegistry lets an OCI registry store use plain HTTP on any
 // host (go-containerregistry already does for localhost and 127.0.0.1).
@@ -94,11 +101,11 @@ func OpenStore(ctx context.Context, ref string, opts ...StoreOption) (Store, err
 	case strings.HasPrefix(ref, "s3://"):
 		return openS3(ctx, ref)
 	case strings.HasPrefix(ref, "oci://"):
-		return openOCI(strings.TrimPrefix(ref, "oci://"), o.insecure)
+		return openOCI(strings.TrimPrefix(ref, "oci://"), o)
 	case strings.HasPrefix(ref, "file://"):
 		return NewDir(strings.TrimPrefix(ref, "file://")), nil
 	case looksLikeRegistry(ref):
-		return openOCI(ref, o.insecure)
+		return openOCI(ref, o)
 	default:
 		return NewDir(ref), nil
 	}
