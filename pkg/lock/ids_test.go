@@ -127,6 +127,9 @@ func TestIdentifiersStable(t *testing.T) {
 			t.Errorf("identifier %s survived --new-ids", id)
 		}
 	}
+	if d := manifest.Compare(mustParse(t, first), mustParse(t, rotated)); len(d.Notices) != 1 || d.Notices[0].Kind != manifest.NoticeIDs {
+		t.Errorf("diff after --new-ids: notices %+v, want the identifiers'", d.Notices)
+	}
 	again := lockWith(t, dir, same)
 	if !bytes.Equal(again, rotated) {
 		n, diff := gitDiffLines(t, rotated, again)

@@ -40,6 +40,7 @@ const (
 	NoticeRepository = "repository"
 	NoticeRebuilt    = "rebuilt"
 	NoticeKey        = "signing key"
+	NoticeIDs        = "identifiers"
 )
 
 // Notice is a security-relevant fact the lockfiles tell: a downgrade, a
@@ -138,6 +139,9 @@ func Compare(old, new *Lockfile) *Diff {
 	d := &Diff{}
 	d.Repositories = compareRepos(old.Repositories, new.Repositories)
 	d.Notices = repoNotices(d.Repositories)
+	if old.IDSeed != new.IDSeed && old.IDSeed != "" {
+		d.Notices = append(d.Notices, Notice{NoticeIDs, fmt.Sprintf("id_seed %s → %s: the disks', partitions' and file systems' identifiers are new (ibuild lock --new-ids)", old.IDSeed, new.IDSeed)})
+	}
 
 	oldIdx, newIdx := old.PackageIndex(), new.PackageIndex()
 	security := securitySuites(new.Repositories)
