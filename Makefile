@@ -8,15 +8,16 @@ BLUEPRINT ?= testdata/blueprints/example.toml
 TYPE ?= qcow2
 OUT ?= out
 
-.PHONY: all build deps test test-short lint bench example boot check clean
+.PHONY: all build deps deps-example test test-short lint bench example boot check clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ibuild
 
+# Everything the tests use; example and boot install only what they need.
 deps:
-	./.ci/deps
+	./.ci/deps check
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -39,13 +40,17 @@ bench: build
 
 # The main job: lock the example blueprint against the host's repositories,
 # then build it for this machine's architecture into $(OUT)/.
-example: deps build
+example: deps-example build
 	./$(BIN) lock $(BLUEPRINT) --type $(TYPE)
 	./$(BIN) build $(BLUEPRINT:.toml=.lock.json) --type $(TYPE) -o $(OUT)
+
+deps-example:
+	./.ci/deps example
 
 # Boot the example image under QEMU (UEFI, serial console). Ctrl-a x quits.
 # The virtio-rng device gives the guest entropy at once, as libvirt does.
 boot:
+	./.ci/deps boot
 	cp /usr/share/OVMF/OVMF_VARS_4M.fd $(OUT)/OVMF_VARS_4M.fd
 	qemu-system-x86_64 -m 2048 -smp 2 -nographic -device virtio-rng-pci \
 	  -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
