@@ -92,7 +92,7 @@ type entry struct {
 	uid        int
 }
 
-func tarball(t *testing.T, entries []entry) []byte {
+func tarball(t testing.TB, entries []entry) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -114,7 +114,7 @@ func tarball(t *testing.T, entries []entry) []byte {
 
 // makeDeb writes an ar archive like dpkg-deb's, compressing the data
 // archive as ext says.
-func makeDeb(t *testing.T, control string, data []byte, ext string) string {
+func makeDeb(t testing.TB, control string, data []byte, ext string) string {
 	ctl := tarball(t, []entry{{name: "./", typ: tar.TypeDir, mode: 0o755}, {name: "./control", typ: tar.TypeReg, mode: 0o644, body: control}})
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
