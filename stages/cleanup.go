@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Cleanup]("cleanup", 1) }
@@ -110,7 +112,7 @@ func (s *Cleanup) Run(ctx context.Context, env *Env) error {
 // cleanMachineID empties /etc/machine-id, so systemd makes one at first
 // boot, and points D-Bus's copy at it.
 func cleanMachineID(root string) error {
-	etc, err := treeResolve(root, "/etc", true)
+	etc, err := treepath.Resolve(root, "/etc", true)
 	if err != nil {
 		return err
 	}
@@ -130,7 +132,7 @@ func cleanMachineID(root string) error {
 			return err
 		}
 	}
-	dbus, err := treeResolve(root, "/var/lib/dbus", true)
+	dbus, err := treepath.Resolve(root, "/var/lib/dbus", true)
 	if err != nil {
 		return err
 	}
@@ -146,7 +148,7 @@ func cleanMachineID(root string) error {
 // cleanSSHKeys removes the host keys and, when the tree has sshd, enables
 // the units that make new ones at first boot.
 func cleanSSHKeys(root string, types []string) error {
-	dir, err := treeResolve(root, "/etc/ssh", true)
+	dir, err := treepath.Resolve(root, "/etc/ssh", true)
 	if err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func cleanApt(root string) error {
 // the services that expect it, and removes rotated, compressed and
 // journal files, which an empty file would corrupt.
 func cleanLogs(root string) error {
-	dir, err := treeResolve(root, "/var/log", true)
+	dir, err := treepath.Resolve(root, "/var/log", true)
 	if err != nil {
 		return err
 	}
@@ -301,7 +303,7 @@ func cleanTmp(root string) error {
 // diversions the debs stage would have left had it not finished.
 func cleanBuildLeftovers(root string) error {
 	if data, err := treeReadFile(root, "/usr/sbin/policy-rc.d"); err == nil && strings.Contains(string(data), "# ibuild:") {
-		p, err := treeResolve(root, "/usr/sbin/policy-rc.d", false)
+		p, err := treepath.Resolve(root, "/usr/sbin/policy-rc.d", false)
 		if err != nil {
 			return err
 		}
@@ -309,7 +311,7 @@ func cleanBuildLeftovers(root string) error {
 			return err
 		}
 	}
-	db, err := treeResolve(root, "/var/lib/dpkg/diversions", true)
+	db, err := treepath.Resolve(root, "/var/lib/dpkg/diversions", true)
 	if err != nil {
 		return err
 	}
@@ -349,11 +351,11 @@ func cleanBuildLeftovers(root string) error {
 
 // undoDiversion puts the diverted file back in place of the stand-in.
 func undoDiversion(root, from, to string) error {
-	fromHost, err := treeResolve(root, from, false)
+	fromHost, err := treepath.Resolve(root, from, false)
 	if err != nil {
 		return err
 	}
-	toHost, err := treeResolve(root, to, false)
+	toHost, err := treepath.Resolve(root, to, false)
 	if err != nil {
 		return err
 	}
@@ -370,7 +372,7 @@ func undoDiversion(root, from, to string) error {
 // build host's state.
 func cleanSeeds(root string) error {
 	for _, p := range []string{"/var/lib/systemd/random-seed", "/var/cache/ldconfig/aux-cache"} {
-		host, err := treeResolve(root, p, false)
+		host, err := treepath.Resolve(root, p, false)
 		if err != nil {
 			return err
 		}
@@ -384,7 +386,7 @@ func cleanSeeds(root string) error {
 // emptyDir removes the contents of a tree directory, but the names in
 // keep; a missing directory is fine.
 func emptyDir(root, dir string, keep map[string]bool) error {
-	host, err := treeResolve(root, dir, true)
+	host, err := treepath.Resolve(root, dir, true)
 	if err != nil {
 		return err
 	}
@@ -409,7 +411,7 @@ func emptyDir(root, dir string, keep map[string]bool) error {
 // removeGlob removes the regular files and symlinks of a tree directory
 // matching pattern.
 func removeGlob(root, dir, pattern string) error {
-	host, err := treeResolve(root, dir, true)
+	host, err := treepath.Resolve(root, dir, true)
 	if err != nil {
 		return err
 	}
@@ -436,7 +438,7 @@ func removeGlob(root, dir, pattern string) error {
 // package's new files into place: neither writes through the link into the
 // other file.
 func linkGrubModules(root string) error {
-	boot, err := treeResolve(root, "/boot/grub", true)
+	boot, err := treepath.Resolve(root, "/boot/grub", true)
 	if err != nil {
 		return err
 	}
@@ -451,7 +453,7 @@ func linkGrubModules(root string) error {
 		if !pl.IsDir() {
 			continue // a symlink is left alone, like anything else unusual
 		}
-		src, err := treeResolve(root, "/usr/lib/grub/"+pl.Name(), true)
+		src, err := treepath.Resolve(root, "/usr/lib/grub/"+pl.Name(), true)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,7 @@ import (
 
 	"pault.ag/go/debian/dependency"
 
-	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 	"github.com/image-builder-action/image-builder-action/stages/internal/deb"
 )
 
@@ -745,7 +745,7 @@ func debsDivertTools(ctx context.Context, d *debsDpkg, tree string, pkgs []*debI
 		if err := d.exec(ctx, []string{"dpkg-divert", "--local", "--rename", "--divert", target + debsDivertSuffix, "--add", target}, io.Discard); err != nil {
 			return undo, fmt.Errorf("diverting %s: %w", target, err)
 		}
-		host, err := nsrun.ResolveIn(tree, target)
+		host, err := treepath.Resolve(tree, target, true)
 		if err != nil {
 			return undo, err
 		}

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Directories]("directories", 1) }
@@ -68,14 +70,14 @@ func (d *DirectorySpec) make(root string, acc *treeAccounts) error {
 	}
 	// An existing symlink to a directory inside the tree is followed, as
 	// mkdir -p would.
-	host, err := treeResolve(root, d.Path, true)
+	host, err := treepath.Resolve(root, d.Path, true)
 	if err != nil {
 		return fmt.Errorf("path: %w", err)
 	}
 	fi, err := os.Stat(host)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if link, lerr := treeResolve(root, d.Path, false); lerr == nil && link != host {
+		if link, lerr := treepath.Resolve(root, d.Path, false); lerr == nil && link != host {
 			return fmt.Errorf("path: %s is a dangling symlink", d.Path)
 		}
 		if err := os.Mkdir(host, 0o700); err != nil {

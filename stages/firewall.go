@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Firewall]("firewall", 1) }
@@ -172,7 +174,7 @@ func (s *Firewall) Run(ctx context.Context, env *Env) error {
 
 // zoneFiles lists the names in the tree's /etc/firewalld/zones.
 func zoneFiles(root string) (string, map[string]bool) {
-	dir, err := treeResolve(root, "/etc/firewalld/zones", true)
+	dir, err := treepath.Resolve(root, "/etc/firewalld/zones", true)
 	if err != nil {
 		return "", nil
 	}

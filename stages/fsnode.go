@@ -12,6 +12,8 @@ import (
 	"os"
 	"path"
 	"strconv"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 // Node is a file or directory of the tree: where it is, its mode and its
@@ -92,7 +94,7 @@ func (e *parentError) Unwrap() error { return e.err }
 // parent that is not an existing directory is a *parentError.
 func (n *Node) parentDir(root string) (string, error) {
 	dir := path.Dir(n.Path)
-	host, err := treeResolve(root, dir, true)
+	host, err := treepath.Resolve(root, dir, true)
 	if err != nil {
 		return "", err
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"pault.ag/go/debian/version"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Grub2]("grub2", 1) }
@@ -140,7 +142,7 @@ func (s *Grub2) Run(ctx context.Context, env *Env) error {
 // newestKernel returns the version of the newest /boot/vmlinuz-* of the
 // tree, in Debian version order.
 func newestKernel(root string) (string, error) {
-	boot, err := treeResolve(root, "/boot", true)
+	boot, err := treepath.Resolve(root, "/boot", true)
 	if err != nil {
 		return "", err
 	}
@@ -354,7 +356,7 @@ func (s *Grub2) mkimage(ctx context.Context, env *Env, platform, pkg string) ([]
 // copyGrubModules copies the platform's modules and lists into
 // /boot/grub/<platform>, as grub-install does.
 func copyGrubModules(root, platform string) error {
-	src, err := treeResolve(root, "/usr/lib/grub/"+platform, true)
+	src, err := treepath.Resolve(root, "/usr/lib/grub/"+platform, true)
 	if err != nil {
 		return err
 	}

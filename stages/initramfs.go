@@ -13,7 +13,7 @@ import (
 
 	"pault.ag/go/debian/version"
 
-	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Initramfs]("initramfs", 1) }
@@ -88,7 +88,7 @@ const (
 // Run writes the configuration and builds the initramfs images.
 func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 	tree := env.Tree
-	hostPath := func(p string) (string, error) { return nsrun.ResolveIn(tree, p) }
+	hostPath := func(p string) (string, error) { return treepath.Resolve(tree, p, true) }
 	if !initramfsExecutable(tree, "/usr/sbin/update-initramfs") {
 		return errors.New("the tree has no /usr/sbin/update-initramfs: install initramfs-tools")
 	}
@@ -187,7 +187,7 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 // removes it when there are none.
 func (s *Initramfs) writeHook(tree string) error {
 	if len(s.Modules) == 0 {
-		p, err := nsrun.ResolveIn(tree, initramfsHook)
+		p, err := treepath.Resolve(tree, initramfsHook, true)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (s *Initramfs) writeHook(tree string) error {
 // initramfsKernels lists the kernel versions that have both an image in /boot
 // and modules, oldest first (dpkg's version order).
 func initramfsKernels(tree string) ([]string, error) {
-	boot, err := nsrun.ResolveIn(tree, "/boot")
+	boot, err := treepath.Resolve(tree, "/boot", true)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func initramfsKernels(tree string) ([]string, error) {
 	var out []string
 	for _, img := range images {
 		v := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
-		mods, err := nsrun.ResolveIn(tree, "/lib/modules/"+v)
+		mods, err := treepath.Resolve(tree, "/lib/modules/"+v, true)
 		if err != nil {
 			return nil, err
 		}
@@ -248,7 +248,7 @@ func debVersionLess(a, b string) bool {
 
 // initramfsExecutable reports whether p (inside the tree) is an executable file.
 func initramfsExecutable(tree, p string) bool {
-	hp, err := nsrun.ResolveIn(tree, p)
+	hp, err := treepath.Resolve(tree, p, true)
 	if err != nil {
 		return false
 	}

@@ -14,6 +14,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 // offlineUnitDirs are systemd 252's unit search path on Debian (split-usr
@@ -50,7 +52,7 @@ func findOfflineUnit(root, name string) (*offlineUnit, error) {
 			if isDevNullLink(root, p) {
 				return nil, fmt.Errorf("unit %s is masked", name)
 			}
-			host, err := treeResolve(root, p, true)
+			host, err := treepath.Resolve(root, p, true)
 			if err != nil {
 				return nil, err
 			}
@@ -73,7 +75,7 @@ func findOfflineUnit(root, name string) (*offlineUnit, error) {
 
 // isDevNullLink reports whether p in the tree is a symlink to /dev/null.
 func isDevNullLink(root, p string) bool {
-	host, err := treeResolve(root, p, false)
+	host, err := treepath.Resolve(root, p, false)
 	if err != nil {
 		return false
 	}
@@ -195,7 +197,7 @@ func offlineDisable(root string, units []string) error {
 	return offlineWalk(root, units, func(u *offlineUnit) error {
 		links := u.links()
 		for _, l := range sortedKeys(links) {
-			host, err := treeResolve(root, l, false)
+			host, err := treepath.Resolve(root, l, false)
 			if err != nil {
 				return err
 			}
@@ -246,7 +248,7 @@ func offlineWalk(root string, units []string, fn func(*offlineUnit) error) error
 func offlineMask(root string, units []string) error {
 	for _, n := range units {
 		p := path.Join(offlineConfDir, n)
-		host, err := treeResolve(root, p, false)
+		host, err := treepath.Resolve(root, p, false)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Timezone]("timezone", 1) }
@@ -61,7 +63,7 @@ func (s *Timezone) Run(ctx context.Context, env *Env) error {
 
 func (s *Timezone) setZone(root string) error {
 	zone := path.Join("/usr/share/zoneinfo", s.Timezone)
-	host, err := treeResolve(root, zone, true)
+	host, err := treepath.Resolve(root, zone, true)
 	if err != nil {
 		return fmt.Errorf("timezone: %w", err)
 	}

@@ -18,11 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-)
 
-// maxTreeSymlinks bounds symlink expansions in one resolution, as the
-// kernel's ELOOP limit does.
-const maxTreeSymlinks = 40
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
+)
 
 // checkTreePath checks that p names a location in a tree: absolute, clean
 // and without "..".
@@ -45,108 +43,14 @@ func checkTreePath(field, p string) error {
 	return nil
 }
 
-// treeResolve returns the host path of p, an absolute path inside the tree
-// at root, resolving it component by component: symlinks are followed
-// inside the tree (absolute targets start again at the tree's root), as
-// the booted system would follow them. A path or symlink that climbs above
-// the tree's root is refused rather than clamped. The last component is
-// followed only when followLast is set; components that do not exist are
-// taken literally.
-func treeResolve(root, p string, followLast bool) (string, error) {
-	if !strings.HasPrefix(p, "/") {
-		return "", fmt.Errorf("resolving %s in the tree: not absolute", p)
-	}
-	rest := splitPath(p)
-	cur := "/"
-	links := 0
-	for len(rest) > 0 {
-		c := rest[0]
-		rest = rest[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if cur == "/" {
-				return "", fmt.Errorf("resolving %s in the tree: leads out of the tree", p)
-			}
-			cur = path.Dir(cur)
-			continue
-		}
-		next := path.Join(cur, c)
-		if len(rest) == 0 && !followLast {
-			cur = next
-			break
-		}
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			// A missing component, or one under a non-directory, is taken
-			// literally: the caller's own operation reports it.
-			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-				return "", fmt.Errorf("resolving %s in the tree: %w", p, err)
-			}
-			cur = next
-			continue
-		}
-		if links++; links > maxTreeSymlinks {
-			return "", fmt.Errorf("resolving %s in the tree: too many levels of symbolic links", p)
-		}
-		target, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", fmt.Errorf("resolving %s in the tree: %w", p, err)
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = "/"
-		}
-		// A ".." the link brings that climbs above the root is an escape,
-		// reported with the link that caused it.
-		if err := checkLinkStaysInside(cur, target); err != nil {
-			return "", fmt.Errorf("resolving %s in the tree: symlink %s -> %s leads out of the tree", p, next, target)
-		}
-		rest = append(splitPath(target), rest...)
-	}
-	return filepath.Join(root, cur), nil
-}
-
-// checkLinkStaysInside reports whether target, read from a link in
-// directory dir, climbs above "/" lexically.
-func checkLinkStaysInside(dir, target string) error {
-	depth := len(splitPath(dir))
-	if strings.HasPrefix(target, "/") {
-		depth = 0
-	}
-	for _, c := range splitPath(target) {
-		switch c {
-		case "", ".":
-		case "..":
-			if depth == 0 {
-				return errors.New("escapes")
-			}
-			depth--
-		default:
-			depth++
-		}
-	}
-	return nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // treeMkdirAll creates the missing directories of dir (a path inside the
 // tree) as root:root 0755, resolving each one inside the tree, and returns
 // dir's host path.
 func treeMkdirAll(root, dir string) (string, error) {
 	cur := "/"
-	for _, c := range splitPath(dir) {
+	for _, c := range treepath.Split(dir) {
 		cur = path.Join(cur, c)
-		host, err := treeResolve(root, cur, true)
+		host, err := treepath.Resolve(root, cur, true)
 		if err != nil {
 			return "", err
 		}
@@ -160,7 +64,7 @@ func treeMkdirAll(root, dir string) (string, error) {
 			return "", fmt.Errorf("creating %s: %w", dir, err)
 		}
 		// mkdir -p in the booted system refuses a dangling symlink too.
-		link, err := treeResolve(root, cur, false)
+		link, err := treepath.Resolve(root, cur, false)
 		if err != nil {
 			return "", err
 		}
@@ -177,7 +81,7 @@ func treeMkdirAll(root, dir string) (string, error) {
 			return "", fmt.Errorf("creating %s: %w", cur, err)
 		}
 	}
-	return treeResolve(root, dir, true)
+	return treepath.Resolve(root, dir, true)
 }
 
 // treeWriteFile writes data to host path p (already resolved inside a
@@ -242,7 +146,7 @@ func treeWriteConfig(root, p string, data []byte, perm fs.FileMode) error {
 // treeReadFile reads a file at p inside the tree, following symlinks inside
 // the tree. A missing file gives fs.ErrNotExist.
 func treeReadFile(root, p string) ([]byte, error) {
-	host, err := treeResolve(root, p, true)
+	host, err := treepath.Resolve(root, p, true)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +156,7 @@ func treeReadFile(root, p string) ([]byte, error) {
 // treeExists reports whether p exists inside the tree (following symlinks
 // inside it).
 func treeExists(root, p string) bool {
-	host, err := treeResolve(root, p, true)
+	host, err := treepath.Resolve(root, p, true)
 	if err != nil {
 		return false
 	}

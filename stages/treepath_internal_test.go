@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 // resolveTree builds a tree with the kinds of links a Debian tree has
@@ -67,15 +69,15 @@ func TestTreeResolve(t *testing.T) {
 		{"/", true, "/", ""},
 	}
 	for _, tc := range tests {
-		got, err := treeResolve(root, tc.path, tc.followLast)
+		got, err := treepath.Resolve(root, tc.path, tc.followLast)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("treeResolve(%s, %v) = %q, %v; want error with %q", tc.path, tc.followLast, got, err, tc.err)
+				t.Errorf("treepath.Resolve(%s, %v) = %q, %v; want error with %q", tc.path, tc.followLast, got, err, tc.err)
 			}
 			continue
 		}
 		if err != nil || got != filepath.Join(root, tc.want) {
-			t.Errorf("treeResolve(%s, %v) = %q, %v; want %q", tc.path, tc.followLast, got, err, filepath.Join(root, tc.want))
+			t.Errorf("treepath.Resolve(%s, %v) = %q, %v; want %q", tc.path, tc.followLast, got, err, filepath.Join(root, tc.want))
 		}
 	}
 }

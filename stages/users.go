@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 func init() { register[Users]("users", 1) }
@@ -303,14 +305,14 @@ func addAuthorizedKeys(root, name string, keys []string) error {
 	if !strings.HasPrefix(home, "/") {
 		return fmt.Errorf("keys: home %q of %s is not absolute", home, name)
 	}
-	homeHost, err := treeResolve(root, home, true)
+	homeHost, err := treepath.Resolve(root, home, true)
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
 	if fi, err := os.Stat(homeHost); err != nil || !fi.IsDir() {
 		return fmt.Errorf("keys: home %s of %s does not exist in the tree", home, name)
 	}
-	sshDir, err := treeResolve(root, path.Join(home, ".ssh"), true)
+	sshDir, err := treepath.Resolve(root, path.Join(home, ".ssh"), true)
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}

@@ -128,7 +128,7 @@ func setup(cfg *config) (string, error) {
 		if _, err := ensureMountPoint(root, m.dst, true); err != nil {
 			return "", err
 		}
-		p, err := ResolveIn(root, m.dst)
+		p, err := resolve(root, m.dst)
 		if err != nil {
 			return "", err
 		}
@@ -145,7 +145,7 @@ func setup(cfg *config) (string, error) {
 		if _, err := ensureMountPoint(root, b.Dst, b.Dir); err != nil {
 			return "", err
 		}
-		p, err := ResolveIn(root, b.Dst)
+		p, err := resolve(root, b.Dst)
 		if err != nil {
 			return "", err
 		}

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 // childEnv marks the re-executed process; its value is unused.
@@ -284,7 +286,7 @@ func lookPath(root, name string, env []string) (string, error) {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		hp, err := ResolveIn(root, p)
+		hp, err := resolve(root, p)
 		if err != nil {
 			continue
 		}
@@ -296,59 +298,14 @@ func lookPath(root, name string, env []string) (string, error) {
 	return "", fmt.Errorf("command %q not found in PATH %s inside the root", name, pathVar)
 }
 
-// ResolveIn returns the host path of p (an absolute path inside root),
-// following symlinks as if root were "/": no component can lead out of
-// root. Components that do not exist are appended unresolved.
-func ResolveIn(root, p string) (string, error) {
-	root = filepath.Clean(root)
-	rest := strings.Split(strings.TrimPrefix(filepath.Clean("/"+p), "/"), "/")
-	cur := "" // resolved path relative to root, without leading slash
-	links := 0
-	missing := false
-	for len(rest) > 0 {
-		comp := rest[0]
-		rest = rest[1:]
-		switch comp {
-		case "", ".":
-			continue
-		case "..":
-			cur = strings.TrimPrefix(filepath.Dir("/"+cur), "/")
-			missing = false // the parent may exist again
-			continue
-		}
-		next := filepath.Join(cur, comp)
-		if missing {
-			// Nothing below a missing component can be a symlink.
-			cur = next
-			continue
-		}
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if errors.Is(err, os.ErrNotExist) {
-			missing = true
-			cur = next
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("resolving %s in %s: %w", p, root, err)
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		links++
-		if links > 255 {
-			return "", fmt.Errorf("resolving %s in %s: too many symlinks", p, root)
-		}
-		target, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", fmt.Errorf("resolving %s in %s: %w", p, root, err)
-		}
-		if filepath.IsAbs(target) {
-			cur = ""
-		}
-		rest = append(strings.Split(target, "/"), rest...)
+// resolve returns the host path of p inside root, following symlinks as
+// if root were "/"; a path leading out of root is an error. p is taken
+// from "/" when relative.
+func resolve(root, p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
 	}
-	return filepath.Join(root, cur), nil
+	return treepath.Resolve(filepath.Clean(root), p, true)
 }
 
 // tmpfsDirs are mounted fresh in the child; mount points under them are
@@ -377,7 +334,7 @@ func makeMountPoints(root string, binds []bindConfig) ([]string, error) {
 		}
 	}
 	for _, b := range binds {
-		hp, err := ResolveIn(root, b.Dst)
+		hp, err := resolve(root, b.Dst)
 		if err != nil {
 			return created, err
 		}
@@ -396,7 +353,7 @@ func makeMountPoints(root string, binds []bindConfig) ([]string, error) {
 // ensureMountPoint makes dst (inside root) exist as a directory, or an
 // empty file when dir is false, and returns the host paths it created.
 func ensureMountPoint(root, dst string, dir bool) ([]string, error) {
-	hp, err := ResolveIn(root, dst)
+	hp, err := resolve(root, dst)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/image-builder-action/image-builder-action/pkg/build/nsrun"
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
 
 // Extract unpacks the package's data archive into dest: owners, modes,
@@ -77,7 +77,7 @@ func (x *extractor) hostDir(dir string) (string, error) {
 	if hp, ok := x.dirs[dir]; ok {
 		return hp, nil
 	}
-	hp, err := nsrun.ResolveIn(x.dest, dir)
+	hp, err := treepath.Resolve(x.dest, dir, true)
 	if err != nil {
 		return "", err
 	}
