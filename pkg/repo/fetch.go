@@ -22,6 +22,8 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ulikunitz/xz"
+
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
 )
 
 // Client fetches and verifies apt repository metadata: InRelease files
@@ -730,24 +732,11 @@ func (ri *ReleaseIndex) hasPackages(comp, arch string) bool {
 	return false
 }
 
-// writeFileAtomic writes data to path through a temporary file and a
-// rename, so readers never see a partial file.
+// writeFileAtomic writes data to path, making its directory, so readers
+// never see a partial file.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, 0o644)
 }
