@@ -49,17 +49,20 @@ type refs struct {
 	packages  []string // refs in "packages" lists, in order
 }
 
-// canonicalOptions re-encodes options with sorted keys and finds the
-// pipelines and packages they reference.
+// canonicalOptions re-encodes options the way the lockfile does
+// (manifest.CanonicalJSON) and finds the pipelines and packages they
+// reference.
 func canonicalOptions(raw json.RawMessage) (json.RawMessage, refs, error) {
 	var r refs
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = json.RawMessage("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
+	canon, err := manifest.CanonicalJSON(raw)
+	if err != nil {
+		return nil, r, fmt.Errorf("decoding options: %w", err)
+	}
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal(canon, &v); err != nil {
 		return nil, r, fmt.Errorf("decoding options: %w", err)
 	}
 	seen := map[string]bool{}
@@ -93,13 +96,7 @@ func canonicalOptions(raw json.RawMessage) (json.RawMessage, refs, error) {
 	}
 	walk(v)
 	sort.Strings(r.pipelines)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, r, err
-	}
-	return json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), r, nil
+	return canon, r, nil
 }
 
 // packageDigests maps refs to their sha256s, failing on unknown refs.

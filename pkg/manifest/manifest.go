@@ -9,9 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
 )
 
 // FormatVersion is the lockfile format this tool writes and reads.
@@ -234,7 +235,7 @@ func (l *Lockfile) marshal() ([]byte, error) {
 			p.Stages = append([]Stage(nil), p.Stages...)
 			for k := range p.Stages {
 				s := &p.Stages[k]
-				opts, err := canonicalJSON(s.Options)
+				opts, err := CanonicalJSON(s.Options)
 				if err != nil {
 					return nil, fmt.Errorf("entry %s pipeline %s stage %d (%s): %w", e.Name(), p.Name, k, s.Type, err)
 				}
@@ -253,9 +254,11 @@ func (l *Lockfile) marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// canonicalJSON re-encodes raw with object keys sorted and numbers kept as
-// written, so options built from maps or structs serialise alike.
-func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
+// CanonicalJSON re-encodes raw with object keys sorted, numbers kept as
+// written and no HTML escaping, on one line: options built from maps or
+// structs serialise alike, in the lockfile and in object keys. Empty raw
+// stays empty.
+func CanonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
@@ -316,31 +319,7 @@ func (l *Lockfile) Write(path string) error {
 
 // WriteFileAtomic writes data to a temp file beside path and renames it.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }
 
 // Validate checks the references inside the lockfile: every stage's
