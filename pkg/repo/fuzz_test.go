@@ -93,9 +93,12 @@ func FuzzInRelease(f *testing.F) {
 	f.Add(bytes.Replace(signed, []byte("Codename: bookworm"), []byte("Codename: trixie"), 1))
 	now := testNow
 	f.Fuzz(func(t *testing.T, data []byte) {
-		text, err := verifyInRelease("InRelease", data, keyring, now)
+		text, keys, err := verifyInRelease("InRelease", data, keyring, now)
 		if err != nil {
 			return
+		}
+		if len(keys) == 0 {
+			t.Fatal("verified without naming the signing key")
 		}
 		if string(text) != fuzzRelease && string(text) != strings.TrimSuffix(fuzzRelease, "\n") {
 			t.Fatalf("verified text that was not signed:\n%q", text)
