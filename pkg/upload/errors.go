@@ -2,7 +2,9 @@ package upload
 
 import (
 	"errors"
+	"strconv"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/aws/smithy-go"
 )
 
@@ -12,6 +14,13 @@ func errorCode(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		return ae.ErrorCode()
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		if re.ErrorCode != "" {
+			return re.ErrorCode
+		}
+		return strconv.Itoa(re.StatusCode)
 	}
 	return ""
 }

@@ -71,6 +71,23 @@ func New(name string, o Options) (Target, error) {
 		}
 		return &AWS{Region: o.Region, Bucket: o.Bucket, ShareWithAccounts: o.ShareWithAccounts, BootMode: o.BootMode,
 			S3Endpoint: o.Endpoint, EC2Endpoint: o.EC2Endpoint}, nil
+	case "azure":
+		if err := need("subscription-id", o.SubscriptionID, "resource-group", o.ResourceGroup, "location", o.Location); err != nil {
+			return nil, err
+		}
+		if o.BlobEndpoint == "" {
+			if err := need("storage-account", o.StorageAccount); err != nil {
+				return nil, err
+			}
+		}
+		switch o.HyperVGeneration {
+		case "", "V1", "V2":
+		default:
+			return nil, fmt.Errorf("upload to azure: --hyper-v-generation %q: want V2 (UEFI) or V1", o.HyperVGeneration)
+		}
+		return &Azure{SubscriptionID: o.SubscriptionID, ResourceGroup: o.ResourceGroup, Location: o.Location,
+			StorageAccount: o.StorageAccount, Container: o.Container, HyperVGeneration: o.HyperVGeneration,
+			BlobEndpoint: o.BlobEndpoint, ARMEndpoint: o.ARMEndpoint}, nil
 	}
 	return nil, fmt.Errorf("upload target %q: want one of aws, aws.s3, gcp, azure", name)
 }
