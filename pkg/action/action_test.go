@@ -18,11 +18,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
-	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
 // ghEnv is a simulated GitHub Actions step: a workspace, RUNNER_TEMP, the
@@ -176,40 +174,11 @@ func parseFileCommands(data []byte) (map[string]string, error) {
 	return out, nil
 }
 
-// fixtureFetcher serves testdata/lock/Packages as one verified release,
-// as pkg/lock's tests do, so lock and check run offline and fast.
-type fixtureFetcher struct{ packages string }
-
-func (f *fixtureFetcher) Fetch(ctx context.Context, srcs []repo.Source, arch string) (*repo.Index, error) {
-	fh, err := os.Open(f.packages)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	pkgs, err := repo.ParsePackages(fh, srcs[0].URI, 0)
-	if err != nil {
-		return nil, err
-	}
-	idx := &repo.Index{Packages: pkgs}
-	for i, s := range srcs {
-		idx.Releases = append(idx.Releases, repo.Release{Source: s, SHA256: strings.Repeat("ab", 32),
-			Date: time.Date(2026, 11, 20+i, 8, 0, 0, 0, time.UTC)})
-	}
-	return idx, nil
-}
-
+// fixtureOptions lock against testdata/lock offline and fast, as
+// pkg/lock's tests do.
 func fixtureOptions(t *testing.T) Option {
 	t.Helper()
-	defs, err := distro.LoadFS(os.DirFS("../../testdata/lock/defs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return WithLockOptions(
-		lock.WithDefs(defs),
-		lock.WithFetcher(&fixtureFetcher{packages: "../../testdata/lock/Packages"}),
-		lock.WithSources(repo.Source{URI: "http://archive.invalid/debian", Suite: "bookworm", Components: []string{"main"}}),
-		lock.WithToolVersion("ibuild test"),
-	)
+	return WithLockOptions(locktest.FixtureOptions(t, "../../testdata/lock")...)
 }
 
 // writeBlueprint puts the fixture blueprint, edited, at
