@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/opencontainers/image-spec/schema"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -26,6 +27,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/image-builder-action/image-builder-action/pkg/provenance"
 	"github.com/image-builder-action/image-builder-action/pkg/sbom"
@@ -137,6 +140,20 @@ func verifyEnvelope(t *testing.T, v signature.Verifier, env []byte) Statement {
 	var st Statement
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
+	}
+	// in-toto's own type reads the statement and validates it (subjects'
+	// digests, the type, the predicate type).
+	var it intoto.Statement
+	if err := protojson.Unmarshal(b, &it); err != nil {
+		t.Fatalf("in-toto cannot read the statement: %v\n%s", err, b)
+	}
+	if it.PredicateType == SignPredicateType && it.Predicate == nil {
+		// cosign writes its signature statement without a predicate
+		// (cli/sign/sign.go), which Validate requires; ours is cosign's.
+		it.Predicate = &structpb.Struct{}
+	}
+	if err := it.Validate(); err != nil {
+		t.Errorf("in-toto refuses the statement: %v\n%s", err, b)
 	}
 	return st
 }
