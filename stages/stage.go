@@ -133,7 +133,7 @@ func New(typ string, options json.RawMessage) (Stage, error) {
 	}
 	s, err := r.factory(options)
 	if err != nil {
-		return nil, fmt.Errorf("stage %s: %w", typ, err)
+		return nil, &Error{Index: -1, Type: typ, Err: err}
 	}
 	return s, nil
 }

@@ -437,7 +437,7 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry, buildArch string) (
 			where := fmt.Sprintf("entry %s pipeline %s stage %d (%s)", entry.Name(), p.Name, j, ms.Type)
 			st, err := stages.New(ms.Type, ms.Options)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
+				return nil, stages.At(err, entry.Name(), p.Name, j, ms.Type)
 			}
 			canon, r, err := canonicalOptions(ms.Options)
 			if err != nil {
@@ -561,7 +561,7 @@ func (b *builder) commit(pp *pipelinePlan, i int, tree string, async bool) error
 	do := func() error {
 		start := time.Now()
 		if err := b.store.Commit(b.ctx, sp.key, tree, objectMeta{Pipeline: pp.p.Name, Stage: i, Type: sp.typ}); err != nil {
-			return fmt.Errorf("pipeline %s stage %d (%s): %w", pp.p.Name, i, sp.typ, err)
+			return stages.At(err, "", pp.p.Name, i, sp.typ)
 		}
 		b.o.events(Commit{Pipeline: pp.p.Name, Index: i, Key: sp.key, Duration: time.Since(start)})
 		return nil
@@ -771,9 +771,9 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 	start := time.Now()
 	if err := sp.stage.Run(ctx, env); err != nil {
 		if ctx.Err() != nil {
-			return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, context.Cause(ctx))
+			return tree, stages.At(context.Cause(ctx), "", name, i, sp.typ)
 		}
-		return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+		return tree, stages.At(err, "", name, i, sp.typ)
 	}
 	d := time.Since(start)
 	o.events(StageDone{Pipeline: name, Index: i, Type: sp.typ, Duration: d})
@@ -785,7 +785,7 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 	case last && pp.final:
 		start := time.Now()
 		if err := b.store.CommitMove(sp.key, tree, objectMeta{Pipeline: name, Stage: i, Type: sp.typ}); err != nil {
-			return tree, fmt.Errorf("pipeline %s stage %d (%s): %w", name, i, sp.typ, err)
+			return tree, stages.At(err, "", name, i, sp.typ)
 		}
 		o.events(Commit{Pipeline: name, Index: i, Key: sp.key, Duration: time.Since(start)})
 		dir, ok := b.store.DirTree(sp.key)
@@ -855,7 +855,7 @@ func (b *builder) follow(ctx context.Context, pp *pipelinePlan, i int, f *flight
 		return waiting{fmt.Errorf("pipeline %s: %w", name, context.Cause(ctx))}
 	}
 	if f.err != nil {
-		return fmt.Errorf("pipeline %s stage %d (%s): the same stage failed in another pipeline", name, i, sp.typ)
+		return stages.At(errors.New("the same stage failed in another pipeline"), "", name, i, sp.typ)
 	}
 	if err := os.RemoveAll(tree); err != nil {
 		return fmt.Errorf("pipeline %s: %w", name, err)

@@ -270,7 +270,7 @@ func TestBuildValidatesBeforeWork(t *testing.T) {
 		}, `entry amd64/test pipeline out stage 1 (no-such-stage): unknown stage type "no-such-stage"`},
 		{"bad options", func(lf *manifest.Lockfile) {
 			lf.Entries[0].Pipelines[0].Stages[2].Options = json.RawMessage(`{"tag":"x"}`)
-		}, "pipeline os stage 2 (test-write): stage test-write: path is required"},
+		}, "entry amd64/test pipeline os stage 2 (test-write): path is required"},
 		{"unknown field", func(lf *manifest.Lockfile) {
 			lf.Entries[0].Pipelines[0].Stages[2].Options = json.RawMessage(`{"path":"/f","colour":"red"}`)
 		}, `unknown field "colour"`},

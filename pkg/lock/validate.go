@@ -40,7 +40,11 @@ func (c *stageChecker) check(bpField, typ, stageField string, opts any) {
 // blueprintError maps a stage's "stage TYPE: FIELD: message" onto the
 // blueprint field the options came from, so the error points at its line.
 func blueprintError(bp *blueprint.Blueprint, bpField, typ, stageField string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "stage "+typ+": ")
+	msg := err.Error()
+	var se *stages.Error
+	if errors.As(err, &se) {
+		msg = se.Err.Error()
+	}
 	field := bpField
 	if rest, ok := strings.CutPrefix(msg, stageField); ok && (stageField == "" || strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, ": ")) {
 		rest = strings.TrimPrefix(rest, ".")
@@ -68,11 +72,11 @@ func validateEntry(bp *blueprint.Blueprint, e *manifest.Entry, origins map[strin
 	for _, p := range e.Pipelines {
 		for i, s := range p.Stages {
 			if _, err := stages.New(s.Type, s.Options); err != nil {
-				where := fmt.Sprintf("%s: pipeline %s stage %d (%s)", e.Name(), p.Name, i, s.Type)
+				err = stages.At(err, e.Name(), p.Name, i, s.Type)
 				if field := origins[fmt.Sprintf("%s/%d", p.Name, i)]; field != "" {
-					errs = append(errs, bp.Errorf(field, "%s: %v", where, err))
+					errs = append(errs, bp.Errorf(field, "%v", err))
 				} else {
-					errs = append(errs, fmt.Errorf("%s: %w", where, err))
+					errs = append(errs, err)
 				}
 			}
 		}

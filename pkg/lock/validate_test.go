@@ -40,9 +40,9 @@ func TestLockRefusesWhatBuildRefuses(t *testing.T) {
 		{"file at /etc", head + "[[customizations.files]]\npath = \"/root/.profile\"\ndata = \"hi\"\n[[customizations.files]]\npath = \"/etc\"\ndata = \"hi\"\n",
 			"bp.toml:7:1: customizations.files[1].path: /etc is a directory in every tree, not a file (the files stage)", ""},
 		{"root of 900 TiB", head + "[[customizations.filesystem]]\nmountpoint = \"/\"\nminsize = \"900 TiB\"\n",
-			"bp.toml:5:1: customizations.filesystem[0].minsize: x86_64/qcow2: pipeline image stage 0 (disk): stage disk: size: 989560600264704 bytes is more than the 2 TiB this stage supports", ""},
+			"bp.toml:5:1: customizations.filesystem[0].minsize: entry x86_64/qcow2 pipeline image stage 0 (disk): size: 989560600264704 bytes is more than the 2 TiB this stage supports", ""},
 		{"disk of 3 TiB", head + "[customizations.disk]\nminsize = \"3 TiB\"\n",
-			"bp.toml:4:1: customizations.disk.minsize: x86_64/qcow2: pipeline image stage 0 (disk): stage disk: size: 3298534883328 bytes is more than the 2 TiB", ""},
+			"bp.toml:4:1: customizations.disk.minsize: entry x86_64/qcow2 pipeline image stage 0 (disk): size: 3298534883328 bytes is more than the 2 TiB", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lf, err := lockFixture(t, writeBlueprint(t, tc.bp), WithTypes("qcow2"))
