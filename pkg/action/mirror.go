@@ -8,8 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
-	"github.com/image-builder-action/image-builder-action/pkg/mirror"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/sources"
 )
 
@@ -54,19 +53,12 @@ func (r *runner) mirror(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lf, err := manifest.Load(lockPath)
-	if err != nil {
-		return err
-	}
-	if err := lf.VerifyDigest(); err != nil {
-		return fmt.Errorf("lockfile %s: %w", lockPath, err)
-	}
 	store, err := r.openStore(ctx, r.in.To)
 	if err != nil {
 		return fmt.Errorf("input to: %w", err)
 	}
 	fmt.Fprintf(r.log, "mirroring the packages of %s to %s\n", r.rel(lockPath), store)
-	res, err := mirror.Mirror(ctx, mirror.Request{Lockfile: lf, Store: store, CacheDir: filepath.Join(r.cacheDir(), "build")})
+	res, err := ibuild.Mirror(ctx, ibuild.MirrorRequest{Lockfile: lockPath, Store: store, CacheDir: r.cacheDir()})
 	if err != nil {
 		return err
 	}

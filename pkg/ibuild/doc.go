@@ -1,4 +1,4 @@
-// Package ibuild holds ibuild's use cases — Lock, Check, Build, Publish —
+// Package ibuild holds ibuild's use cases — Lock, Check, Build, Publish, Mirror —
 // each a function taking a context and a request and returning a result.
 // Every front door calls them: the CLI (cmd/ibuild/cmd) maps its flags to
 // a request and prints the result, the GitHub Action (pkg/action) maps

@@ -3,12 +3,10 @@ package cmd
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
-	"github.com/image-builder-action/image-builder-action/pkg/mirror"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/sources"
 )
 
@@ -30,17 +28,10 @@ they are uploaded.`,
 			if to == "" {
 				return fmt.Errorf("--to: required (a directory, oci://REGISTRY/REPO or s3://BUCKET[/PREFIX])")
 			}
-			lf, err := manifest.Load(args[0])
-			if err != nil {
-				return err
-			}
-			if err := lf.VerifyDigest(); err != nil {
-				return fmt.Errorf("lockfile %s: %w", args[0], err)
-			}
 			stderr := c.ErrOrStderr()
 			progress := &progress{w: stderr, json: jsonOut, term: !jsonOut && isTerminal(stderr)}
-			res, err := mirror.Mirror(c.Context(), mirror.Request{
-				Lockfile: lf, To: to, CacheDir: filepath.Join(cacheDir, "build"),
+			res, err := ibuild.Mirror(c.Context(), ibuild.MirrorRequest{
+				Lockfile: args[0], To: to, CacheDir: cacheDir,
 				SnapshotURL: &snapshotURL, Events: progress.event,
 			})
 			progress.close()
@@ -48,7 +39,7 @@ they are uploaded.`,
 				return err
 			}
 			if jsonOut {
-				b, _ := json.Marshal(res)
+				b, _ := json.Marshal(res.Result)
 				fmt.Fprintf(c.OutOrStdout(), "%s\n", b)
 				return nil
 			}
