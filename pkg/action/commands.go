@@ -249,6 +249,9 @@ func (r *runner) build(ctx context.Context) error {
 			default:
 				bl.close()
 				fmt.Fprintf(r.log, "built %s: %d stages ran, %d from the cache\n", e.Entry.Name(), bl.ran, bl.hits)
+				for _, s := range e.Result.Sources {
+					fmt.Fprintf(r.log, "packages from %s: %d (%.1f MiB)\n", s.Source, s.Packages, float64(s.Bytes)/(1<<20))
+				}
 				r.adopt(outDir, filepath.Dir(e.Dir), e.Dir)
 				for _, f := range e.Result.Files {
 					r.adopt(f.Path)

@@ -162,6 +162,7 @@ func TestBuildLogStopsCommands(t *testing.T) {
 	gh := githubactions.New(githubactions.WithWriter(log))
 	bl := &buildLog{log: log}
 
+	bl.event(build.SourceWarning{Source: "dir /srv/pkgs", Ref: "a:amd64=1", Err: errors.New("sha256 mismatch\n::set-output name=x::y")})
 	bl.event(build.Download{Ref: "a:amd64=1", Bytes: 1 << 20})
 	bl.event(build.StageStart{Pipeline: "os", Index: 0, Type: "debs"})
 	io := func(s string) { log.Write([]byte(s)) }
@@ -176,6 +177,7 @@ func TestBuildLogStopsCommands(t *testing.T) {
 	gh.Errorf("building x86_64/qcow2: failed")
 
 	want := []string{
+		"::warning title=package source::dir /srv/pkgs served a wrong file for a:amd64=1 (sha256 mismatch%0A::set-output name=x::y); the next source was asked",
 		"::group::os 0 debs",
 		"::endgroup::",
 		"::group::os 1 hostname (cached)",

@@ -129,6 +129,11 @@ func (b *buildLog) event(e build.Event) {
 			b.downloads++
 			b.bytes += e.Bytes
 		}
+	case build.SourceWarning:
+		// A store or mirror serving other bytes than the lockfile pins is
+		// worth an annotation: the build goes on from the next source.
+		b.log.command("::warning title=package source::" + escapeData(fmt.Sprintf(
+			"%s served a wrong file for %s (%v); the next source was asked", e.Source, e.Ref, e.Err)))
 	case build.StageStart:
 		b.closeLocked()
 		if b.downloads > 0 {
