@@ -13,9 +13,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"pault.ag/go/debian/dependency"
 
 	"github.com/image-builder-action/image-builder-action/pkg/treepath"
@@ -872,47 +872,21 @@ func debsVerify(ctx context.Context, d *debsDpkg, tree string, pkgs []*debInfo) 
 // debsParallel runs f(0..n-1) on up to workers goroutines and returns the first
 // error; after an error no new calls start.
 func debsParallel(ctx context.Context, n, workers int, f func(i int) error) error {
-	if workers < 1 {
-		workers = 1
-	}
-	var (
-		mu    sync.Mutex
-		first error
-		next  int
-		wg    sync.WaitGroup
-	)
-	for range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if first != nil || next >= n {
-					mu.Unlock()
-					return
-				}
-				i := next
-				next++
-				mu.Unlock()
-				if err := ctx.Err(); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-				if err := f(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(workers, 1))
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
-		}()
+			return f(i)
+		})
 	}
-	wg.Wait()
-	return first
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/sources"
 	"github.com/image-builder-action/image-builder-action/stages"
@@ -139,40 +141,18 @@ func (s *Sources) Fetch(ctx context.Context, refs []string) error {
 	if err := os.MkdirAll(filepath.Join(s.dir, "tmp"), 0o755); err != nil {
 		return fmt.Errorf("fetching packages: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan *manifest.Package)
-	var wg sync.WaitGroup
-	var errMu sync.Mutex
-	var errs []error
-	n := min(s.concurrency, len(todo))
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range work {
-				if err := s.fetchOne(ctx, p); err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-loop:
+	// The first failure stops the others; later errors are usually the
+	// cancellations it caused.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(s.concurrency, 1))
 	for _, p := range todo {
-		select {
-		case work <- p:
-		case <-ctx.Done():
-			break loop
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return s.fetchOne(gctx, p) })
 	}
-	close(work)
-	wg.Wait()
-	if len(errs) > 0 {
-		// The first error is the cause; later ones are usually cancellations.
-		return errs[0]
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }
