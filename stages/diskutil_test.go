@@ -5,8 +5,6 @@ package stages_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/build"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/stages"
 )
 
@@ -117,19 +116,7 @@ func imgCmd(t *testing.T, name string, args ...string) string {
 }
 
 // imgSHA256 is the hex SHA-256 of a file.
-func imgSHA256(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func imgSHA256(t *testing.T, p string) string { return testutil.FileSHA256(t, p) }
 
 // imgExtract copies size bytes at off of img into a new file and returns
 // its path, for tools that take a file system image without an offset.

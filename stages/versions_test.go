@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,10 +18,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/stages"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // stageVersionsGolden pins, per stage type, the version the type is
 // registered at and the digest of what it writes on a small fixture.
@@ -151,7 +149,7 @@ func TestStageVersions(t *testing.T) {
 	tcNeedRoot(t)
 	var golden map[string]pinnedStage
 	data, err := os.ReadFile(stageVersionsGolden)
-	if err != nil && !*update {
+	if err != nil && !testutil.Update() {
 		t.Fatal(err)
 	}
 	if len(data) > 0 {
@@ -186,7 +184,7 @@ func TestStageVersions(t *testing.T) {
 			t.Errorf("stage %s is at version %d, lower than the pinned %d", typ, p.Version, old.Version)
 		}
 	}
-	if *update {
+	if testutil.Update() {
 		b, err := json.MarshalIndent(got, "", "  ")
 		if err != nil {
 			t.Fatal(err)

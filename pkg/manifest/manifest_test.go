@@ -3,16 +3,15 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
+)
 
 func sample() *Lockfile {
 	pkg := func(name, ver string) Package {
@@ -147,18 +146,8 @@ func TestDiff(t *testing.T) {
 	d := Compare(old, nw)
 	for _, f := range []struct{ name, got string }{{"diff.txt", d.Text()}, {"diff.md", d.Markdown()}} {
 		golden := filepath.Join("../../testdata/manifest", f.name)
-		if *update {
-			if err := os.WriteFile(golden, []byte(f.got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(string(want), f.got); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", f.name, diff)
-		}
+		testutil.Golden(t, golden, []byte(f.got))
+
 	}
 	if !Compare(old, sample()).Empty() {
 		t.Error("equal lockfiles: diff not empty")

@@ -2,19 +2,15 @@ package provenance
 
 import (
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -55,18 +51,8 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("..", "..", "testdata", "publish", "provenance-"+tc.name+".json")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("provenance differs from %s (-want +got; -update rewrites):\n%s", golden, d)
-			}
+			want := testutil.Golden(t, golden, got)
+
 			// in-toto's type reads the golden file back and validates it.
 			back, err := Parse(want)
 			if err != nil {

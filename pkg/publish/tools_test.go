@@ -3,9 +3,6 @@ package publish
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
 
 // Tests with the real tools: Debian's docker-registry (no referrers API:
@@ -239,16 +238,4 @@ func firstLines(s string, n int) string {
 }
 
 // fileSHA256 hashes a file as it streams (real images are big).
-func fileSHA256(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func fileSHA256(t *testing.T, p string) string { return testutil.FileSHA256(t, p) }

@@ -1,8 +1,6 @@
 package sbom
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +11,8 @@ import (
 	"github.com/spdx/tools-golang/spdx"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func loadFixture(t *testing.T) *manifest.Lockfile {
 	t.Helper()
@@ -43,18 +40,7 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("..", "..", "testdata", "publish", "sbom-x86_64-qcow2.spdx.json")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("SBOM differs from %s (-want +got; -update rewrites):\n%s", golden, d)
-	}
+	want := testutil.Golden(t, golden, got)
 	// The SPDX library reads the golden file back to the same document.
 	back, err := Parse(want)
 	if err != nil {
