@@ -223,8 +223,7 @@ func (r *runner) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Without arches, the machine's architecture: an image is built on a
-	// host of its architecture.
+	// Without arches, the machine's architecture.
 	arches := r.in.Arches
 	if len(arches) == 0 {
 		arches = []string{lock.HostArch()}
@@ -238,7 +237,11 @@ func (r *runner) build(ctx context.Context) error {
 	res, err := ibuild.Build(ctx, ibuild.BuildRequest{
 		Lockfile: lockPath, Arches: arches, Types: r.in.Types,
 		OutputDir: outDir, CacheDir: r.cacheDir(), Log: r.log,
-		Options: append([]build.Option{build.WithStores(stores...)}, r.opts.build...),
+		// An entry of another architecture runs through the handler
+		// docker/setup-qemu-action registered: the build's container
+		// mounts binfmt_misc to see it (and unmounts it again).
+		RegisterBinfmt: true,
+		Options:        append([]build.Option{build.WithStores(stores...)}, r.opts.build...),
 		Events: func(e ibuild.BuildEvent) {
 			switch {
 			case e.Event != nil:

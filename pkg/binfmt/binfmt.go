@@ -245,7 +245,8 @@ type Registration struct {
 }
 
 // Register makes arch's programs run here when they do not yet: it mounts
-// binfmt_misc if needed and registers the handler of Debian's
+// binfmt_misc if needed (a container sees the kernel's handlers then) and,
+// when no usable handler is registered, registers the one of Debian's
 // qemu-user-static (ConfDir/qemu-ARCH.conf). It needs root. Undo removes
 // what it added.
 func Register(arch string) (*Registration, error) {
@@ -258,36 +259,46 @@ func register(dir, arch string) (*Registration, error) {
 	if Native(arch) {
 		return r, nil
 	}
+	if _, known := machines[arch]; !known {
+		return nil, fmt.Errorf("architecture %s: unknown to binfmt", arch)
+	}
+	if !mounted(dir) {
+		// A container sees the kernel's handlers once it mounts
+		// binfmt_misc (docker/setup-qemu-action registers them outside).
+		if err := syscall.Mount("binfmt_misc", dir, "binfmt_misc", 0, ""); err != nil {
+			return nil, fmt.Errorf("mounting binfmt_misc at %s: %w (needs root)", dir, err)
+		}
+		r.mounted = true
+	}
 	_, err := find(dir, arch)
 	if err == nil {
 		return r, nil // already there: leave it as found
 	}
 	var nr *NotRegisteredError
 	if !errors.As(err, &nr) {
+		r.Undo()
 		return nil, err
 	}
 	conf := confFile(arch)
 	line, err := os.ReadFile(conf)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("registering a binfmt_misc handler for %s: %s is missing: install qemu-user-static", arch, conf)
+		r.Undo()
+		return nil, fmt.Errorf("%w; and %s is missing: install qemu-user-static", nr, conf)
 	}
 	if err != nil {
+		r.Undo()
 		return nil, fmt.Errorf("registering a binfmt_misc handler for %s: %w", arch, err)
 	}
 	line = bytes.TrimSpace(line)
 	fields := strings.Split(string(line), ":")
 	if len(fields) < 8 || fields[1] == "" {
+		r.Undo()
 		return nil, fmt.Errorf("registering a binfmt_misc handler for %s: %s is not a binfmt_misc rule", arch, conf)
 	}
 	name := fields[1]
 	if !strings.Contains(fields[len(fields)-1], "F") {
+		r.Undo()
 		return nil, fmt.Errorf("registering a binfmt_misc handler for %s: the rule in %s has no F flag", arch, conf)
-	}
-	if !mounted(dir) {
-		if err := syscall.Mount("binfmt_misc", dir, "binfmt_misc", 0, ""); err != nil {
-			return nil, fmt.Errorf("mounting binfmt_misc at %s: %w (needs root)", dir, err)
-		}
-		r.mounted = true
 	}
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 		// A handler of that name without F, or disabled: the kernel
