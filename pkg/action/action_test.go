@@ -737,3 +737,23 @@ func TestLockAndBuildReal(t *testing.T) {
 		t.Errorf("%d log groups, %d ends:\n%q", groups, ends, e.commands())
 	}
 }
+
+func TestLockWarnsPlaintextPassword(t *testing.T) {
+	e := newGHEnv(t)
+	e.writeBlueprint(func(s string) string {
+		return s + "\n[[customizations.user]]\nname = \"john.doe\"\npassword = \"hunter2\"\n"
+	})
+	if err := e.run(lockInputs, fixtureOptions(t)); err != nil {
+		t.Fatalf("lock: %v\n%s", err, e.stdout.String())
+	}
+	found := false
+	for _, c := range e.commands() {
+		if strings.HasPrefix(c, "::warning title=blueprint::") && strings.Contains(c, "customizations.user[") &&
+			strings.Contains(c, "a plaintext password") && !strings.Contains(c, "hunter2") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no warning annotation for the plaintext password:\n%s", e.stdout.String())
+	}
+}

@@ -71,6 +71,11 @@ func (r *runner) lock(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		for _, w := range res.Warnings {
+			// A plaintext password in the blueprint, say: the lock
+			// honours it, the pull request should show it.
+			r.gh.WithFieldsMap(map[string]string{"title": "blueprint"}).Warningf("%s", r.relText(w))
+		}
 		fmt.Fprintf(r.log, "%d entries, %d packages\n", len(res.Lockfile.Entries), len(res.Lockfile.Packages))
 		return nil
 	})
