@@ -198,7 +198,7 @@ func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
 // stage of its own, the same in the build root and the os tree, which a
 // build then runs once for both.
 func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
-	build := manifest.Pipeline{Name: "build", Stages: p.debs(base, buildPkgs)}
+	build := manifest.Pipeline{Name: manifest.PipelineBuild, Stages: p.debs(base, buildPkgs)}
 	os, parts, err := p.osPipeline(p.debs(base, osPkgs))
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]man
 		out = append(out, p.imagePipeline(parts))
 	}
 	if len(p.typ.Export) > 0 {
-		exp := manifest.Pipeline{Name: p.typ.Name, Build: "build"}
+		exp := manifest.Pipeline{Name: p.typ.Name, Build: manifest.PipelineBuild}
 		for _, e := range p.typ.Export {
 			exp.Stages = append(exp.Stages, stage(e.Type, e.Options))
 		}
@@ -241,7 +241,7 @@ func (p *entryPlan) debs(base, pkgs []manifest.Package) []manifest.Stage {
 // usesBuildRoot reports whether a pipeline runs with the build root.
 func (p *entryPlan) usesBuildRoot(pipes []manifest.Pipeline) bool {
 	for _, q := range pipes {
-		if q.Build == "build" {
+		if q.Build == manifest.PipelineBuild {
 			return true
 		}
 	}
@@ -255,7 +255,7 @@ func (p *entryPlan) usesBuildRoot(pipes []manifest.Pipeline) bool {
 // emulated. It is the same pipeline as the build root of host's own
 // entries, which a build then finds in its cache.
 func (p *entryPlan) crossBuildPipeline(host string, base, pkgs []manifest.Package) manifest.Pipeline {
-	return manifest.Pipeline{Name: "build-" + host, Host: host, Replaces: "build", Stages: p.debs(base, pkgs)}
+	return manifest.Pipeline{Name: manifest.PipelineBuild + "-" + host, Host: host, Replaces: manifest.PipelineBuild, Stages: p.debs(base, pkgs)}
 }
 
 // diskSize is the disk's size: the type's, grown to hold the blueprint's
@@ -321,7 +321,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 	// No build root: the os tree's stages run the tree's own tools
 	// (dpkg, update-initramfs, systemctl), so it is built while the
 	// build root is.
-	os := manifest.Pipeline{Name: "os", Stages: debs}
+	os := manifest.Pipeline{Name: manifest.PipelineOS, Stages: debs}
 	add := func(typ string, opts any) { os.Stages = append(os.Stages, stage(typ, opts)) }
 	from := func(field string) { p.origin(os.Name, len(os.Stages)-1, field) }
 
@@ -429,7 +429,7 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 }
 
 func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
-	img := manifest.Pipeline{Name: "image", Build: "build"}
+	img := manifest.Pipeline{Name: manifest.PipelineImage, Build: manifest.PipelineBuild}
 	add := func(typ string, opts any) { img.Stages = append(img.Stages, stage(typ, opts)) }
 	const file = "disk.raw"
 	var table []stages.DiskPartition
@@ -455,17 +455,17 @@ func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
 		case "vfat":
 			add("mkfs-fat", stages.MkfsFAT{Filename: file, Partition: pt.index, FAT: 32,
 				VolumeID: strings.ReplaceAll(pt.fsID, "-", ""), Label: pt.Label,
-				Source: stages.Source{Pipeline: "os", Path: pt.Mountpoint}})
+				Source: stages.Source{Pipeline: manifest.PipelineOS, Path: pt.Mountpoint}})
 		case "ext4":
 			add("mkfs-ext4", stages.MkfsExt4{Filename: file, Partition: pt.index, UUID: pt.fsID, Label: pt.Label,
-				HashSeed: p.uuidFor("hash_seed/" + pt.Name), Source: stages.Source{Pipeline: "os", Path: pt.Mountpoint},
+				HashSeed: p.uuidFor("hash_seed/" + pt.Name), Source: stages.Source{Pipeline: manifest.PipelineOS, Path: pt.Mountpoint},
 				Exclude: excludesFor(pt.Mountpoint)})
 		}
 	}
 	for _, pt := range parts {
 		if pt.Type == biosBootType {
 			add("grub-bios", stages.GrubBIOS{Filename: file, CorePartition: pt.index,
-				Source: stages.Source{Pipeline: "os", Path: "/boot/grub/i386-pc"}})
+				Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/boot/grub/i386-pc"}})
 		}
 	}
 	return img

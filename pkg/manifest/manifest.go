@@ -18,6 +18,17 @@ import (
 // FormatVersion is the lockfile format this tool writes and reads.
 const FormatVersion = 1
 
+// The pipelines lock writes, by name (an export pipeline takes its image
+// type's name). Image definitions name them in stage options too.
+const (
+	// PipelineBuild is the build root: the tools the stages run.
+	PipelineBuild = "build"
+	// PipelineOS is the operating system's tree.
+	PipelineOS = "os"
+	// PipelineImage is the raw disk made from the os tree.
+	PipelineImage = "image"
+)
+
 // Lockfile is the whole lockfile document.
 type Lockfile struct {
 	// Version is the lockfile format version (FormatVersion).

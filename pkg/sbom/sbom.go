@@ -37,7 +37,7 @@ const MediaType = "application/spdx+json"
 const NamespaceBase = "https://github.com/image-builder-action/image-builder-action/spdx/"
 
 // OSPipeline is the pipeline whose packages make up the image.
-const OSPipeline = "os"
+const OSPipeline = manifest.PipelineOS
 
 // Document is an SPDX 2.3 document: the SPDX project's own Go type
 // (github.com/spdx/tools-golang), whose JSON encoding follows the spec.
