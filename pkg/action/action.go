@@ -27,6 +27,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 // The commands the action runs (the "command" input).
@@ -37,10 +38,11 @@ const (
 	CommandBuild   = "build"
 	CommandPublish = "publish"
 	CommandMirror  = "mirror"
+	CommandUpload  = "upload"
 )
 
 // Commands lists the valid values of the "command" input.
-var Commands = []string{CommandLock, CommandCheck, CommandMatrix, CommandBuild, CommandPublish, CommandMirror}
+var Commands = []string{CommandLock, CommandCheck, CommandMatrix, CommandBuild, CommandPublish, CommandMirror, CommandUpload}
 
 // Inputs are the action's inputs (action.yml), read from INPUT_*
 // variables. Paths are relative to GITHUB_WORKSPACE.
@@ -69,6 +71,10 @@ type Inputs struct {
 	// fills.
 	Sources []string
 	To      string
+	// Target is the cloud upload uploads to (aws, aws.s3, gcp, azure);
+	// Upload its options, from the inputs of the same names.
+	Target string
+	Upload upload.Options
 }
 
 // ReadInputs reads the inputs. An input named "output-dir" is read from
@@ -93,6 +99,14 @@ func ReadInputs(getenv func(string) string) (*Inputs, error) {
 		GitHubToken:    get("github-token"),
 		Sources:        list(get("sources")),
 		To:             get("to"),
+		Target:         get("target"),
+		Upload: upload.Options{
+			Region: get("region"), Bucket: get("bucket"), Prefix: get("prefix"), Endpoint: get("endpoint"),
+			ShareWithAccounts: list(get("share-with-accounts")), BootMode: get("boot-mode"),
+			Project: get("project"), Family: get("family"),
+			SubscriptionID: get("subscription-id"), ResourceGroup: get("resource-group"), Location: get("location"),
+			StorageAccount: get("storage-account"), Container: get("container"), HyperVGeneration: get("hyper-v-generation"),
+		},
 	}
 	if in.CosignKey == "" {
 		in.CosignKey = getenv(strings.ReplaceAll(inputVar("cosign-key"), "-", "_"))
@@ -116,6 +130,9 @@ func ReadInputs(getenv func(string) string) (*Inputs, error) {
 		return nil, fmt.Errorf("input sign: %w", err)
 	}
 	in.Sign = sign
+	if in.Upload.Public, err = parseBool(get("public")); err != nil {
+		return nil, fmt.Errorf("input public: %w", err)
+	}
 	if in.OutputDir == "" {
 		in.OutputDir = "out"
 	}
@@ -165,6 +182,7 @@ type options struct {
 	lock    []lock.Option
 	build   []build.Option
 	publish []publish.Option
+	upload  func(string, upload.Options) (upload.Target, error)
 }
 
 // WithLockOptions adds options to the lock and check calls, after the
@@ -184,6 +202,12 @@ func WithBuildOptions(opts ...build.Option) Option {
 // inputs give.
 func WithPublishOptions(opts ...publish.Option) Option {
 	return func(o *options) error { o.publish = append(o.publish, opts...); return nil }
+}
+
+// WithUploadTarget makes upload's target (tests inject endpoints and
+// credentials this way); default upload.New.
+func WithUploadTarget(f func(string, upload.Options) (upload.Target, error)) Option {
+	return func(o *options) error { o.upload = f; return nil }
 }
 
 // runner is one run of the action.
@@ -244,6 +268,8 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		err = r.publish(ctx)
 	case CommandMirror:
 		err = r.mirror(ctx)
+	case CommandUpload:
+		err = r.upload(ctx)
 	}
 	if err != nil {
 		r.log.resume()
@@ -256,6 +282,13 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 // multi-line value is masked line by line too, since the runner matches
 // masks within a line.
 func maskSecrets(gh *githubactions.Action, getenv func(string) string) {
+	// The clouds' secrets, when a step put them in the environment: the
+	// SDKs read them; the log must never show them.
+	for _, name := range []string{"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_KEY"} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			gh.AddMask(v)
+		}
+	}
 	for _, name := range []string{"cosign-password", "github-token", "cosign-key"} {
 		v := getenv(inputVar(name))
 		if v == "" {
