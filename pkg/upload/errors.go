@@ -15,6 +15,10 @@ func errorCode(err error) string {
 	if errors.As(err, &ae) {
 		return ae.ErrorCode()
 	}
+	var ge *gcpError
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		if re.ErrorCode != "" {

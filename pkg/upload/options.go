@@ -71,6 +71,12 @@ func New(name string, o Options) (Target, error) {
 		}
 		return &AWS{Region: o.Region, Bucket: o.Bucket, ShareWithAccounts: o.ShareWithAccounts, BootMode: o.BootMode,
 			S3Endpoint: o.Endpoint, EC2Endpoint: o.EC2Endpoint}, nil
+	case "gcp":
+		if err := need("project", o.Project, "bucket", o.Bucket); err != nil {
+			return nil, err
+		}
+		return &GCP{Project: o.Project, Bucket: o.Bucket, Region: o.Region, Family: o.Family,
+			StorageEndpoint: o.StorageEndpoint, ComputeEndpoint: o.ComputeEndpoint}, nil
 	case "azure":
 		if err := need("subscription-id", o.SubscriptionID, "resource-group", o.ResourceGroup, "location", o.Location); err != nil {
 			return nil, err

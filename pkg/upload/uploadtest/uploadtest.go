@@ -144,3 +144,23 @@ func Azurite(t testing.TB) *Server {
 	s.URL += "/" + AzureAccount
 	return s
 }
+
+// FakeGCS starts fake-gcs-server (filesystem backend in a temp dir) with
+// the buckets given; its URL is the server's root (the JSON API is under
+// /storage/v1/).
+func FakeGCS(t testing.TB, buckets ...string) *Server {
+	t.Helper()
+	bin := Tool(t, "fake-gcs-server", "go install github.com/fsouza/fake-gcs-server@v1.56.1")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "seed")
+	for _, b := range buckets {
+		if err := os.MkdirAll(filepath.Join(data, b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := FreePort(t)
+	host := "127.0.0.1:" + strconv.Itoa(port)
+	return start(t, dir, port, "/storage/v1/b", bin, "-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
+		"-backend", "filesystem", "-filesystem-root", filepath.Join(dir, "store"), "-data", data,
+		"-public-host", host, "-external-url", "http://"+host, "-log-level", "error")
+}
