@@ -159,7 +159,7 @@ func TestLockFaultsLeaveLockfile(t *testing.T) {
 	}{
 		{"unreachable repository", "name = \"x\"\ndistro = \"debian-12\"\n", []string{"--repo", "http://127.0.0.1:9/debian bookworm main"}, "http://127.0.0.1:9/debian/dists/bookworm/InRelease"},
 		{"bad signature", "name = \"x\"\ndistro = \"debian-12\"\n", []string{"--repo", mirror + " bookworm main", "--keyring", otherKey}, "InRelease"},
-		{"unknown package", "name = \"x\"\ndistro = \"debian-12\"\n[[packages]]\nname = \"no-such-package-ibuild\"\n", nil, `package "no-such-package-ibuild" not found`},
+		{"unknown package", "name = \"x\"\ndistro = \"debian-12\"\n[[packages]]\nname = \"no-such-package-ibuild\"\n", nil, `packages[0].name: package "no-such-package-ibuild" is not in the repositories`},
 		{"unsatisfiable version", "name = \"x\"\ndistro = \"debian-12\"\n[[packages]]\nname = \"bash\"\nversion = \"99.*\"\n", nil, "bash"},
 		{"unknown distro", "name = \"x\"\ndistro = \"debian-7\"\n", nil, `unknown distro "debian-7"`},
 		{"unknown arch", "name = \"x\"\ndistro = \"debian-12\"\n", []string{"--arch", "mips"}, `unknown architecture "mips"`},
