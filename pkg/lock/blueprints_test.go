@@ -32,10 +32,6 @@ var notLocked = map[string]string{
 	"blueprints/composer/disk-lvm.json":   "customizations.disk.partitions: debian-12 cannot honour this",
 	"blueprints/composer/disk-btrfs.toml": "customizations.disk.partitions: debian-12 cannot honour this",
 	"blueprints/composer/disk-btrfs.json": "customizations.disk.partitions: debian-12 cannot honour this",
-	// Every field of composer's; TestEveryField locks what Debian honours.
-	"blueprints/composer/every-field.toml":       "customizations.fips: debian-12 cannot honour this",
-	"blueprints/composer/every-field-disk.toml":  "customizations.disk.partitions: debian-12 cannot honour this",
-	"blueprints/composer/every-field-btrfs.toml": "customizations.disk.partitions: debian-12 cannot honour this",
 }
 
 // TestEveryBlueprintLocksAndPlans locks every blueprint of testdata/ for

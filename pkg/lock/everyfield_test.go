@@ -225,7 +225,7 @@ func TestEveryField(t *testing.T) {
 		}
 	}
 
-	dir := "../../testdata/blueprints/composer"
+	dir := "../../testdata/blueprints/composer/every-field"
 	load := func(name string) *blueprint.Blueprint {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
