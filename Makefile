@@ -37,6 +37,7 @@ check: deps lint test
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./pkg/repo ./pkg/depsolve ./pkg/lock
 	./.ci/bench-build
+	./.ci/bench-upload
 
 # The main job: lock the example blueprint against the host's repositories,
 # then build it for this machine's architecture into $(OUT)/.

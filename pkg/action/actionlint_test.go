@@ -98,8 +98,8 @@ func TestActionlintREADME(t *testing.T) {
 		}
 		files = append(files, p)
 	}
-	if len(files) != 3 {
-		t.Fatalf("%d workflows in the README, want 3", len(files))
+	if len(files) != 4 {
+		t.Fatalf("%d workflows in the README, want 4", len(files))
 	}
 	runActionlint(t, bin, dir, files)
 }
