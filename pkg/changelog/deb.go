@@ -12,8 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/image-builder-action/image-builder-action/pkg/decompress"
 )
 
 // docFiles is what a .deb holds under /usr/share/doc/<name>: its
@@ -44,11 +43,11 @@ func readDoc(file, name string) (*docFiles, error) {
 	var r io.Reader
 	switch comp {
 	case ".xz":
-		if r, err = xz.NewReader(data); err != nil {
+		if r, err = decompress.XZ(data); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", file, err)
 		}
 	case ".zst":
-		z, err := zstd.NewReader(data)
+		z, err := decompress.Zstd(data)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", file, err)
 		}

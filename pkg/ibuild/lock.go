@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
@@ -105,9 +104,9 @@ func Lock(ctx context.Context, req LockRequest) (*LockResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	old, err := os.ReadFile(out)
+	old, err := manifest.ReadFile(out)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading lockfile %s: %w", out, err)
+		return nil, err
 	}
 	res := &LockResult{Path: out, Lockfile: lf, Existed: err == nil, Changed: err != nil || !bytes.Equal(old, data), Warnings: warnings}
 	if res.Existed && res.Changed {

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -34,9 +32,9 @@ func ReadLockfile(path string) (*Lockfile, error) {
 	if path == "" {
 		return nil, errors.New("reading lockfile: no path given")
 	}
-	data, err := os.ReadFile(path)
+	data, err := manifest.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading lockfile: %w", err)
+		return nil, err
 	}
 	lf, err := manifest.Parse(path, data)
 	if err != nil {

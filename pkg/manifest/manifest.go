@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -309,11 +310,35 @@ func Parse(name string, data []byte) (*Lockfile, error) {
 	return &l, nil
 }
 
-// Load reads and parses the lockfile at path.
-func Load(path string) (*Lockfile, error) {
-	data, err := os.ReadFile(path)
+// MaxSize is the largest lockfile read: a lockfile may come from a pull
+// request, and a real one is far smaller (every image type of a blueprint
+// with a few hundred packages each: about a megabyte).
+const MaxSize = 64 << 20
+
+// ReadFile reads the lockfile at path, refusing one larger than MaxSize
+// before reading it. A missing file is an error that errors.Is(err,
+// fs.ErrNotExist) recognises.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading lockfile: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading lockfile %s: %w", path, err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("reading lockfile %s: larger than the %d MiB a lockfile may be", path, MaxSize>>20)
+	}
+	return data, nil
+}
+
+// Load reads and parses the lockfile at path.
+func Load(path string) (*Lockfile, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	return Parse(path, data)
 }

@@ -200,3 +200,31 @@ func TestVerifyDigest(t *testing.T) {
 		})
 	}
 }
+
+// TestReadFileRefusesHugeLockfile: a lockfile above MaxSize (from a pull
+// request, say) is refused before it is read; one at MaxSize is read.
+func TestReadFileRefusesHugeLockfile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.lock.json")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: no disk used.
+	if err := f.Truncate(MaxSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = ReadFile(p)
+	if err == nil || !strings.Contains(err.Error(), "larger than the 64 MiB a lockfile may be") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Load: err = %v", err)
+	}
+	if err := os.Truncate(p, MaxSize); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := ReadFile(p); err != nil || len(data) != MaxSize {
+		t.Fatalf("%d bytes, %v", len(data), err)
+	}
+}

@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ulikunitz/xz"
 
 	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
+	"github.com/image-builder-action/image-builder-action/pkg/decompress"
 )
 
 // Client fetches and verifies apt repository metadata: InRelease files
@@ -406,7 +406,7 @@ func decoder(ext string, r io.Reader) (io.Reader, error) {
 	case ".gz":
 		return gzip.NewReader(r)
 	case ".xz":
-		return xz.NewReader(r)
+		return decompress.XZ(r)
 	case "":
 		return r, nil
 	}

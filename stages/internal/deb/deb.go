@@ -18,8 +18,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/image-builder-action/image-builder-action/pkg/decompress"
 )
 
 // member is one file of an ar archive.
@@ -129,13 +128,13 @@ func (p *Package) decompressed(m member) (io.Reader, func(), error) {
 		}
 		r = zr
 	case ".xz":
-		zr, err := xz.NewReader(r)
+		zr, err := decompress.XZ(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading %s %s: %w", p.path, m.name, err)
 		}
 		r = zr
 	case ".zst":
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		zr, err := decompress.Zstd(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading %s %s: %w", p.path, m.name, err)
 		}

@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 func TestFnmatch(t *testing.T) {
@@ -115,11 +119,6 @@ func tarball(t testing.TB, entries []entry) []byte {
 // makeDeb writes an ar archive like dpkg-deb's, compressing the data
 // archive as ext says.
 func makeDeb(t testing.TB, control string, data []byte, ext string) string {
-	ctl := tarball(t, []entry{{name: "./", typ: tar.TypeDir, mode: 0o755}, {name: "./control", typ: tar.TypeReg, mode: 0o644, body: control}})
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(ctl)
-	zw.Close()
 	var comp bytes.Buffer
 	switch ext {
 	case ".gz":
@@ -133,6 +132,16 @@ func makeDeb(t testing.TB, control string, data []byte, ext string) string {
 	case "":
 		comp.Write(data)
 	}
+	return makeDebRaw(t, control, "data.tar"+ext, comp.Bytes())
+}
+
+// makeDebRaw writes a .deb whose data member is name holding data as is.
+func makeDebRaw(t testing.TB, control, name string, data []byte) string {
+	ctl := tarball(t, []entry{{name: "./", typ: tar.TypeDir, mode: 0o755}, {name: "./control", typ: tar.TypeReg, mode: 0o644, body: control}})
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(ctl)
+	zw.Close()
 	var ar bytes.Buffer
 	ar.WriteString("!<arch>\n")
 	add := func(name string, b []byte) {
@@ -144,7 +153,7 @@ func makeDeb(t testing.TB, control string, data []byte, ext string) string {
 	}
 	add("debian-binary", []byte("2.0\n"))
 	add("control.tar.gz", gz.Bytes())
-	add("data.tar"+ext, comp.Bytes())
+	add(name, data)
 	p := filepath.Join(t.TempDir(), "p.deb")
 	if err := os.WriteFile(p, ar.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -285,6 +294,56 @@ func TestWriteUncompressed(t *testing.T) {
 			}
 			if out, err := exec.Command("dpkg-deb", "--field", dst, "Package").Output(); err != nil || string(out) != "p\n" {
 				t.Errorf("dpkg-deb --field: %v: %s", err, out)
+			}
+		})
+	}
+}
+
+// TestHugeWindowRefused: a data.tar whose xz dictionary or zstd window is
+// above decompress.MaxWindow is refused with an error naming the file,
+// before the decoder allocates it.
+func TestHugeWindowRefused(t *testing.T) {
+	data := tarball(t, []entry{{name: "./", typ: tar.TypeDir, mode: 0o755}, {name: "./a", typ: tar.TypeReg, mode: 0o644, body: "a\n"}})
+	// zstd: a frame asking for a 2 GiB window, holding data as one raw block.
+	zst := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3}
+	h := uint32(1) | uint32(len(data))<<3
+	zst = append(append(zst, byte(h), byte(h>>8), byte(h>>16)), data...)
+	// xz: ulikunitz's stream with its block header's dictionary code set to
+	// 40 (4 GiB) and the header's CRC32 recomputed.
+	var xb bytes.Buffer
+	xw, err := xz.WriterConfig{DictCap: 1 << 16}.NewWriter(&xb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xw.Write(data)
+	xw.Close()
+	x := xb.Bytes()
+	hs := (int(x[12]) + 1) * 4
+	bh := x[12 : 12+hs]
+	i := bytes.Index(bh, []byte{0x21, 0x01})
+	if i < 0 {
+		t.Fatalf("no LZMA2 filter in % x", bh)
+	}
+	bh[i+2] = 40
+	binary.LittleEndian.PutUint32(bh[hs-4:], crc32.ChecksumIEEE(bh[:hs-4]))
+	for name, c := range map[string]struct {
+		member string
+		data   []byte
+		want   string
+	}{
+		"zstd": {"data.tar.zst", zst, "window size exceeded"},
+		"xz":   {"data.tar.xz", x, "block dictionary of 4095 MiB is more than the 128 MiB allowed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := makeDebRaw(t, "Package: p\n", c.member, c.data)
+			pkg, err := Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pkg.Close()
+			err = pkg.Extract(context.Background(), t.TempDir(), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("err = %v, want one naming %s and saying %q", err, p, c.want)
 			}
 		})
 	}
