@@ -13,6 +13,8 @@ import (
 	"sort"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
 )
 
 // exportFiles copies the regular files of tree into dir (each through a
@@ -161,17 +163,7 @@ func hashFile(p string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// writeRecord writes FILE.sha256 beside an output (temp file + rename).
+// writeRecord writes FILE.sha256 beside an output, atomically.
 func writeRecord(dst, sum string) error {
-	rec := dst + ".sha256"
-	tmp := filepath.Join(filepath.Dir(rec), "."+filepath.Base(rec)+".tmp-"+randomHex())
-	err := os.WriteFile(tmp, []byte(sum+"  "+filepath.Base(dst)+"\n"), 0o644)
-	if err == nil {
-		err = os.Rename(tmp, rec)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", rec, err)
-	}
-	return nil
+	return atomicfile.Write(dst+".sha256", []byte(sum+"  "+filepath.Base(dst)+"\n"), 0o644)
 }
