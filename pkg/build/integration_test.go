@@ -125,7 +125,7 @@ func TestBuildDebianTrees(t *testing.T) {
 	arch := "amd64"
 	buildSet := buildtest.Resolve(t, arch, "?essential", "usr-is-merged", "e2fsprogs", "dosfstools", "mtools")
 	osSet := buildtest.Resolve(t, arch, "?essential", "usr-is-merged", "systemd", "systemd-sysv", "udev",
-		"linux-image-amd64", "initramfs-tools", "zstd")
+		"linux-image-amd64", "initramfs-tools", "zstd", "e2fsprogs")
 	all := buildtest.Merge(buildSet, osSet)
 	t.Logf("build root: %s; os: %s", buildtest.Describe(buildSet), buildtest.Describe(osSet))
 	kernel := ""
