@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"pault.ag/go/debian/dependency"
 
+	"github.com/image-builder-action/image-builder-action/pkg/deb"
 	"github.com/image-builder-action/image-builder-action/pkg/treepath"
-	"github.com/image-builder-action/image-builder-action/stages/internal/deb"
 )
 
 func init() { register[Debs]("debs", 1) }

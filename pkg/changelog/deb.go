@@ -2,17 +2,14 @@ package changelog
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"strconv"
 	"strings"
 
-	"github.com/image-builder-action/image-builder-action/pkg/decompress"
+	"github.com/image-builder-action/image-builder-action/pkg/deb"
 )
 
 // docFiles is what a .deb holds under /usr/share/doc/<name>: its
@@ -31,40 +28,18 @@ const maxChangelog = 32 << 20
 // changelog.Debian.gz, changelog.Debian.<arch>.gz (a binNMU's entries)
 // and changelog.gz (a native package's).
 func readDoc(file, name string) (*docFiles, error) {
-	f, err := os.Open(file)
+	pkg, err := deb.Open(file)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, comp, err := dataMember(f)
+	defer pkg.Close()
+	tr, closeData, err := pkg.Data()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
+		return nil, err
 	}
-	var r io.Reader
-	switch comp {
-	case ".xz":
-		if r, err = decompress.XZ(data); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", file, err)
-		}
-	case ".zst":
-		z, err := decompress.Zstd(data)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", file, err)
-		}
-		defer z.Close()
-		r = z
-	case ".gz":
-		if r, err = gzip.NewReader(data); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", file, err)
-		}
-	case "":
-		r = data
-	default:
-		return nil, fmt.Errorf("reading %s: data.tar%s: unknown compression", file, comp)
-	}
+	defer closeData()
 	dir := "usr/share/doc/" + name
 	out := &docFiles{Files: map[string]string{}}
-	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -93,33 +68,4 @@ func readDoc(file, name string) (*docFiles, error) {
 		out.Files[base] = string(text)
 	}
 	return out, nil
-}
-
-// dataMember finds data.tar* in the ar archive of a .deb and returns a
-// reader of it and its compression's extension.
-func dataMember(f *os.File) (io.Reader, string, error) {
-	magic := make([]byte, 8)
-	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != "!<arch>\n" {
-		return nil, "", errors.New("not a Debian package (no ar header)")
-	}
-	off := int64(8)
-	hdr := make([]byte, 60)
-	for {
-		if _, err := f.ReadAt(hdr, off); err != nil {
-			return nil, "", errors.New("no data.tar member")
-		}
-		if !bytes.Equal(hdr[58:60], []byte("`\n")) {
-			return nil, "", fmt.Errorf("bad ar member header at offset %d", off)
-		}
-		name := strings.TrimSuffix(strings.TrimSpace(string(hdr[0:16])), "/")
-		size, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
-		if err != nil || size < 0 {
-			return nil, "", fmt.Errorf("bad ar member size at offset %d", off)
-		}
-		off += 60
-		if ext, ok := strings.CutPrefix(name, "data.tar"); ok {
-			return io.NewSectionReader(f, off, size), ext, nil
-		}
-		off += size + size%2
-	}
 }

@@ -303,3 +303,9 @@ func (p *Package) WriteUncompressed(path string) (err error) {
 	}
 	return nil
 }
+
+// Data returns a reader of the package's data archive, decompressed; call
+// the returned function when done with it.
+func (p *Package) Data() (*tar.Reader, func(), error) {
+	return p.tarReader(p.data)
+}
