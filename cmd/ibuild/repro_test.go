@@ -62,7 +62,6 @@ package main
 // (containers).
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -829,43 +828,4 @@ func lineDiff(a, b string) string {
 		}
 	}
 	return out.String()
-}
-
-// TestConsoleLines: a login prompt without a newline at the end of the
-// console output is seen, however the output is cut into reads.
-func TestConsoleLines(t *testing.T) {
-	const console = "[  OK  ] Started ssh.service\r\nIBUILD-MARKER-OK firmware=bios\n\r\nDebian GNU/Linux 12 ibuild-boot ttyS0\n\nibuild-boot login: "
-	want := []string{"[  OK  ] Started ssh.service", "IBUILD-MARKER-OK firmware=bios", "", "Debian GNU/Linux 12 ibuild-boot ttyS0", ""}
-	for _, chunk := range []int{1, 7, len(console)} {
-		pr, pw := io.Pipe()
-		go func() {
-			for i := 0; i < len(console); i += chunk {
-				pw.Write([]byte(console[i:min(i+chunk, len(console))]))
-			}
-			// The pipe stays open, as QEMU's does: the prompt must come
-			// out before EOF.
-		}()
-		got := make(chan []string, 1)
-		go func() {
-			sc := bufio.NewScanner(pr)
-			sc.Split(consoleLines)
-			var lines []string
-			for sc.Scan() {
-				lines = append(lines, sc.Text())
-				if strings.Contains(sc.Text(), "ibuild-boot login:") {
-					break
-				}
-			}
-			got <- lines
-		}()
-		select {
-		case lines := <-got:
-			if n := len(lines); n == 0 || strings.Join(lines[:n-1], "|") != strings.Join(want, "|") || lines[n-1] != "ibuild-boot login:" && lines[n-1] != "ibuild-boot login: " {
-				t.Errorf("reads of %d bytes: %q, want %q and the prompt", chunk, lines, want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("reads of %d bytes: the prompt never came out", chunk)
-		}
-		pw.Close()
-	}
 }
