@@ -8,12 +8,19 @@ BLUEPRINT ?= testdata/blueprints/example.toml
 TYPE ?= qcow2
 OUT ?= out
 
-.PHONY: all build deps deps-example test test-short lint bench example boot check clean
+.PHONY: all build deps deps-example test test-short lint bench example boot check clean webui-assets
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ibuild
+
+# The web page's scripts (htmx and its SSE extension), installed from
+# pkg/webui/web/package-lock.json by npm ci and copied where go:embed takes
+# them. The copies are committed, so go build needs no npm;
+# pkg/webui's tests check them against the lockfile.
+webui-assets:
+	cd pkg/webui/web && npm ci --ignore-scripts --no-audit --no-fund && ./copy-assets && rm -rf node_modules
 
 # Everything the tests use; example and boot install only what they need.
 deps:

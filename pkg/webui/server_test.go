@@ -1,0 +1,309 @@
+package webui
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+)
+
+// tokens is an Authenticator over a fixed map, as tests configure the
+// service's tokens.
+type tokens map[string]string
+
+func (t tokens) Authenticate(_ context.Context, token string) (string, error) {
+	if o, ok := t[token]; ok {
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown token")
+}
+
+// memBlueprints keeps versions in memory: the page's own tests exercise
+// the page, not a store.
+type memBlueprints struct {
+	mu sync.Mutex
+	m  map[string][]StoredBlueprint // owner/name → versions
+}
+
+func (s *memBlueprints) List(_ context.Context, owner string) ([]StoredBlueprint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []StoredBlueprint
+	for k, vs := range s.m {
+		if strings.HasPrefix(k, owner+"/") {
+			out = append(out, vs[len(vs)-1])
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (s *memBlueprints) Versions(_ context.Context, owner, name string) ([]StoredBlueprint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.m[owner+"/"+name]
+	if len(vs) == 0 {
+		return nil, ErrNotFound
+	}
+	return append([]StoredBlueprint(nil), vs...), nil
+}
+
+func (s *memBlueprints) Get(ctx context.Context, owner, name string, version int) (StoredBlueprint, error) {
+	vs, err := s.Versions(ctx, owner, name)
+	if err != nil {
+		return StoredBlueprint{}, err
+	}
+	if version == 0 {
+		return vs[len(vs)-1], nil
+	}
+	for _, v := range vs {
+		if v.Version == version {
+			return v, nil
+		}
+	}
+	return StoredBlueprint{}, ErrNotFound
+}
+
+func (s *memBlueprints) Put(_ context.Context, owner, name string, data []byte) (StoredBlueprint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]StoredBlueprint{}
+	}
+	k := owner + "/" + name
+	sb := StoredBlueprint{Name: name, Version: len(s.m[k]) + 1, Data: data, Saved: time.Now()}
+	if m := regexp.MustCompile(`(?m)^description = '(.*)'$`).FindSubmatch(data); m != nil {
+		sb.Description = string(m[1])
+	}
+	s.m[k] = append(s.m[k], sb)
+	return sb, nil
+}
+
+func (s *memBlueprints) Delete(_ context.Context, owner, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, owner+"/"+name)
+	return nil
+}
+
+// noComposes has none: these tests are about blueprints and security.
+type noComposes struct{}
+
+func (noComposes) Submit(context.Context, ComposeRequest) (Compose, error) {
+	return Compose{}, fmt.Errorf("no builds here")
+}
+func (noComposes) List(context.Context, string) ([]Compose, error) { return nil, nil }
+func (noComposes) Get(context.Context, string, string) (Compose, error) {
+	return Compose{}, ErrNotFound
+}
+func (noComposes) Log(context.Context, string, string) ([]byte, error) { return nil, ErrNotFound }
+func (noComposes) Artifact(context.Context, string, string, int) (*Artifact, error) {
+	return nil, ErrNotFound
+}
+func (noComposes) Lockfile(context.Context, string, string) (*manifest.Lockfile, error) {
+	return nil, ErrNotFound
+}
+
+type client struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+	csrf string
+}
+
+func newTestServer(t *testing.T) *client {
+	t.Helper()
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice", "tok-bob": "bob"}, Blueprints: &memBlueprints{}, Composes: noComposes{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, base: srv.URL, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(method, path string, form url.Values, hdr ...string) (*http.Response, string) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, c.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (c *client) login(token string) {
+	c.t.Helper()
+	resp, _ := c.do("POST", "/login", url.Values{"token": {token}, "next": {"/blueprints"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/blueprints" {
+		c.t.Fatalf("login: %s %s", resp.Status, resp.Header.Get("Location"))
+	}
+	_, body := c.do("GET", "/blueprints", nil)
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		c.t.Fatalf("no CSRF token on the page:\n%s", body)
+	}
+	c.csrf = m[1]
+}
+
+func TestLoginAndSession(t *testing.T) {
+	c := newTestServer(t)
+	resp, _ := c.do("GET", "/blueprints", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("without a session: %s %s", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, body := c.do("POST", "/login", url.Values{"token": {"wrong"}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not valid") {
+		t.Fatalf("wrong token: %s", resp.Status)
+	}
+	resp, _ = c.do("POST", "/login", url.Values{"token": {"tok-alice"}, "next": {"//evil.example/"}})
+	if resp.Header.Get("Location") != "/images" {
+		t.Errorf("login redirect to another site: %s", resp.Header.Get("Location"))
+	}
+	ck := resp.Cookies()
+	if len(ck) != 1 || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Name != sessionCookie {
+		t.Fatalf("session cookie %+v", ck)
+	}
+}
+
+func TestStateChangesNeedCSRF(t *testing.T) {
+	c := newTestServer(t)
+	c.login("tok-alice")
+	save := url.Values{"action": {"save-toml"}, "toml": {"name = \"a\"\n"}}
+	resp, _ := c.do("POST", "/blueprints/edit", save)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("save without a CSRF token: %s", resp.Status)
+	}
+	save.Set("csrf", "x"+c.csrf)
+	if resp, _ = c.do("POST", "/blueprints/edit", save); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("save with a wrong CSRF token: %s", resp.Status)
+	}
+	save.Set("csrf", c.csrf)
+	if resp, _ = c.do("POST", "/blueprints/edit", save, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site save: %s", resp.Status)
+	}
+	if resp, _ = c.do("POST", "/blueprints/edit", save); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("save: %s", resp.Status)
+	}
+	// The header htmx sends does as well as the form field.
+	save.Del("csrf")
+	if resp, _ = c.do("POST", "/blueprints/edit", save, csrfHeader, c.csrf, "HX-Request", "true"); resp.StatusCode != http.StatusNoContent || resp.Header.Get("HX-Redirect") != "/blueprints/a" {
+		t.Errorf("htmx save: %s %v", resp.Status, resp.Header)
+	}
+	// Another owner sees none of it.
+	other := &client{t: t, base: c.base, c: &http.Client{CheckRedirect: c.c.CheckRedirect}}
+	other.c.Jar, _ = cookiejar.New(nil)
+	other.login("tok-bob")
+	if resp, _ := other.do("GET", "/blueprints/a", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob sees alice's blueprint: %s", resp.Status)
+	}
+	if resp, _ := c.do("POST", "/logout", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logout: %s", resp.Status)
+	}
+	if resp, _ := c.do("GET", "/blueprints", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after logout: %s", resp.Status)
+	}
+}
+
+const xss = `<script>alert(1)</script>"><img src=x onerror=alert(2)>`
+
+// Every page: the policy header, no inline script or style for it to
+// block, and user strings as text.
+func TestPagesEscapeAndCSP(t *testing.T) {
+	c := newTestServer(t)
+	c.login("tok-alice")
+	toml := fmt.Sprintf("name = \"evil\"\ndescription = '''%s'''\ndistro = \"debian-12\"\n\n[[customizations.files]]\npath = \"/etc/motd\"\ndata = '''%s'''\n", xss, xss)
+	resp, body := c.do("POST", "/blueprints/edit", url.Values{"csrf": {c.csrf}, "action": {"save-toml"}, "toml": {toml}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("saving: %s\n%s", resp.Status, body)
+	}
+	// A second version, for the diff page.
+	c.do("POST", "/blueprints/edit", url.Values{"csrf": {c.csrf}, "action": {"save-toml"}, "toml": {strings.Replace(toml, "alert(1)", "alert(3)", 1)}})
+	for _, path := range []string{"/blueprints", "/blueprints?q=evil", "/blueprints/evil", "/blueprints/evil/edit",
+		"/blueprints/evil/diff?a=1&b=2", "/blueprints/new", "/build", "/images", "/login"} {
+		resp, body := c.do("GET", path, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", path, resp.Status)
+			continue
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: Content-Security-Policy %q", path, csp)
+		}
+		if m := inlineCode(body); m != "" {
+			t.Errorf("%s: inline script or style %q", path, m)
+		}
+		if strings.Contains(body, "<img") || strings.Contains(body, "<script>alert") {
+			t.Errorf("%s: user string not escaped:\n%s", path, body)
+		}
+		if strings.Contains(path, "evil") && !strings.Contains(body, "&lt;script&gt;alert(") {
+			t.Errorf("%s: the description is not shown as text", path)
+		}
+	}
+	resp, body = c.do("GET", "/blueprints/evil/export", nil)
+	if resp.Header.Get("Content-Disposition") != `attachment; filename="evil.toml"` || !strings.Contains(body, "alert(3)") {
+		t.Errorf("export: %v\n%s", resp.Header, body)
+	}
+}
+
+var (
+	tagRE    = regexp.MustCompile(`<([a-zA-Z]+)([^>]*)>`)
+	quotedRE = regexp.MustCompile(`"[^"]*"|'[^']*'`)
+	attrRE   = regexp.MustCompile(`(?i)\s(on[a-z]+|style)\s*=`)
+)
+
+// inlineCode returns the first tag that holds inline script or style:
+// a script without src, a style element, an on… or style attribute.
+func inlineCode(body string) string {
+	for _, m := range tagRE.FindAllStringSubmatchIndex(body, -1) {
+		name := strings.ToLower(body[m[2]:m[3]])
+		attrs := quotedRE.ReplaceAllString(body[m[4]:m[5]], "")
+		switch {
+		case name == "script" && (!strings.Contains(attrs, "src=") || !strings.HasPrefix(body[m[1]:], "</script>")),
+			name == "style", attrRE.MatchString(attrs):
+			return body[m[0]:m[1]]
+		}
+	}
+	return ""
+}
+
+func TestInlineCode(t *testing.T) {
+	for in, want := range map[string]string{
+		`<script src="/a.js" defer></script>`:           "",
+		`<p title="a onclick=x style=y">&lt;script&gt;`: "",
+		`<script>alert(1)</script>`:                     "<script>",
+		`<script src="/a.js">x</script>`:                `<script src="/a.js">`,
+		`<div style="color:red">`:                       `<div style="color:red">`,
+		`<img src=x onerror=alert(1)>`:                  `<img src=x onerror=alert(1)>`,
+		`<style>p{}</style>`:                            "<style>",
+	} {
+		if got := inlineCode(in); got != want {
+			t.Errorf("inlineCode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
