@@ -36,6 +36,10 @@ type MkfsExt4 struct {
 	// left out, the directories themselves stay (mount points such as
 	// /boot/efi, whose contents go to another file system).
 	Exclude []string `json:"exclude,omitempty"`
+	// Volume, when set, places the file system in that region of the
+	// partition instead of the whole partition: a logical volume of an
+	// LVM2 physical volume (LVM2.Layout).
+	Volume *LVM2Region `json:"volume,omitempty"`
 }
 
 func init() { register[MkfsExt4]("mkfs-ext4", 1) }
@@ -60,6 +64,9 @@ func (s *MkfsExt4) validate() error {
 		return fmt.Errorf("label: %q contains a NUL or newline", s.Label)
 	}
 	if err := s.Source.validate("source"); err != nil {
+		return err
+	}
+	if err := s.Volume.validate("volume"); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -95,6 +102,9 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 	}
 	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
+		return err
+	}
+	if part, err = part.region(s.Partition, s.Volume); err != nil {
 		return err
 	}
 	if part.Size < 1<<20 {

@@ -42,6 +42,9 @@ type versionFixture struct {
 	// inputs are input pipelines' trees made by the fixture: "os" is the
 	// fixture tree; otherwise the stage runs on the fixture tree itself.
 	inputs map[string]func(t *testing.T) string
+	// output, when set, makes the tree the stage runs on (an output
+	// directory holding a disk image, for stages that change one).
+	output func(t *testing.T) string
 }
 
 // vtTree is the fixture tree: a few accounts and the files the tree stages
@@ -123,6 +126,17 @@ var versionFixtures = map[string]versionFixture{
 	"oci-archive": {options: imgOCIOptions, inputs: map[string]func(*testing.T) string{"os": vtTree}},
 	"gce":         {options: `{"filename":"image.tar.gz","source":{"pipeline":"image","path":"/disk.raw"}}`, inputs: map[string]func(*testing.T) string{"image": vtFile("disk.raw", 1<<20)}},
 	"ova":         {options: `{"filename":"image.ova","vmdk":{"pipeline":"vmdk","path":"/disk.vmdk"}}`, inputs: map[string]func(*testing.T) string{"vmdk": vtVMDK}},
+	"lvm2":        {options: lvmOptions("pinned"), output: vtDisk(lvmDisk)},
+}
+
+// vtDisk is an output directory holding the disk the disk stage makes
+// from options.
+func vtDisk(options string) func(t *testing.T) string {
+	return func(t *testing.T) string {
+		env := imgEnv(t, nil)
+		imgRun(t, env, "disk", options)
+		return env.Tree
+	}
 }
 
 // vtTools are the stages whose output is a tool's: the build root's or
@@ -207,9 +221,12 @@ func vtDigest(t *testing.T, typ string, fx versionFixture) string {
 	for range 2 {
 		var tree string
 		inputs := map[string]string{}
-		if fx.inputs == nil {
+		switch {
+		case fx.output != nil:
+			tree = fx.output(t)
+		case fx.inputs == nil:
 			tree = vtTree(t)
-		} else {
+		default:
 			tree = t.TempDir()
 			for name, mk := range fx.inputs {
 				inputs[name] = mk(t)
