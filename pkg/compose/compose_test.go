@@ -1,0 +1,242 @@
+package compose
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
+)
+
+func testCache(t testing.TB) string {
+	d := os.Getenv("IBUILD_TEST_CACHE")
+	if d == "" {
+		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// needBuild skips unless builds can run here: not -short, root, the
+// archive reachable.
+func needBuild(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building needs root")
+	}
+	locktest.NeedArchive(t)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func openService(t testing.TB, cfg Config) *Service {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = testCache(t)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("closing service: %v", err)
+		}
+	})
+	return s
+}
+
+// wait polls the compose until it is final or the deadline passes.
+func wait(t testing.TB, s *Service, owner, id string, d time.Duration) *Compose {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	ch, err := s.Watch(ctx, owner, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *Compose
+	for c := range ch {
+		last = c
+	}
+	if last == nil || !last.Status.Final() {
+		t.Fatalf("compose %s not finished after %s: %+v", id, d, last)
+	}
+	return last
+}
+
+const tarBlueprint = `name = "compose-test"
+version = "0.0.1"
+distro = "debian-12"
+[customizations]
+hostname = "compose-test"
+`
+
+// Requests refused before anything is queued name the field.
+func TestSubmitRefusals(t *testing.T) {
+	s := openService(t, Config{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		req   Request
+		field string
+	}{
+		{"no images", Request{Blueprint: []byte(tarBlueprint)}, "images"},
+		{"bad arch", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "sparc", Type: "tar"}}}, "images[0].arch"},
+		{"bad type", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "floppy"}}}, "images[0].type"},
+		{"bad distro", Request{Blueprint: []byte(tarBlueprint), Distro: "fedora-99", Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "distro"},
+		{"bad blueprint", Request{Blueprint: []byte("name = 3\n"), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint"},
+		{"file repository", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}},
+			Repositories: []blueprint.RepositoryCustomization{{ID: "local", BaseURLs: []string{"file:///etc"}}}}, "repositories[0].baseurls[0]"},
+		{"file repository in blueprint", Request{Blueprint: []byte(tarBlueprint + "[[customizations.repositories]]\nid = \"x\"\nbaseurls = [\"file:///etc\"]\nsuites = [\"bookworm\"]\ncomponents = [\"main\"]\n"),
+			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.repositories[0].baseurls[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.Submit(ctx, "alice", tc.req)
+			var re *RequestError
+			if !errors.As(err, &re) || re.Field != tc.field {
+				t.Fatalf("got %v, want a *RequestError for field %q", err, tc.field)
+			}
+		})
+	}
+	list, total, err := s.List(ctx, "alice", ListOptions{})
+	if err != nil || total != 0 || len(list) != 0 {
+		t.Fatalf("after refusals: %d composes (%v), want none queued", total, err)
+	}
+}
+
+// One owner never sees another's compose; cancel ends a queued compose
+// as a failure, delete removes it.
+func TestOwnersCancelDelete(t *testing.T) {
+	// No workers: composes stay queued.
+	s := openService(t, Config{Workers: 0})
+	ctx := context.Background()
+	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != StatusPending || c.BlueprintName != "compose-test" || len(c.Images) != 1 {
+		t.Fatalf("submitted: %+v", c)
+	}
+	if _, err := s.Get(ctx, "bob", c.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bob got alice's compose: %v", err)
+	}
+	if err := s.Cancel(ctx, "bob", c.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bob cancelled alice's compose: %v", err)
+	}
+	if _, _, err := s.Artifact(ctx, "bob", c.ID, 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bob opened alice's artifact: %v", err)
+	}
+	if l, n, _ := s.List(ctx, "bob", ListOptions{}); n != 0 || len(l) != 0 {
+		t.Fatalf("bob lists %d composes", n)
+	}
+	if _, err := s.Get(ctx, "alice", "not-a-uuid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bad id: %v", err)
+	}
+	if err := s.Delete(ctx, "alice", c.ID); !errors.Is(err, ErrNotFinished) {
+		t.Fatalf("deleting a queued compose: %v", err)
+	}
+	if err := s.Cancel(ctx, "alice", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "alice", c.ID)
+	if err != nil || got.Status != StatusFailure || !got.Cancelled {
+		t.Fatalf("after cancel: %+v %v", got, err)
+	}
+	if err := s.Cancel(ctx, "alice", c.ID); !errors.Is(err, ErrFinished) {
+		t.Fatalf("cancel twice: %v", err)
+	}
+	if l, n, _ := s.List(ctx, "alice", ListOptions{Statuses: []Status{StatusFailure}}); n != 1 || len(l) != 1 {
+		t.Fatalf("alice lists %d failed composes, want 1", n)
+	}
+	if err := s.Delete(ctx, "alice", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "alice", c.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
+// A whole compose in one process: lock, build, artifact, log, lockfile.
+func TestComposeTar(t *testing.T) {
+	needBuild(t)
+	s := openService(t, Config{Workers: 1})
+	ctx := context.Background()
+	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c = wait(t, s, "alice", c.ID, 15*time.Minute)
+	t.Logf("compose took %s", time.Since(start).Round(time.Second))
+	if c.Status != StatusSuccess {
+		t.Fatalf("compose ended %s: %s", c.Status, c.Error)
+	}
+	im := c.Images[0]
+	if im.Artifact == nil || im.Artifact.Name != "root.tar.zst" || im.Progress.Done != im.Progress.Total || im.Progress.Total == 0 {
+		t.Fatalf("image: %+v", im)
+	}
+	r, a, err := s.Artifact(ctx, "alice", c.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), a.Name)
+	f, _ := os.Create(tmp)
+	if _, err := io.Copy(f, r); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	f.Close()
+	if got := testutil.FileSHA256(t, tmp); got != a.SHA256 {
+		t.Fatalf("artifact sha256 %s, record says %s", got, a.SHA256)
+	}
+	lf, err := s.Lockfile(ctx, "alice", c.ID)
+	if err != nil || !strings.Contains(string(lf), `"type": "tar"`) {
+		t.Fatalf("lockfile: %v\n%.300s", err, lf)
+	}
+	lr, err := s.Log(ctx, "alice", c.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := io.ReadAll(lr)
+	lr.Close()
+	if !strings.Contains(string(log), "built root.tar.zst") {
+		t.Fatalf("log:\n%s", log)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.cfg.Dir, "work")); len(entries) != 0 {
+		t.Fatalf("work area left behind: %v", entries)
+	}
+}
