@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sethvargo/go-githubactions"
 
@@ -75,6 +77,9 @@ type Inputs struct {
 	// Upload its options, from the inputs of the same names.
 	Target string
 	Upload upload.Options
+	// Targets are the clouds publish uploads to besides (or instead of)
+	// the registry.
+	Targets []string
 }
 
 // ReadInputs reads the inputs. An input named "output-dir" is read from
@@ -100,6 +105,7 @@ func ReadInputs(getenv func(string) string) (*Inputs, error) {
 		Sources:        list(get("sources")),
 		To:             get("to"),
 		Target:         get("target"),
+		Targets:        list(get("targets")),
 		Upload: upload.Options{
 			Region: get("region"), Bucket: get("bucket"), Prefix: get("prefix"), Endpoint: get("endpoint"),
 			ShareWithAccounts: list(get("share-with-accounts")), BootMode: get("boot-mode"),
@@ -133,6 +139,9 @@ func ReadInputs(getenv func(string) string) (*Inputs, error) {
 	if in.Upload.Public, err = parseBool(get("public")); err != nil {
 		return nil, fmt.Errorf("input public: %w", err)
 	}
+	if in.Upload.Expires, err = parseExpires(get("expires")); err != nil {
+		return nil, fmt.Errorf("input expires: %w", err)
+	}
 	if in.OutputDir == "" {
 		in.OutputDir = "out"
 	}
@@ -161,6 +170,26 @@ func list(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseExpires reads a duration as Go writes them (72h, 90m) or a whole
+// number of days (7d); empty is zero (the target's default).
+func parseExpires(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 24h or 7d)", s)
+	}
+	return d, nil
 }
 
 // parseBool reads a boolean input as the actions toolkit's getBooleanInput

@@ -17,8 +17,8 @@ import (
 // does: an artifact per (arch, type), an index per type, signatures, SBOM
 // and provenance when sign is true.
 func (r *runner) publish(ctx context.Context) error {
-	if r.in.Ref == "" {
-		return errors.New("input ref: required (the repository to push to, e.g. ghcr.io/OWNER/IMAGES)")
+	if r.in.Ref == "" && len(r.in.Targets) == 0 {
+		return errors.New("input ref: required (the repository to push to, e.g. ghcr.io/OWNER/IMAGES), unless input targets names clouds to upload to")
 	}
 	lockPath, err := r.lockPath()
 	if err != nil {
@@ -55,16 +55,38 @@ func (r *runner) publish(ctx context.Context) error {
 			}),
 		}, r.opts.publish...),
 	}
+	for _, t := range r.in.Targets {
+		req.Uploads = append(req.Uploads, ibuild.UploadTarget{Target: t, Options: r.in.Upload, NewTarget: r.opts.upload, Events: r.uploadEvent})
+	}
+	what := r.in.Ref
+	if what == "" {
+		what = strings.Join(r.in.Targets, ", ")
+	}
 	var out *ibuild.PublishResult
-	err = r.log.group("publish "+r.in.Ref, func() error {
+	err = r.log.group("publish "+what, func() error {
 		var err error
 		out, err = ibuild.Publish(ctx, req)
 		return err
 	})
 	if err != nil {
-		return err
+		return uploadFailure(err)
+	}
+	var ups []string
+	if len(out.Uploads) > 0 {
+		data, err := json.Marshal(out.Uploads)
+		if err != nil {
+			return err
+		}
+		ups = []string{"uploads", string(data)}
 	}
 	res := out.Result
+	if res == nil {
+		// Clouds only.
+		if err := r.setOutputs(append([]string{"lockfile", r.rel(lockPath)}, ups...)...); err != nil {
+			return err
+		}
+		return r.files.AddStepSummary("## ibuild publish\n\n" + uploadsTable(out.Uploads))
+	}
 
 	var images []Image
 	var digests, refs []string
@@ -100,9 +122,12 @@ func (r *runner) publish(ctx context.Context) error {
 		return err
 	}
 	// One index per image type: with several types, one line each.
-	if err := r.setOutputs("lockfile", r.rel(lockPath), "images", string(data),
-		"digest", strings.Join(digests, "\n"), "ref", strings.Join(refs, "\n")); err != nil {
+	if err := r.setOutputs(append([]string{"lockfile", r.rel(lockPath), "images", string(data),
+		"digest", strings.Join(digests, "\n"), "ref", strings.Join(refs, "\n")}, ups...)...); err != nil {
 		return err
+	}
+	if len(out.Uploads) > 0 {
+		sum2.WriteString("\n### Uploads\n\n" + uploadsTable(out.Uploads))
 	}
 	return r.files.AddStepSummary(sum2.String())
 }

@@ -26,16 +26,7 @@ func (r *runner) upload(ctx context.Context) error {
 		Lockfile: lockPath, From: r.path(r.in.OutputDir),
 		Arches: r.in.Arches, Types: r.in.Types,
 		Target: r.in.Target, Options: r.in.Upload, NewTarget: r.opts.upload,
-		Events: func(e upload.Event) {
-			switch e.Kind {
-			case "verified":
-				fmt.Fprintf(r.log, "verified %s/%s: %s sha256:%s\n", e.Image.Arch, e.Image.Type, r.rel(e.Image.Path), e.Image.SHA256)
-			case "uploaded":
-				fmt.Fprintf(r.log, "uploaded %s/%s: %s (%s sent)\n", e.Image.Arch, e.Image.Type, e.Result.ID, humanSize(e.Result.BytesSent))
-			case "reused":
-				fmt.Fprintf(r.log, "found %s/%s: %s (nothing sent)\n", e.Image.Arch, e.Image.Type, e.Result.ID)
-			}
-		},
+		Events: r.uploadEvent,
 	}
 	var out *ibuild.UploadResult
 	err = r.log.group("upload to "+r.in.Target, func() error {
@@ -44,11 +35,7 @@ func (r *runner) upload(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		var ue *upload.Error
-		if errors.As(err, &ue) {
-			return fmt.Errorf("upload failed at step %q: %w", ue.Step, err)
-		}
-		return err
+		return uploadFailure(err)
 	}
 	data, err := json.Marshal(out.Uploads)
 	if err != nil {
@@ -58,6 +45,26 @@ func (r *runner) upload(ctx context.Context) error {
 		return err
 	}
 	return r.files.AddStepSummary("## ibuild upload\n\n" + uploadsTable(out.Uploads))
+}
+
+func (r *runner) uploadEvent(e upload.Event) {
+	switch e.Kind {
+	case "verified":
+		fmt.Fprintf(r.log, "verified %s/%s: %s sha256:%s\n", e.Image.Arch, e.Image.Type, r.rel(e.Image.Path), e.Image.SHA256)
+	case "uploaded":
+		fmt.Fprintf(r.log, "uploaded %s/%s to %s: %s (%s sent)\n", e.Image.Arch, e.Image.Type, e.Result.Target, e.Result.ID, humanSize(e.Result.BytesSent))
+	case "reused":
+		fmt.Fprintf(r.log, "found %s/%s in %s: %s (nothing sent)\n", e.Image.Arch, e.Image.Type, e.Result.Target, e.Result.ID)
+	}
+}
+
+// uploadFailure names the step an upload failed at.
+func uploadFailure(err error) error {
+	var ue *upload.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("upload failed at step %q: %w", ue.Step, err)
+	}
+	return err
 }
 
 func uploadsTable(res []upload.Result) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/layout"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 // BuildRequest asks for entries of a lockfile to be built.
@@ -43,6 +44,9 @@ type BuildRequest struct {
 	// for an entry of another architecture when none is (as root), and
 	// removes it again when the build ends.
 	RegisterBinfmt bool
+	// Upload, when set, uploads each image as soon as it is built (before
+	// the next entry builds), as ibuild upload would.
+	Upload *UploadTarget
 	// Options come after the request's.
 	Options []build.Option
 }
@@ -75,6 +79,8 @@ type BuiltImage struct {
 	Files []build.OutputFile
 	// Sources count the packages each source served this build.
 	Sources []build.SourceCount
+	// Uploads are what the image became in the cloud (BuildRequest.Upload).
+	Uploads []upload.Result
 }
 
 // NoEntryError is a selection that matches no entry of the lockfile.
@@ -197,7 +203,18 @@ func Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err error) {
 			return res, err
 		}
 		emit(BuildEvent{Entry: e, Dir: dir, Result: br})
-		res.Images = append(res.Images, BuiltImage{Entry: e, Dir: dir, Files: br.Files, Sources: br.Sources})
+		img := BuiltImage{Entry: e, Dir: dir, Files: br.Files, Sources: br.Sources}
+		if req.Upload != nil {
+			// Straight from the build's output: the image just written,
+			// verified against the record the build wrote beside it.
+			up, err := uploadTo(ctx, req.Lockfile, dir, []string{e.Arch}, []string{e.Type}, []UploadTarget{*req.Upload})
+			img.Uploads = up
+			if err != nil {
+				res.Images = append(res.Images, img)
+				return res, err
+			}
+		}
+		res.Images = append(res.Images, img)
 	}
 	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 // SignMode is how Publish signs: not at all, with a key, or keyless (an
@@ -91,7 +92,8 @@ type PublishRequest struct {
 	// From is the output directory the images were built into (see
 	// pkg/layout for where each entry's file is looked for).
 	From string
-	// Ref is the repository, optionally with a tag.
+	// Ref is the repository, optionally with a tag; empty when the images
+	// go only to Uploads.
 	Ref                 string
 	Arches, Types, Tags []string
 	Sign                SignRequest
@@ -99,12 +101,18 @@ type PublishRequest struct {
 	// Options come after the request's (insecure registries, attach mode,
 	// keychain, source, containerDisk…).
 	Options []publish.Option
+	// Uploads are cloud targets the same images go to after the push
+	// (composer's upload targets; the Action's publish input targets).
+	Uploads []UploadTarget
 }
 
 // PublishResult is what was pushed.
 type PublishResult struct {
 	Lockfile *Lockfile
+	// Result is nil when nothing was pushed to a registry (no Ref).
 	*publish.Result
+	// Uploads are what the images became in each cloud target.
+	Uploads []upload.Result `json:"uploads,omitempty"`
 }
 
 // Publish pushes every built output of the lockfile found in From to Ref:
@@ -113,10 +121,27 @@ type PublishResult struct {
 // blueprint beside the lockfile, when there, names the image and gives
 // its version.
 func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
+	if req.Ref == "" && len(req.Uploads) == 0 {
+		return nil, errors.New("publishing: no registry reference and no upload target")
+	}
 	l, err := ReadLockfile(req.Lockfile)
 	if err != nil {
 		return nil, err
 	}
+	out := &PublishResult{Lockfile: l}
+	if req.Ref != "" {
+		if out.Result, err = push(ctx, req, l); err != nil {
+			return nil, err
+		}
+	}
+	if out.Uploads, err = uploadTo(ctx, req.Lockfile, req.From, req.Arches, req.Types, req.Uploads); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// push is Publish's registry half.
+func push(ctx context.Context, req PublishRequest, l *Lockfile) (*publish.Result, error) {
 	lname := req.LockfileName
 	if lname == "" {
 		lname = req.Lockfile
@@ -145,9 +170,5 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 	if signer != nil {
 		opts = append(opts, publish.WithSigner(signer))
 	}
-	res, err := publish.Publish(ctx, l.File, req.From, req.Ref, append(opts, req.Options...)...)
-	if err != nil {
-		return nil, err
-	}
-	return &PublishResult{Lockfile: l, Result: res}, nil
+	return publish.Publish(ctx, l.File, req.From, req.Ref, append(opts, req.Options...)...)
 }

@@ -53,3 +53,32 @@ func Upload(ctx context.Context, req UploadRequest) (*UploadResult, error) {
 	}
 	return out, nil
 }
+
+// UploadTarget is a cloud target and its options, for Build (upload each
+// image as soon as it is built) and Publish (upload beside the registry).
+type UploadTarget struct {
+	Target  string
+	Options upload.Options
+	// NewTarget and Events as in UploadRequest.
+	NewTarget func(name string, o upload.Options) (upload.Target, error)
+	Events    func(upload.Event)
+}
+
+// uploadTo uploads the entries arches × types of lockfile found in from to
+// each target, in order, through the Upload use case.
+func uploadTo(ctx context.Context, lockfile, from string, arches, types []string, targets []UploadTarget) ([]upload.Result, error) {
+	var all []upload.Result
+	for _, t := range targets {
+		res, err := Upload(ctx, UploadRequest{
+			Lockfile: lockfile, From: from, Arches: arches, Types: types,
+			Target: t.Target, Options: t.Options, NewTarget: t.NewTarget, Events: t.Events,
+		})
+		if res != nil {
+			all = append(all, res.Uploads...)
+		}
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}

@@ -33,6 +33,9 @@ type fakeGCE struct {
 	polls    int
 	throttle int
 	quota    bool
+	// onPoll, when set, is called at each operation poll (under mu); the
+	// operation then never ends.
+	onPoll func()
 }
 
 func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,6 +99,11 @@ func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.polls++
+		if f.onPoll != nil {
+			f.onPoll()
+			fmt.Fprint(w, `{"kind":"compute#operation","name":"operation-1","status":"RUNNING"}`)
+			return
+		}
 		status := "RUNNING"
 		if f.polls >= 2 {
 			status = "DONE"
@@ -156,5 +164,34 @@ func TestGCPQuota(t *testing.T) {
 	t.Log(err)
 	if _, err := sc.Bucket("images").Object(f.img.Name() + ".tar.gz").Attrs(context.Background()); !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Errorf("the staging object after a failure: %v, want it deleted", err)
+	}
+}
+
+// Interrupted while GCE imports (the context cancelled, as by SIGINT):
+// the error says where, and the staging object is deleted all the same,
+// with a fresh context.
+func TestGCPInterruptedRemovesObject(t *testing.T) {
+	target, f, sc := gcpSetup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	obj := sc.Bucket("images").Object(f.img.Name() + ".tar.gz")
+	seen := false
+	f.onPoll = func() {
+		// The object is there while the operation runs.
+		if _, err := obj.Attrs(context.Background()); err == nil {
+			seen = true
+		}
+		cancel()
+	}
+	_, err := target.Upload(ctx, f.img)
+	var ue *Error
+	if !errors.As(err, &ue) || !errors.Is(err, context.Canceled) || !strings.HasPrefix(ue.Step, "waiting for operation") {
+		t.Fatalf("got %v, want context.Canceled while waiting", err)
+	}
+	if !seen {
+		t.Error("the object was not there during the import")
+	}
+	if _, err := obj.Attrs(context.Background()); !errors.Is(err, storage.ErrObjectNotExist) {
+		t.Errorf("the staging object after an interrupt: %v, want it deleted", err)
 	}
 }

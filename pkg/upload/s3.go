@@ -145,7 +145,7 @@ func putObject(ctx context.Context, client *s3.Client, bucket, key string, img *
 		Key:               &key,
 		Body:              &countingReaderAt{f: f, size: img.Size, n: &sent},
 		ContentType:       aws.String("application/octet-stream"),
-		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c,
 		Metadata: map[string]string{
 			TagImage:    img.SHA256,
 			TagLockfile: img.LockDigest,
@@ -155,9 +155,17 @@ func putObject(ctx context.Context, client *s3.Client, bucket, key string, img *
 		in.ACL = s3types.ObjectCannedACLPublicRead
 	}
 	if _, err := up.Upload(ctx, in); err != nil {
-		return sent.Load(), false, &stepErr{"uploading " + key, err}
+		// The uploader aborts its multipart upload with ctx, which an
+		// interrupt has cancelled: abort again with a fresh one, so no
+		// parts stay billed until the next run.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		abortStale(dctx, client, bucket, key)
+		return min(sent.Load(), img.Size), false, &stepErr{"uploading " + key, err}
 	}
-	return sent.Load(), false, nil
+	// Every part went once. (Over plain HTTP the SDK reads each part
+	// twice, hashing it before sending, so the reads overcount.)
+	return img.Size, false, nil
 }
 
 // abortStale aborts the incomplete multipart uploads of key, which an

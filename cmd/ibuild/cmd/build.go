@@ -59,6 +59,11 @@ func newBuild() *cobra.Command {
 			if f.workDir != "" {
 				req.Options = append(req.Options, build.WithWorkDir(f.workDir))
 			}
+			if f.upload != "" {
+				// Each image as soon as it is built, through the same
+				// use case as ibuild upload.
+				req.Upload = &ibuild.UploadTarget{Target: f.upload, Options: f.uploadOpts, Events: uploadPrinter(progress, f.jsonEvents)}
+			}
 			if f.verbose {
 				// Through progress, which keeps the tools' lines off the
 				// download line.
@@ -104,21 +109,11 @@ func newBuild() *cobra.Command {
 			if f.upload == "" {
 				return nil
 			}
-			// Straight from the build's output: the images just written,
-			// verified against the records the build wrote beside them.
+			var ups []upload.Result
 			for _, img := range res.Images {
-				up, err := ibuild.Upload(ctx, ibuild.UploadRequest{
-					Lockfile: args[0], From: f.output, Arches: nonEmpty(img.Entry.Arch), Types: nonEmpty(img.Entry.Type),
-					Target: f.upload, Options: f.uploadOpts, Events: uploadPrinter(stderr, f.jsonEvents),
-				})
-				if err != nil {
-					return err
-				}
-				if err := printUploads(c.OutOrStdout(), up.Uploads, f.jsonEvents); err != nil {
-					return err
-				}
+				ups = append(ups, img.Uploads...)
 			}
-			return nil
+			return printUploads(c.OutOrStdout(), ups, f.jsonEvents)
 		},
 	}
 	fl := c.Flags()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/publish"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 type publishFlags struct {
@@ -29,12 +30,14 @@ type publishFlags struct {
 	revision      string
 	fulcioURL     string
 	rekorURL      string
+	targets       []string
+	uploadOpts    upload.Options
 }
 
 func newPublish() *cobra.Command {
 	var f publishFlags
 	c := &cobra.Command{
-		Use:   "publish LOCKFILE --from DIR REF",
+		Use:   "publish LOCKFILE --from DIR [REF] [--target TARGET]...",
 		Short: "Push built images as signed OCI artifacts with SBOM and provenance",
 		Long: `Publish pushes every built output of LOCKFILE found in DIR to REF (a repository,
 optionally with a tag): one OCI artifact per (arch, type), an index per type
@@ -43,10 +46,19 @@ provenance, then the tags. It prints the digests.
 
 An entry's file is DIR/ARCH/TYPE/FILE, DIR/ARCH/FILE or DIR/FILE (FILE is the
 entry's filename, e.g. disk.qcow2). The key's password is read from
-COSIGN_PASSWORD, or asked for without echo on a terminal.`,
-		Args: cobra.ExactArgs(2),
+COSIGN_PASSWORD, or asked for without echo on a terminal.
+
+With --target (aws, aws.s3, gcp, azure; repeatable), the same images are
+then uploaded to each cloud target as ibuild upload does (its option flags
+apply); REF may then be left out.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(c *cobra.Command, args []string) error {
-			lockPath, ref := args[0], args[1]
+			lockPath, ref := args[0], ""
+			if len(args) == 2 {
+				ref = args[1]
+			} else if len(f.targets) == 0 {
+				return errors.New("publish: give a registry reference (REF), an upload --target, or both")
+			}
 			sign, err := f.signRequest(c)
 			if err != nil {
 				return err
@@ -54,8 +66,9 @@ COSIGN_PASSWORD, or asked for without echo on a terminal.`,
 			req := ibuild.PublishRequest{
 				Lockfile: lockPath, From: f.from, Ref: ref,
 				Arches: f.arches, Types: f.types, Tags: f.tags,
-				Sign:   sign,
-				Events: progressPrinter(c.ErrOrStderr(), f.json),
+				Sign:    sign,
+				Events:  progressPrinter(c.ErrOrStderr(), f.json),
+				Uploads: uploadTargets(f.targets, f.uploadOpts, uploadPrinter(c.ErrOrStderr(), f.json)),
 				Options: []publish.Option{
 					publish.WithInsecure(f.insecure),
 					publish.WithMode(publish.Mode(f.attach)),
@@ -75,9 +88,17 @@ COSIGN_PASSWORD, or asked for without echo on a terminal.`,
 			if f.json {
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return enc.Encode(struct {
+					*publish.Result
+					Uploads []upload.Result `json:"uploads,omitempty"`
+				}{res, out.Uploads})
 			}
-			printResult(c.OutOrStdout(), res)
+			if res != nil {
+				printResult(c.OutOrStdout(), res)
+			}
+			if len(out.Uploads) > 0 {
+				return printUploads(c.OutOrStdout(), out.Uploads, false)
+			}
 			return nil
 		},
 	}
@@ -96,7 +117,18 @@ COSIGN_PASSWORD, or asked for without echo on a terminal.`,
 	fl.StringVar(&f.revision, "revision", "", "org.opencontainers.image.revision (default: GITHUB_SHA in Actions)")
 	fl.StringVar(&f.fulcioURL, "fulcio-url", publish.DefaultFulcioURL, "Fulcio for keyless signing")
 	fl.StringVar(&f.rekorURL, "rekor-url", publish.DefaultRekorURL, "Rekor for keyless signing")
+	fl.StringArrayVar(&f.targets, "target", nil, "also upload the images to this cloud target: aws, aws.s3, gcp or azure (repeatable; options as for ibuild upload)")
+	addUploadFlags(fl, &f.uploadOpts)
 	return c
+}
+
+// uploadTargets is each named target with the shared options.
+func uploadTargets(names []string, o upload.Options, events func(upload.Event)) []ibuild.UploadTarget {
+	var out []ibuild.UploadTarget
+	for _, n := range names {
+		out = append(out, ibuild.UploadTarget{Target: n, Options: o, Events: events})
+	}
+	return out
 }
 
 // signRequest maps --sign, --key and the keyless flags.
