@@ -25,6 +25,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
@@ -774,4 +775,99 @@ func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 
 func (h levelHandler) WithGroup(g string) slog.Handler {
 	return levelHandler{h.level, h.Handler.WithGroup(g)}
+}
+
+// Depsolve locks the blueprint for one architecture (its root file
+// system only, the tar image type) and returns the packages its
+// operating system tree installs, for composer's depsolve and freeze.
+func (s *Service) Depsolve(ctx context.Context, bpData []byte, distroName, arch string) ([]manifest.Package, error) {
+	bp, name, err := parseBlueprint(bpData)
+	if err != nil {
+		return nil, err
+	}
+	if bp.Customizations != nil {
+		if err := s.checkRepositories("blueprint.customizations.repositories", bp.Customizations.Repositories); err != nil {
+			return nil, err
+		}
+	}
+	if distroName == "" {
+		distroName = bp.Distro
+	}
+	if distroName == "" {
+		distroName = s.cfg.DefaultDistro
+	}
+	if arch == "" {
+		arch = HostArch()
+	}
+	dir, err := os.MkdirTemp(s.cfg.Dir, "depsolve-")
+	if err != nil {
+		return nil, fmt.Errorf("depsolving: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	bpPath := filepath.Join(dir, name)
+	if err := os.WriteFile(bpPath, bpData, 0o644); err != nil {
+		return nil, fmt.Errorf("depsolving: %w", err)
+	}
+	res, err := ibuild.Lock(ctx, ibuild.LockRequest{
+		Blueprint: bpPath, Lockfile: ibuild.DefaultLockPath(bpPath), Distro: distroName,
+		Arches: []string{arch}, Types: []string{"tar"}, Repositories: s.cfg.Repositories, Options: s.cfg.LockOptions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e, err := res.Lockfile.Entry(arch, "tar")
+	if err != nil {
+		return nil, err
+	}
+	idx := res.Lockfile.PackageIndex()
+	var out []manifest.Package
+	for _, p := range e.Pipelines {
+		if p.Name != manifest.PipelineOS {
+			continue
+		}
+		for _, ref := range p.PackageRefs() {
+			if pk, ok := idx[ref]; ok {
+				out = append(out, *pk)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Packages returns the packages of the compose's images' operating
+// system trees, from its lockfile (nil before the lock).
+func (s *Service) Packages(ctx context.Context, owner, id string) ([]manifest.Package, error) {
+	l, err := s.owned(ctx, owner, id)
+	if err != nil {
+		return nil, err
+	}
+	_, data, err := s.db.blueprintAndLockfile(ctx, id)
+	if err != nil || len(data) == 0 {
+		return nil, err
+	}
+	lf, err := manifest.Parse("lockfile", data)
+	if err != nil {
+		return nil, err
+	}
+	idx := lf.PackageIndex()
+	seen := map[string]bool{}
+	var out []manifest.Package
+	for _, im := range l.images {
+		e, err := lf.Entry(im.Arch, im.Type)
+		if err != nil {
+			continue
+		}
+		for _, p := range e.Pipelines {
+			if p.Name != manifest.PipelineOS {
+				continue
+			}
+			for _, ref := range p.PackageRefs() {
+				if pk, ok := idx[ref]; ok && !seen[ref] {
+					seen[ref] = true
+					out = append(out, *pk)
+				}
+			}
+		}
+	}
+	return out, nil
 }
