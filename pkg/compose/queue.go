@@ -24,6 +24,7 @@ type queue interface {
 	cancel(ctx context.Context, job int64) error
 	start(ctx context.Context) error
 	stop(ctx context.Context) error
+	stopAndCancel(ctx context.Context) error
 }
 
 type riverQueue[TTx any] struct{ c *river.Client[TTx] }
@@ -43,6 +44,9 @@ func (q riverQueue[TTx]) cancel(ctx context.Context, job int64) error {
 
 func (q riverQueue[TTx]) start(ctx context.Context) error { return q.c.Start(ctx) }
 func (q riverQueue[TTx]) stop(ctx context.Context) error  { return q.c.Stop(ctx) }
+func (q riverQueue[TTx]) stopAndCancel(ctx context.Context) error {
+	return q.c.StopAndCancel(ctx)
+}
 
 func migrateRiver[TTx any](ctx context.Context, d riverdriver.Driver[TTx]) error {
 	m, err := rivermigrate.New(d, nil)

@@ -234,7 +234,15 @@ func (s *Service) Close(ctx context.Context) error {
 	<-s.sweepDone
 	var err error
 	if s.cfg.Workers > 0 {
-		err = s.q.stop(ctx)
+		if err = s.q.stop(ctx); err != nil && ctx.Err() != nil {
+			// Out of time: cancel the builds still running. Their jobs
+			// stay in the queue and are retried, here after a restart
+			// or by another worker.
+			s.log.Warn("drain timed out: cancelling running builds")
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err = s.q.stopAndCancel(cctx)
+			cancel()
+		}
 	}
 	s.closeDB()
 	return err

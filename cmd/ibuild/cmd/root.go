@@ -77,6 +77,6 @@ func New() *cobra.Command {
 			c.SetContext(ibuild.WithLogger(c.Context(), slog.New(newLineHandler(c.ErrOrStderr()))))
 		},
 	}
-	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newUpload(), newVerify(), newMirror())
+	root.AddCommand(newList(), newLock(), newDiff(), newBuild(), newMatrix(), newAction(), newPublish(), newUpload(), newVerify(), newMirror(), newServe(), newWorker())
 	return root
 }
