@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,33 +192,77 @@ func runTool(ctx context.Context, env *Env, binds []Bind, extraEnv []string, tio
 // diskPart is a partition of an image, in bytes.
 type diskPart struct {
 	Start, Size int64
-	Type        string // GUID, upper case
+	// Type is a GUID, upper case, on GPT; two lower-case hex digits on
+	// dos.
+	Type string
+	// SectorSize is the disk's logical sector size.
+	SectorSize int64
 }
 
-// readPartition reads partition n (1-based) of the GPT of the image at p.
+// readPartition reads partition n (1-based) of the image at p: a GPT with
+// 512- or 4096-byte sectors (found by its header's signature), else a dos
+// partition table (512-byte sectors unless the Disk stage's 4096, which
+// it tells by the first partition's alignment: see dosSectorSize).
 func readPartition(p string, n int) (diskPart, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return diskPart{}, fmt.Errorf("reading partition table: %w", err)
 	}
 	defer f.Close()
-	tbl, err := gpt.Read(f, sectorSize, sectorSize)
-	if err != nil {
+	for _, ss := range []int64{512, 4096} {
+		sig := make([]byte, 8)
+		if _, err := f.ReadAt(sig, ss); err != nil {
+			continue
+		}
+		if string(sig) != "EFI PART" {
+			continue
+		}
+		tbl, err := gpt.Read(f, int(ss), int(ss))
+		if err != nil {
+			return diskPart{}, fmt.Errorf("reading partition table of %s: %w", filepath.Base(p), err)
+		}
+		if tbl.RecoveredFromBackup {
+			return diskPart{}, fmt.Errorf("reading partition table of %s: primary GPT is damaged", filepath.Base(p))
+		}
+		for _, part := range tbl.Partitions {
+			if part.Index == n && part.Type != gpt.Unused {
+				return diskPart{
+					Start:      int64(part.Start) * ss,
+					Size:       int64(part.End-part.Start+1) * ss,
+					Type:       strings.ToUpper(string(part.Type)),
+					SectorSize: ss,
+				}, nil
+			}
+		}
+		return diskPart{}, fmt.Errorf("%s has no partition %d", filepath.Base(p), n)
+	}
+	mbr := make([]byte, 512)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
 		return diskPart{}, fmt.Errorf("reading partition table of %s: %w", filepath.Base(p), err)
 	}
-	if tbl.RecoveredFromBackup {
-		return diskPart{}, fmt.Errorf("reading partition table of %s: primary GPT is damaged", filepath.Base(p))
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return diskPart{}, fmt.Errorf("%s has no partition table", filepath.Base(p))
 	}
-	for _, part := range tbl.Partitions {
-		if part.Index == n && part.Type != gpt.Unused {
-			return diskPart{
-				Start: int64(part.Start) * sectorSize,
-				Size:  int64(part.End-part.Start+1) * sectorSize,
-				Type:  strings.ToUpper(string(part.Type)),
-			}, nil
-		}
+	if n < 1 || n > 4 {
+		return diskPart{}, fmt.Errorf("%s has no partition %d (a dos table has 4)", filepath.Base(p), n)
 	}
-	return diskPart{}, fmt.Errorf("%s has no partition %d", filepath.Base(p), n)
+	ss := dosSectorSize(mbr)
+	e := mbr[446+16*(n-1) : 446+16*n]
+	start, size := int64(binary.LittleEndian.Uint32(e[8:])), int64(binary.LittleEndian.Uint32(e[12:]))
+	if e[4] == 0 || size == 0 {
+		return diskPart{}, fmt.Errorf("%s has no partition %d", filepath.Base(p), n)
+	}
+	return diskPart{Start: start * ss, Size: size * ss, Type: fmt.Sprintf("%02x", e[4]), SectorSize: ss}, nil
+}
+
+// dosSectorSize tells a dos table's sector size, which it does not
+// record: the Disk stage marks 4096-byte ones in the MBR's reserved bytes
+// 444-445 ("4K"), which partitioning tools leave alone.
+func dosSectorSize(mbr []byte) int64 {
+	if mbr[444] == '4' && mbr[445] == 'K' {
+		return 4096
+	}
+	return 512
 }
 
 // imagePartition is a partition of a disk image in the output directory
@@ -240,7 +285,7 @@ func findImagePartition(env *Env, filename string, n int) (imagePartition, error
 }
 
 // startSector is the partition's first sector.
-func (p imagePartition) startSector() int64 { return p.Start / sectorSize }
+func (p imagePartition) startSector() int64 { return p.Start / p.SectorSize }
 
 // update applies fn to a sparse copy of the image and renames the copy over
 // the image when fn succeeds (updateImage). fn gets the copy's path as a

@@ -18,8 +18,12 @@ import (
 type GrubBIOS struct {
 	// Filename is the image in the output directory.
 	Filename string `json:"filename"`
-	// CorePartition is the 1-based number of the BIOS boot partition.
-	CorePartition int `json:"core_partition"`
+	// CorePartition is the 1-based number of the BIOS boot partition
+	// (GPT); 0 with CoreGap.
+	CorePartition int `json:"core_partition,omitempty"`
+	// CoreGap embeds core.img in the sectors between a dos table's MBR
+	// and its first partition, as grub-install does on dos disks.
+	CoreGap bool `json:"core_gap,omitempty"`
 	// Source is the directory holding boot.img and core.img (the tree's
 	// /boot/grub/i386-pc).
 	Source Source `json:"source"`
@@ -54,7 +58,11 @@ func (s *GrubBIOS) validate() error {
 	if err := checkFilename("filename", s.Filename); err != nil {
 		return err
 	}
-	if err := checkPartitionNumber("core_partition", s.CorePartition); err != nil {
+	if s.CoreGap {
+		if s.CorePartition != 0 {
+			return fmt.Errorf("core_partition: %d with core_gap: core.img goes in one place", s.CorePartition)
+		}
+	} else if err := checkPartitionNumber("core_partition", s.CorePartition); err != nil {
 		return err
 	}
 	return s.Source.validate("source")
@@ -75,12 +83,18 @@ func (s *GrubBIOS) Run(ctx context.Context, env *Env) error {
 		return fmt.Errorf("reading core.img: %w", err)
 	}
 	img := filepath.Join(env.Tree, s.Filename)
-	part, err := readPartition(img, s.CorePartition)
-	if err != nil {
-		return err
-	}
-	if part.Type != biosBootType {
-		return fmt.Errorf("core_partition %d: type %s is not a BIOS boot partition (%s)", s.CorePartition, part.Type, biosBootType)
+	var part diskPart
+	if s.CoreGap {
+		if part, err = dosGap(img); err != nil {
+			return err
+		}
+	} else {
+		if part, err = readPartition(img, s.CorePartition); err != nil {
+			return err
+		}
+		if part.Type != biosBootType {
+			return fmt.Errorf("core_partition %d: type %s is not a BIOS boot partition (%s)", s.CorePartition, part.Type, biosBootType)
+		}
 	}
 	return updateImage(img, func(tmp string) error {
 		f, err := os.OpenFile(filepath.Join(env.Tree, tmp), os.O_RDWR, 0)
@@ -151,4 +165,41 @@ func grubEmbed(boot, core, mbr []byte, start, n int64) (newMBR, newCore []byte, 
 	newMBR[grubBootDrive] = 0xff
 	binary.LittleEndian.PutUint64(newMBR[grubKernelSector:], uint64(start))
 	return newMBR, newCore, nil
+}
+
+// dosGap is the room between a dos table's MBR and its first partition,
+// as a partition of 512-byte sectors.
+func dosGap(img string) (diskPart, error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return diskPart{}, fmt.Errorf("reading partition table: %w", err)
+	}
+	defer f.Close()
+	mbr := make([]byte, sectorSize)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		return diskPart{}, fmt.Errorf("reading MBR of %s: %w", filepath.Base(img), err)
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return diskPart{}, fmt.Errorf("%s has no dos partition table", filepath.Base(img))
+	}
+	if dosSectorSize(mbr) != sectorSize {
+		return diskPart{}, fmt.Errorf("%s has 4096-byte sectors: GRUB's boot.img reads 512-byte ones", filepath.Base(img))
+	}
+	first := int64(-1)
+	for i := 0; i < 4; i++ {
+		e := mbr[446+16*i : 446+16*(i+1)]
+		if e[4] == 0 {
+			continue
+		}
+		if e[4] == 0xee {
+			return diskPart{}, fmt.Errorf("%s has a GPT: core.img goes in its BIOS boot partition", filepath.Base(img))
+		}
+		if st := int64(binary.LittleEndian.Uint32(e[8:])); first < 0 || st < first {
+			first = st
+		}
+	}
+	if first < 2 {
+		return diskPart{}, fmt.Errorf("%s has no room between its MBR and first partition for core.img", filepath.Base(img))
+	}
+	return diskPart{Start: sectorSize, Size: (first - 1) * sectorSize, SectorSize: sectorSize}, nil
 }

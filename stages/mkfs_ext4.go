@@ -188,8 +188,14 @@ func (s *MkfsExt4) Run(ctx context.Context, env *Env) error {
 			"-L", s.Label,
 			"-E", fmt.Sprintf("offset=%d,root_owner=0:0,hash_seed=%s", part.Start, s.HashSeed),
 			"-d", inMount,
-			target, fmt.Sprintf("%dk", part.Size/1024),
 		}
+		if part.SectorSize > 1024 {
+			// A block is at least a sector: small file systems would
+			// get 1 KiB blocks, which a 4096-byte sector disk cannot
+			// mount.
+			mkfs = append(mkfs, "-b", strconv.FormatInt(part.SectorSize, 10))
+		}
+		mkfs = append(mkfs, target, fmt.Sprintf("%dk", part.Size/1024))
 		if err := runTool(ctx, env, binds, toolEnv, toolIO{}, mkfs...); err != nil {
 			return err
 		}

@@ -118,6 +118,7 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 		// What a partition's boot sector says about where it starts.
 		"-h", start,
 		"--mbr=n", "--invariant",
+		"-S", strconv.FormatInt(part.SectorSize, 10),
 		"-i", s.VolumeID,
 	}
 	if s.Label != "" {
@@ -127,7 +128,7 @@ func (s *MkfsFAT) Run(ctx context.Context, env *Env) error {
 		args = append(args, "-F", strconv.Itoa(s.FAT))
 	}
 	if s.FAT == 32 {
-		spc, err := fat32ClusterSectors(part.Size / sectorSize)
+		spc, err := fat32ClusterSectors(part.Size / part.SectorSize)
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", s.Partition, err)
 		}

@@ -151,6 +151,8 @@ var vtTools = map[string]string{
 	"locale":    "locale-gen",
 	"mkfs-ext4": "mkfs.ext4",
 	"mkfs-fat":  "mkfs.fat and mcopy",
+	"mkfs-xfs":  "mkfs.xfs",
+	"mkswap":    "mkswap",
 	"qemu-img":  "qemu-img",
 	"users":     "useradd, groupadd, usermod",
 }

@@ -85,6 +85,12 @@ type Table struct {
 	// MinSize is the least size of the disk (the image type's size, or
 	// the blueprint's disk minsize if larger).
 	MinSize uint64 `json:"minsize,omitempty"`
+	// LegacyBoot says the disk boots from a PC BIOS as well: the image
+	// type has a BIOS boot partition, which a gpt table keeps and a dos
+	// table does without (GRUB's core image goes before the first
+	// partition). Disks of 4096-byte sectors boot by UEFI only: GRUB's
+	// boot.img reads 512-byte sectors.
+	LegacyBoot bool `json:"legacy_boot,omitempty"`
 	// Size is the disk's size; Layout sets it.
 	Size uint64 `json:"size,omitempty"`
 	// Partitions in table (and disk) order: the one holding "/" is last

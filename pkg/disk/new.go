@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,8 @@ const (
 	// btrfsMin is the least btrfs volume mkfs.btrfs makes with its
 	// defaults (mixed block groups off).
 	btrfsMin = 256 * MiB
+	// plainRootMin is the least room a plain root is given.
+	plainRootMin = 64 * MiB
 	// swapMin is the least swap area mkswap makes (10 pages) and more.
 	swapMin = MiB
 )
@@ -78,6 +81,7 @@ func New(base Base, cu *blueprint.Customizations) (*Table, []*FieldError) {
 	if dk != nil {
 		b.tableOptions(dk)
 	}
+	b.defaultRoot = defaultRoot(base)
 	b.addBase(base.Partitions)
 	switch {
 	case dk != nil && len(dk.Partitions) > 0:
@@ -119,6 +123,9 @@ type builder struct {
 	// disk too big is refused at.
 	sizeField string
 	sizeMost  uint64
+	// defaultRoot is the room the image type's own layout gives a plain
+	// root: what a blueprint adds goes beside it, the disk grows.
+	defaultRoot uint64
 }
 
 func (b *builder) fail(field, format string, args ...any) {
@@ -190,13 +197,19 @@ func (b *builder) partType(guid string) string {
 	return DOSLinux
 }
 
-// addBase adds the type's partitions but the root, which finish adds when
-// the blueprint gives none: the BIOS boot partition only on gpt (on dos,
-// GRUB's core image goes in the gap before the first partition).
+// addBase adds the type's partitions: the BIOS boot partition only on
+// gpt with 512-byte sectors (on dos, GRUB's core image goes in the gap
+// before the first partition; see Table.LegacyBoot).
 func (b *builder) addBase(parts []Partition) {
 	for _, p := range parts {
-		if p.Type == BIOSBootGUID && b.t.Type == DOS {
-			continue
+		if p.Type == BIOSBootGUID {
+			if b.t.SectorSize != 512 {
+				continue
+			}
+			b.t.LegacyBoot = true
+			if b.t.Type == DOS {
+				continue
+			}
 		}
 		p.ID = b.id(p.ID)
 		if b.baseIDs == nil {
@@ -225,7 +238,8 @@ func (b *builder) base(mp string) *Partition {
 
 // filesystems applies customizations.filesystem.
 func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode string) {
-	var fresh []int // indexes of new mountpoints
+	var fresh []int // indexes of new mountpoints, by mountpoint: the
+	// table does not change when the blueprint lists them in another order
 	for i, fs := range fss {
 		f := fmt.Sprintf("customizations.filesystem[%d]", i)
 		b.asks(f+".minsize", fs.MinSize)
@@ -246,6 +260,7 @@ func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode stri
 			fresh = append(fresh, i)
 		}
 	}
+	sort.SliceStable(fresh, func(i, j int) bool { return fss[fresh[i]].Mountpoint < fss[fresh[j]].Mountpoint })
 	switch mode {
 	case "", ModeRaw:
 		mode = ModeRaw
@@ -537,7 +552,10 @@ func (b *builder) finish() {
 	rp := &t.Partitions[len(t.Partitions)-1]
 	switch {
 	case rp.FS != nil:
-		rp.MinSize = max(rp.MinSize, b.rootMin, need)
+		// A plain root takes the rest of the disk, which the image
+		// type sizes for its system: it needs only some room of its
+		// own beside the blueprint's partitions.
+		rp.MinSize = max(rp.MinSize, b.rootMin, b.defaultRoot, plainRootMin)
 	case rp.VG != nil:
 		for i := range rp.VG.LogicalVolumes {
 			if lv := &rp.VG.LogicalVolumes[i]; lv.FS.Mountpoint == "/" {
@@ -591,4 +609,20 @@ func (t *Table) SizeField(cu *blueprint.Customizations) string {
 		}
 	}
 	return field
+}
+
+// defaultRoot is the room the type's table on its own disk gives the root
+// (its last partition): the disk less the GPT and the other partitions.
+func defaultRoot(base Base) uint64 {
+	used := uint64(2 * Grain) // the GPT at the start, its backup at the end
+	for i, p := range base.Partitions {
+		if i < len(base.Partitions)-1 {
+			n, _ := alignUp(p.MinSize, Grain)
+			used += n
+		}
+	}
+	if base.Size <= used {
+		return 0
+	}
+	return base.Size - used
 }

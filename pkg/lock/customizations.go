@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/disk"
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 	"github.com/image-builder-action/image-builder-action/pkg/shacrypt"
@@ -240,62 +240,29 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 		c.enabled, c.disabled, c.masked = s.Enabled, s.Disabled, s.Masked
 		sc.check("customizations.services", "systemd", "", stages.Systemd{Enabled: s.Enabled, Disabled: s.Disabled, Masked: s.Masked})
 	}
-	for i, fs := range cu.Filesystem {
-		switch {
-		case fs.Mountpoint == "/":
-			c.rootMin = fs.MinSize
-			c.rootField = fmt.Sprintf("customizations.filesystem[%d].minsize", i)
-		case fs.Mountpoint == "/boot/efi" || fs.Mountpoint == "/boot":
-			refuse(fmt.Sprintf("customizations.filesystem[%d].mountpoint", i), fs.Mountpoint+" is laid out by the image type (the ESP holds /boot/efi, the root holds /boot)")
-		default:
-			// Composer makes each other mountpoint its own partition.
-			c.extraFS = append(c.extraFS, extraFS{mountpoint: fs.Mountpoint, minSize: fs.MinSize, field: fmt.Sprintf("customizations.filesystem[%d]", i)})
-		}
-	}
-	sort.Slice(c.extraFS, func(i, j int) bool { return c.extraFS[i].mountpoint < c.extraFS[j].mountpoint })
-	if dk := cu.Disk; dk != nil {
-		if len(dk.Partitions) > 0 {
-			refuse("customizations.disk.partitions", "custom partition tables are not supported yet; use customizations.disk.minsize or filesystem \"/\" minsize")
-		}
-		if dk.Type != "" && dk.Type != "gpt" {
-			refuse("customizations.disk.type", "images use a GPT partition table: they boot by UEFI and BIOS from it")
-		}
-		if dk.StartOffset != 0 && dk.StartOffset != 1<<20 {
-			refuse("customizations.disk.start_offset", "partitions start at 1 MiB; another start offset is not supported yet")
-		}
-		if dk.SectorSize != 0 && dk.SectorSize != 512 {
-			refuse("customizations.disk.sector_size", "disks have 512-byte sectors; 4096-byte sector disks are not supported yet")
-		}
-		c.diskMin = dk.MinSize
-	}
-	// Sizes the disk is made of: each, and all together, must fit an
-	// image file.
-	var total uint64
-	sizeOK := true
-	for _, sz := range []struct {
-		n     uint64
-		field string
-	}{{c.rootMin, c.rootField}, {c.diskMin, "customizations.disk.minsize"}} {
-		if sz.n > maxDisk {
-			errs = append(errs, bp.Errorf(sz.field, "%d bytes cannot be a disk: an image file holds at most %d bytes (8 EiB)", sz.n, uint64(maxDisk)))
-			sizeOK = false
-		}
-	}
-	if sizeOK {
-		total = c.rootMin
-		for _, x := range c.extraFS {
-			if x.minSize > maxDisk || total+x.minSize > maxDisk {
-				errs = append(errs, bp.Errorf(x.field+".minsize", "the file systems together cannot be a disk: an image file holds at most %d bytes (8 EiB)", uint64(maxDisk)))
-				break
+	// The disk layout: checked here against each arch's partitions, so
+	// a refusal comes before any repository is read; each bootable entry
+	// lays it out again with its type's size (entryPlan.diskTable).
+	if cu.Disk != nil || len(cu.Filesystem) > 0 || cu.PartitioningMode != "" {
+		c.layout = cu
+		seen := map[string]bool{}
+		for _, name := range d.ArchNames() {
+			a, _ := d.Arch(name)
+			if a == nil || len(a.Partitions) == 0 {
+				continue
 			}
-			total += x.minSize
+			tbl, ferrs := disk.New(diskBase(a, 0), cu)
+			for _, e := range ferrs {
+				if !seen[e.Error()] {
+					seen[e.Error()] = true
+					errs = append(errs, bp.Errorf(e.Field, "%s", e.Msg))
+				}
+			}
+			if tbl != nil && !tbl.Plain() && !seen["lvm"] {
+				seen["lvm"] = true
+				refuse(layoutField(cu), "LVM and btrfs layouts are not supported yet; use plain partitions")
+			}
 		}
-	}
-	switch cu.PartitioningMode {
-	case "", "raw":
-		// raw: plain partitions, which is what every image here has.
-	default:
-		refuse("customizations.partitioning_mode", fmt.Sprintf("%q lays file systems out on LVM or btrfs, which is not supported yet; use \"raw\" (plain partitions)", cu.PartitioningMode))
 	}
 	for i, dir := range cu.Directories {
 		ds := stages.DirectorySpec{Node: node(dir.Path, dir.Mode, dir.User, dir.Group), EnsureParents: dir.EnsureParents}
@@ -803,4 +770,17 @@ func repositoryFiles(ctx context.Context, bp *blueprint.Blueprint, d *distro.Dis
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// layoutField is the field a refusal of the whole layout points at.
+func layoutField(cu *blueprint.Customizations) string {
+	switch {
+	case cu.Disk != nil && len(cu.Disk.Partitions) > 0:
+		return "customizations.disk.partitions"
+	case cu.PartitioningMode != "":
+		return "customizations.partitioning_mode"
+	case len(cu.Filesystem) > 0:
+		return "customizations.filesystem"
+	}
+	return "customizations.disk"
 }

@@ -58,8 +58,8 @@ var everyField = map[string]fate{
 	"customizations.disk.partitions.subvolumes.mountpoint":                         {refusal: `customizations.disk.partitions: debian-12 cannot honour this`},
 	"customizations.disk.partitions.subvolumes.name":                               {refusal: `customizations.disk.partitions: debian-12 cannot honour this`},
 	"customizations.disk.partitions.type":                                          {refusal: `customizations.disk.partitions: debian-12 cannot honour this`},
-	"customizations.disk.sector_size":                                              {refusal: `customizations.disk.sector_size: debian-12 cannot honour this`},
-	"customizations.disk.start_offset":                                             {refusal: `customizations.disk.start_offset: debian-12 cannot honour this`},
+	"customizations.disk.sector_size":                                              {stage: "disk", marker: `"sector_size":4096`},
+	"customizations.disk.start_offset":                                             {stage: "disk", marker: `"start":2304`},
 	"customizations.disk.type":                                                     {stage: "disk", marker: `"partitions"`},
 	"customizations.dnf.config.set_releasever":                                     {refusal: `customizations.dnf: debian-12 cannot honour this`},
 	"customizations.fdo.di_mfg_string_type_mac_iface":                              {refusal: `customizations.fdo: debian-12 cannot honour this`},
@@ -329,7 +329,7 @@ func stripRefused(bp *blueprint.Blueprint) {
 	cu.ContainersStorage, cu.DNF, cu.FDO, cu.FIPS, cu.Ignition = nil, nil, nil, nil, nil
 	cu.InstallationDevice, cu.Installer, cu.ISO, cu.OpenSCAP, cu.RHSM, cu.RPM = "", nil, nil, nil, nil, nil
 	if d := cu.Disk; d != nil {
-		d.Partitions, d.StartOffset, d.SectorSize = nil, 0, 0
+		d.Partitions = nil
 	}
 	var repos []blueprint.RepositoryCustomization
 	for _, r := range cu.Repositories {

@@ -438,6 +438,15 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 	}
 	os = append(os, t.Packages...)
 	os = append(os, extra...)
+	if t.Bootable {
+		// The layout's tools: the build root makes the file systems, the
+		// image checks and grows them. An error comes back from
+		// pipelines.
+		if tbl, err := p.diskTable(); err == nil && tbl.Features().XFS {
+			p.buildPackages = uniqSorted(append(p.buildPackages, "xfsprogs", "libfaketime"))
+			os = append(os, "xfsprogs")
+		}
+	}
 	p.osPackages = uniqSorted(os)
 	return p
 }

@@ -2,12 +2,15 @@ package lock
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/disk"
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/stages"
@@ -23,6 +26,8 @@ type entryPlan struct {
 
 	buildPackages []string
 	osPackages    []string
+	// table is the disk's layout (bootable types), once diskTable made it.
+	table *disk.Table
 	// origins maps "pipeline/index" to the blueprint field a stage's
 	// options came from, so a stage lock refuses points at its line.
 	origins map[string]string
@@ -61,44 +66,10 @@ type customizations struct {
 	disabled      []string
 	masked        []string
 	firewall      *stages.Firewall
-	rootMin       uint64 // filesystem "/" minsize
-	rootField     string
-	diskMin       uint64 // disk minsize
-	extraFS       []extraFS
+	// layout holds the blueprint's filesystem, disk and partitioning
+	// mode, when it sets any: what disk.New lays out.
+	layout *blueprint.Customizations
 }
-
-// extraFS is a separate ext4 partition the blueprint asks for.
-type extraFS struct {
-	mountpoint string
-	minSize    uint64
-	field      string // the blueprint's filesystem entry
-}
-
-// sizeField is the blueprint field that asks for the most room on the
-// disk, which a disk too big for its stage is refused by.
-func (c *customizations) sizeField() string {
-	field, most := "", uint64(0)
-	if c.diskMin > 0 {
-		field, most = "customizations.disk.minsize", c.diskMin
-	}
-	if c.rootMin > most {
-		field, most = c.rootField, c.rootMin
-	}
-	for _, x := range c.extraFS {
-		if x.minSize > most {
-			field, most = x.field+".minsize", x.minSize
-		}
-	}
-	return field
-}
-
-// linuxDataType is the GPT type of a plain Linux file system partition.
-const linuxDataType = "0fc63daf-8483-4772-8e79-3d69d8477de4"
-
-const sectorSize = 512
-
-// GPT partition type GUIDs the generator needs to recognise.
-const biosBootType = "21686148-6449-6e6f-744e-656564454649"
 
 // stage writes a stage with its options: the stage's own type from
 // package stages (a map only where that type's JSON would differ from what
@@ -138,60 +109,6 @@ func refs(pkgs []manifest.Package) []string {
 	return out
 }
 
-type partPlan struct {
-	distro.Partition
-	index int // 1-based
-	start uint64
-	size  uint64 // sectors; 0 = to the end
-	uuid  string
-	fsID  string
-}
-
-// partitions is the arch's partition table with the blueprint's extra
-// file systems placed before the last (root) partition.
-func (p *entryPlan) partitions() []distro.Partition {
-	arch := p.arch.Partitions
-	if len(arch) == 0 {
-		return nil
-	}
-	out := append([]distro.Partition(nil), arch[:len(arch)-1]...)
-	for _, x := range p.cust.extraFS {
-		label := strings.ReplaceAll(strings.Trim(x.mountpoint, "/"), "/", "-")
-		if len(label) > 16 {
-			label = label[:16]
-		}
-		out = append(out, distro.Partition{Name: label, Type: linuxDataType, Size: distro.Size(x.minSize), FS: "ext4", Label: label, Mountpoint: x.mountpoint})
-	}
-	return append(out, arch[len(arch)-1])
-}
-
-// layout places the partitions, 1 MiB aligned, on a disk of size bytes;
-// the last partition without a size takes the rest.
-func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
-	const align = (1 << 20) / sectorSize
-	start := uint64(align)
-	var parts []partPlan
-	for i, d := range p.partitions() {
-		pp := partPlan{Partition: d, index: i + 1, start: start, uuid: p.uuidFor("partition/" + d.Name)}
-		if d.Size > 0 {
-			pp.size = (uint64(d.Size) + sectorSize - 1) / sectorSize
-			start += (pp.size + align - 1) / align * align
-		}
-		switch d.FS {
-		case "vfat":
-			pp.fsID = p.fatIDFor("fs/" + d.Name)
-		case "ext4":
-			pp.fsID = p.uuidFor("fs/" + d.Name)
-		}
-		parts = append(parts, pp)
-	}
-	// 33 sectors of backup GPT at the end, plus room for the last partition.
-	if start*sectorSize+34*sectorSize+minRoot > size {
-		return nil, fmt.Errorf("disk size %d bytes is too small for the partition table of %s", size, p.arch.Name)
-	}
-	return parts, nil
-}
-
 // pipelines writes the entry's pipelines from its resolved package sets.
 // base is what every solution starts from (the Essential and required
 // packages): when a set holds all of it, its tree installs base in a
@@ -199,13 +116,13 @@ func (p *entryPlan) layout(size uint64) ([]partPlan, error) {
 // build then runs once for both.
 func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
 	build := manifest.Pipeline{Name: manifest.PipelineBuild, Stages: p.debs(base, buildPkgs)}
-	os, parts, err := p.osPipeline(p.debs(base, osPkgs))
+	os, tbl, err := p.osPipeline(p.debs(base, osPkgs))
 	if err != nil {
 		return nil, err
 	}
 	out := []manifest.Pipeline{build, os}
 	if p.typ.Bootable {
-		out = append(out, p.imagePipeline(parts))
+		out = append(out, p.imagePipeline(tbl))
 	}
 	if len(p.typ.Export) > 0 {
 		exp := manifest.Pipeline{Name: p.typ.Name, Build: manifest.PipelineBuild}
@@ -258,44 +175,6 @@ func (p *entryPlan) crossBuildPipeline(host string, base, pkgs []manifest.Packag
 	return manifest.Pipeline{Name: manifest.PipelineBuild + "-" + host, Host: host, Replaces: manifest.PipelineBuild, Stages: p.debs(base, pkgs)}
 }
 
-// diskSize is the disk's size: the type's, grown to hold the blueprint's
-// extra file systems beside a root as large as the type's default disk
-// gives it (or the blueprint's "/" minsize), and at least the blueprint's
-// disk minsize. customizationsWith bounds the blueprint's sizes, so the
-// sums cannot overflow.
-func (p *entryPlan) diskSize() uint64 {
-	const mib = 1 << 20
-	roundUp := func(n uint64) uint64 { return (n + mib - 1) &^ (mib - 1) }
-	arch := p.arch.Partitions
-	var fixed uint64 // the arch's partitions before the root
-	for i, pt := range arch {
-		if i < len(arch)-1 {
-			fixed += roundUp(uint64(pt.Size))
-		}
-	}
-	// The GPT: 1 MiB before the first partition, and its backup at the
-	// end (34 sectors, rounded to a MiB).
-	overhead := uint64(2 * mib)
-	typeSize := uint64(p.typ.Size)
-	root := uint64(0)
-	if typeSize > fixed+overhead {
-		root = typeSize - fixed - overhead
-	}
-	root = max(root, roundUp(p.cust.rootMin), minRoot)
-	need := overhead + fixed + root
-	for _, x := range p.cust.extraFS {
-		need += roundUp(x.minSize)
-	}
-	return roundUp(max(typeSize, p.cust.diskMin, need))
-}
-
-// minRoot is the least room the layout leaves the root file system.
-const minRoot = 64 << 20
-
-// maxDisk bounds what a blueprint may ask for: an image file holds at
-// most 2^63-1 bytes (off_t), rounded down to whole MiB.
-const maxDisk = (1<<63 - 1) &^ (1<<20 - 1)
-
 // without returns pkgs less those of sub, and whether pkgs holds all of
 // sub (same versions).
 func without(pkgs, sub []manifest.Package) ([]manifest.Package, bool) {
@@ -316,7 +195,7 @@ func without(pkgs, sub []manifest.Package) ([]manifest.Package, bool) {
 
 // osPipeline writes the os pipeline, which installs the packages with the
 // debs stages given.
-func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []partPlan, error) {
+func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, *disk.Table, error) {
 	d, c := p.distro, p.cust
 	// No build root: the os tree's stages run the tree's own tools
 	// (dpkg, update-initramfs, systemctl), so it is built while the
@@ -325,54 +204,51 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 	add := func(typ string, opts any) { os.Stages = append(os.Stages, stage(typ, opts)) }
 	from := func(field string) { p.origin(os.Name, len(os.Stages)-1, field) }
 
-	var parts []partPlan
+	var tbl *disk.Table
 	if p.typ.Bootable {
 		var err error
-		if parts, err = p.layout(p.diskSize()); err != nil {
+		if tbl, err = p.diskTable(); err != nil {
 			return os, nil, err
 		}
 		// Boot configuration comes right after the packages, before the
 		// customizations: a hostname change then leaves the initramfs cached.
-		var fs []stages.FstabEntry
-		var rootUUID string
-		for _, pt := range parts {
-			switch pt.FS {
-			case "ext4":
-				passno := 2
-				if pt.Mountpoint == "/" {
-					passno = 1
-					rootUUID = pt.fsID
-				}
-				fs = append(fs, stages.FstabEntry{UUID: pt.fsID, VFSType: "ext4", Path: pt.Mountpoint, Options: pt.MountOptions(), Freq: 1, PassNo: passno})
-			case "vfat":
-				fs = append(fs, stages.FstabEntry{UUID: pt.fsID, VFSType: "vfat", Path: pt.Mountpoint, Options: pt.MountOptions(), PassNo: 2})
-			}
-		}
-		add("fstab", stages.Fstab{Filesystems: fs})
-		if len(c.extraFS) > 0 {
-			from("customizations.filesystem")
+		add("fstab", stages.Fstab{Filesystems: fstabEntries(tbl)})
+		if c.layout != nil {
+			from(layoutField(c.layout))
 		}
 		grub := stages.Grub2{
-			RootFSUUID: rootUUID,
+			RootFSUUID: tbl.Root().UUID,
 			KernelOpts: mergeKernelArgs(p.arch.KernelOpts+" "+p.typ.KernelOpts, c.kernelOpts),
 			UEFI:       &stages.Grub2UEFI{Vendor: "debian", Removable: true},
 			Timeout:    bootTimeout(p.typ),
 			Serial:     true,
 		}
-		for _, pt := range parts {
-			if pt.Type == biosBootType {
-				grub.BIOS = &stages.Grub2BIOS{Platform: "i386-pc"}
-			}
+		if boot := tbl.Boot(); boot.Mountpoint == "/boot" {
+			grub.BootFSUUID = boot.UUID
+		}
+		if biosBoots(tbl) {
+			grub.BIOS = &stages.Grub2BIOS{Platform: "i386-pc"}
 		}
 		add("grub2", grub)
 		if c.kernelOpts != "" {
 			from("customizations.kernel.append")
 		}
-		add("initramfs", stages.Initramfs{
+		// The initramfs mounts "/" and /usr: their file systems' modules
+		// and fsck go in.
+		ird := stages.Initramfs{
 			Modules:  d.Initramfs.Modules[p.typ.Kernel],
 			Compress: d.Initramfs.Compress,
 			Fstype:   d.Initramfs.FSType,
-		})
+		}
+		for _, mp := range []string{"/", "/usr"} {
+			if m, ok := tbl.Find(mp); ok && m.FSType != ird.Fstype && !contains(ird.Modules, m.FSType) {
+				ird.Modules = append(append([]string(nil), ird.Modules...), m.FSType)
+				if mp == "/" {
+					ird.Fstype = m.FSType
+				}
+			}
+		}
+		add("initramfs", ird)
 	}
 
 	var files []stages.FileSpec
@@ -425,50 +301,170 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, []part
 		add("firewall", c.firewall)
 	}
 	add("cleanup", stages.Cleanup{SSHHostKeyTypes: d.OS.SSHHostKeyTypes})
-	return os, parts, nil
+	return os, tbl, nil
 }
 
-func (p *entryPlan) imagePipeline(parts []partPlan) manifest.Pipeline {
+func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 	img := manifest.Pipeline{Name: manifest.PipelineImage, Build: manifest.PipelineBuild}
 	add := func(typ string, opts any) { img.Stages = append(img.Stages, stage(typ, opts)) }
 	const file = "disk.raw"
-	var table []stages.DiskPartition
-	for _, pt := range parts {
-		table = append(table, stages.DiskPartition{Name: pt.Name, Type: pt.Type, UUID: pt.uuid, Start: pt.start, Size: pt.size})
+	ss := tbl.SectorSize
+	d := stages.Disk{Filename: file, Size: int64(tbl.Size), UUID: p.uuidFor("disk")}
+	if tbl.Type == disk.DOS {
+		d.Type = disk.DOS
 	}
-	add("disk", stages.Disk{Filename: file, Size: int64(p.diskSize()), UUID: p.uuidFor("disk"), Partitions: table})
-	p.origin(img.Name, 0, p.cust.sizeField())
-	// A file system leaves out what other file systems mounted below it
-	// hold; paths are relative to its own mountpoint.
-	excludesFor := func(mp string) []string {
-		var out []string
-		prefix := strings.TrimSuffix(mp, "/") + "/"
-		for _, o := range parts {
-			if o.FS != "" && o.Mountpoint != mp && strings.HasPrefix(o.Mountpoint, prefix) {
-				out = append(out, "/"+strings.TrimPrefix(o.Mountpoint, prefix)+"/*")
-			}
+	if ss != 512 {
+		d.SectorSize = int(ss)
+	}
+	for i, pt := range tbl.Partitions {
+		dp := stages.DiskPartition{Name: pt.Name, Type: pt.Type, UUID: pt.UUID, Start: pt.Start / ss, Size: pt.Size / ss, Bootable: pt.Bootable}
+		if i == len(tbl.Partitions)-1 {
+			dp.Size = 0 // to the end: the root takes what is left
 		}
-		return out
+		d.Partitions = append(d.Partitions, dp)
 	}
-	for _, pt := range parts {
-		switch pt.FS {
-		case "vfat":
-			add("mkfs-fat", stages.MkfsFAT{Filename: file, Partition: pt.index, FAT: 32,
-				VolumeID: strings.ReplaceAll(pt.fsID, "-", ""), Label: pt.Label,
-				Source: stages.Source{Pipeline: manifest.PipelineOS, Path: pt.Mountpoint}})
-		case "ext4":
-			add("mkfs-ext4", stages.MkfsExt4{Filename: file, Partition: pt.index, UUID: pt.fsID, Label: pt.Label,
-				HashSeed: p.uuidFor("hash_seed/" + pt.Name), Source: stages.Source{Pipeline: manifest.PipelineOS, Path: pt.Mountpoint},
-				Exclude: excludesFor(pt.Mountpoint)})
+	add("disk", d)
+	p.origin(img.Name, 0, tbl.SizeField(p.cust.layout))
+	for i, pt := range tbl.Partitions {
+		if pt.FS == nil {
+			continue
+		}
+		n := i + 1
+		src := stages.Source{Pipeline: manifest.PipelineOS, Path: pt.FS.Mountpoint}
+		var exclude []string
+		for _, b := range tbl.Below(pt.FS.Mountpoint) {
+			exclude = append(exclude, b+"/*")
+		}
+		switch pt.FS.Type {
+		case disk.VFAT:
+			add("mkfs-fat", stages.MkfsFAT{Filename: file, Partition: n, FAT: 32,
+				VolumeID: strings.ReplaceAll(pt.FS.UUID, "-", ""), Label: pt.FS.Label, Source: src})
+		case disk.Ext4:
+			add("mkfs-ext4", stages.MkfsExt4{Filename: file, Partition: n, UUID: pt.FS.UUID, Label: pt.FS.Label,
+				HashSeed: p.uuidFor("hash_seed/" + pt.ID), Source: src, Exclude: exclude})
+		case disk.XFS:
+			add("mkfs-xfs", stages.MkfsXFS{Filename: file, Partition: n, UUID: pt.FS.UUID, Label: pt.FS.Label, Source: src, Exclude: exclude})
+		case disk.Swap:
+			add("mkswap", stages.Mkswap{Filename: file, Partition: n, UUID: pt.FS.UUID, Label: pt.FS.Label})
+		}
+		if pt.Field != "" {
+			p.origin(img.Name, len(img.Stages)-1, pt.Field)
 		}
 	}
-	for _, pt := range parts {
-		if pt.Type == biosBootType {
-			add("grub-bios", stages.GrubBIOS{Filename: file, CorePartition: pt.index,
+	for i, pt := range tbl.Partitions {
+		if pt.Type == disk.BIOSBootGUID {
+			add("grub-bios", stages.GrubBIOS{Filename: file, CorePartition: i + 1,
 				Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/boot/grub/i386-pc"}})
 		}
 	}
+	if tbl.Type == disk.DOS && biosBoots(tbl) {
+		// No BIOS boot partition on dos: core.img goes in the gap
+		// between the MBR and the first partition.
+		add("grub-bios", stages.GrubBIOS{Filename: file, CoreGap: true,
+			Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/boot/grub/i386-pc"}})
+	}
 	return img
+}
+
+// biosBoots says whether the layout boots from a PC BIOS: a GPT with a
+// BIOS boot partition, or a dos table with 512-byte sectors on an arch
+// whose table has one (GRUB's boot.img reads 512-byte sectors).
+func biosBoots(tbl *disk.Table) bool {
+	for _, pt := range tbl.Partitions {
+		if pt.Type == disk.BIOSBootGUID {
+			return true
+		}
+	}
+	return tbl.LegacyBoot
+}
+
+// fstabEntries are the layout's file systems and swap areas, in table
+// order, by UUID.
+func fstabEntries(tbl *disk.Table) []stages.FstabEntry {
+	var out []stages.FstabEntry
+	for _, pt := range tbl.Partitions {
+		fs := pt.FS
+		if fs == nil {
+			continue
+		}
+		opts := fs.Options
+		if opts == "" {
+			opts = "defaults"
+		}
+		switch fs.Type {
+		case disk.Swap:
+			out = append(out, stages.FstabEntry{UUID: fs.UUID, VFSType: "swap", Path: "none", Options: opts})
+		case disk.Ext4:
+			passno := 2
+			if fs.Mountpoint == "/" {
+				passno = 1
+			}
+			out = append(out, stages.FstabEntry{UUID: fs.UUID, VFSType: fs.Type, Path: fs.Mountpoint, Options: opts, Freq: 1, PassNo: passno})
+		case disk.VFAT:
+			out = append(out, stages.FstabEntry{UUID: fs.UUID, VFSType: fs.Type, Path: fs.Mountpoint, Options: opts, PassNo: 2})
+		case disk.XFS:
+			// fsck.xfs does nothing: xfs checks itself when mounted.
+			out = append(out, stages.FstabEntry{UUID: fs.UUID, VFSType: fs.Type, Path: fs.Mountpoint, Options: opts})
+		}
+	}
+	return out
+}
+
+// diskBase is the image type's own layout on arch a: the arch's
+// partition table (imagedefs) on a disk of size bytes.
+func diskBase(a *distro.Arch, size uint64) disk.Base {
+	b := disk.Base{Size: size}
+	for _, pt := range a.Partitions {
+		dp := disk.Partition{ID: pt.Name, Name: pt.Name, Type: strings.ToLower(pt.Type), MinSize: uint64(pt.Size)}
+		if pt.FS != "" {
+			dp.FS = &disk.Filesystem{Type: pt.FS, Label: pt.Label, Mountpoint: pt.Mountpoint, Options: pt.MountOptions()}
+		}
+		b.Partitions = append(b.Partitions, dp)
+	}
+	return b
+}
+
+// diskTable lays the entry's disk out and gives its ids their values,
+// derived from the seed and each partition's role.
+func (p *entryPlan) diskTable() (*disk.Table, error) {
+	if p.table != nil {
+		return p.table, nil
+	}
+	tbl, ferrs := disk.New(diskBase(p.arch, uint64(p.typ.Size)), p.cust.layout)
+	if ferrs != nil {
+		var errs []error
+		for _, e := range ferrs {
+			errs = append(errs, e)
+		}
+		return nil, errors.Join(errs...)
+	}
+	fsID := func(typ, what string) string {
+		if typ == disk.VFAT {
+			return p.fatIDFor(what)
+		}
+		return p.uuidFor(what)
+	}
+	for i := range tbl.Partitions {
+		pt := &tbl.Partitions[i]
+		if pt.UUID == "" && tbl.Type == disk.GPT {
+			pt.UUID = p.uuidFor("partition/" + pt.ID)
+		}
+		switch {
+		case pt.FS != nil:
+			pt.FS.UUID = fsID(pt.FS.Type, "fs/"+pt.ID)
+		case pt.VG != nil:
+			pt.VG.UUID = p.uuidFor("vg/" + pt.VG.Name)
+			for j := range pt.VG.LogicalVolumes {
+				lv := &pt.VG.LogicalVolumes[j]
+				lv.UUID = p.uuidFor("lv/" + pt.VG.Name + "/" + lv.Name)
+				lv.FS.UUID = fsID(lv.FS.Type, "fs/lv/"+pt.VG.Name+"/"+lv.Name)
+			}
+		case pt.Btrfs != nil:
+			pt.Btrfs.UUID = p.uuidFor("fs/" + pt.ID)
+		}
+	}
+	p.table = tbl
+	return tbl, nil
 }
 
 // origin records the blueprint field stage i of pipeline came from.

@@ -4,9 +4,9 @@ package lock_test
 // are Debian's: FIPS mode, RPM's key database, RHSM, DNF and RPM module
 // streams have no Debian counterpart; kernel-debug, cuda-drivers (NVIDIA's
 // repository) and Kubernetes's server are not packaged; a placeholder
-// "SSH KEY" is no key. Installer (ISO) types, custom partition tables,
-// a separate /boot, OpenSCAP remediation and embedded containers are not
-// built yet: those refusals say "not supported yet".
+// "SSH KEY" is no key. Installer (ISO) types, LVM and btrfs layouts,
+// OpenSCAP remediation and embedded containers are not built yet: those
+// refusals say "not supported yet".
 var published = map[string]outcome{
 	"images-all-customizations.json":                         refused(`containers: debian-12 cannot honour this: embedding container images`),
 	"images-all-with-fips.json":                              refused(`customizations.fips: debian-12 cannot honour this: Debian ships no FIPS 140-validated`),
@@ -29,7 +29,7 @@ var published = map[string]outcome{
 	"images-empty.json":                                      mapped,
 	"images-f43-x86-cuda-drivers.json":                       refused(`packages[0].name: package "cuda-drivers" is not in the repositories`),
 	"images-file-customizations.json":                        mapped,
-	"images-filesystem-customizations.json":                  refused(`customizations.filesystem[13].mountpoint: debian-12 cannot honour this: /boot`),
+	"images-filesystem-customizations.json":                  mapped,
 	"images-filesystem-no-explicit-rootfs.json":              mapped,
 	"images-firewall.json":                                   mapped,
 	"images-import-rpm-gpg-keys-from-tree-fedora.json":       refused(`customizations.rpm: debian-12 cannot honour this`),
@@ -57,7 +57,7 @@ var published = map[string]outcome{
 	"images-partitioning-dos-lvm.json":                       refused(`customizations.disk.partitions: debian-12 cannot honour this`),
 	"images-partitioning-lvm-noswap.json":                    refused(`customizations.disk.partitions: debian-12 cannot honour this`),
 	"images-partitioning-lvm.json":                           refused(`customizations.disk.partitions: debian-12 cannot honour this`),
-	"images-partitioning-plain.json":                         refused(`customizations.disk.partitions: debian-12 cannot honour this`),
+	"images-partitioning-plain.json":                         mapped,
 	"images-releasever.json":                                 refused(`customizations.dnf: debian-12 cannot honour this`),
 	"images-rhel10-azure-rhui-cdn.json":                      refused(`customizations.rhsm: debian-12 cannot honour this`),
 	"images-rhel10-azure-rhui.json":                          refused(`customizations.rhsm: debian-12 cannot honour this`),
