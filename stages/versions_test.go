@@ -142,19 +142,20 @@ func vtDisk(options string) func(t *testing.T) string {
 // vtTools are the stages whose output is a tool's: the build root's or
 // the tree's own, run in namespaces.
 var vtTools = map[string]string{
-	"cacerts":   "update-ca-certificates",
-	"debs":      "dpkg",
-	"firewall":  "firewall-offline-cmd",
-	"grub2":     "grub-mkimage",
-	"grub-bios": "the build root's dd",
-	"initramfs": "update-initramfs",
-	"locale":    "locale-gen",
-	"mkfs-ext4": "mkfs.ext4",
-	"mkfs-fat":  "mkfs.fat and mcopy",
-	"mkfs-xfs":  "mkfs.xfs",
-	"mkswap":    "mkswap",
-	"qemu-img":  "qemu-img",
-	"users":     "useradd, groupadd, usermod",
+	"cacerts":    "update-ca-certificates",
+	"debs":       "dpkg",
+	"firewall":   "firewall-offline-cmd",
+	"grub2":      "grub-mkimage",
+	"grub-bios":  "the build root's dd",
+	"initramfs":  "update-initramfs",
+	"locale":     "locale-gen",
+	"mkfs-btrfs": "mkfs.btrfs",
+	"mkfs-ext4":  "mkfs.ext4",
+	"mkfs-fat":   "mkfs.fat and mcopy",
+	"mkfs-xfs":   "mkfs.xfs",
+	"mkswap":     "mkswap",
+	"qemu-img":   "qemu-img",
+	"users":      "useradd, groupadd, usermod",
 }
 
 // TestStageVersions pins what each stage writes on a small fixture, with
