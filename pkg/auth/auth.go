@@ -1,0 +1,261 @@
+// Package auth holds the service's bearer tokens: each names an owner, and
+// every compose belongs to the owner of the token that made it. Tokens are
+// random; only their sha256 is kept (in one JSON file), so the file gives
+// nobody a way in. A lookup hashes the presented token and compares it
+// against every stored hash in constant time.
+//
+// It also says which TCP addresses the service may listen on: loopback,
+// or any address with TLS.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
+)
+
+// TokenPrefix starts every token, so that one pasted where it should not
+// be is recognisable (and secret scanners can find it).
+const TokenPrefix = "ibt_"
+
+// FileName is the token file's name in the service's state directory.
+const FileName = "tokens.json"
+
+// Token is a stored token: its name (the owner), the sha256 of its secret
+// and when it was made.
+type Token struct {
+	Name    string    `json:"name"`
+	SHA256  string    `json:"sha256"`
+	Created time.Time `json:"created"`
+}
+
+// Store is the token file. It is re-read when it changes on disk, so a
+// token made by `ibuild serve token create` while the server runs works at
+// once.
+type Store struct {
+	path string
+
+	mu     sync.Mutex
+	tokens []Token
+	mod    time.Time
+	size   int64
+}
+
+// Errors a lookup returns.
+var (
+	// ErrNoToken: the request carries no bearer token.
+	ErrNoToken = errors.New("no bearer token: send Authorization: Bearer TOKEN (ibuild serve token create NAME makes one)")
+	// ErrBadToken: the token is not one of the store's.
+	ErrBadToken = errors.New("the bearer token is not valid")
+)
+
+// Open returns the store of the token file in dir (which need not exist
+// yet).
+func Open(dir string) *Store {
+	return &Store{path: filepath.Join(dir, FileName)}
+}
+
+// Path is the token file's path.
+func (s *Store) Path() string { return s.path }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// Create makes a token for owner name and returns its secret, which is not
+// kept: it is shown once. A name has one token; creating it again
+// replaces the old one (that is how a token is rotated).
+func (s *Store) Create(name string) (string, error) {
+	if !nameRE.MatchString(name) {
+		return "", fmt.Errorf("token name %q: want 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", name)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making token: %w", err)
+	}
+	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return "", err
+	}
+	tokens := slices.DeleteFunc(slices.Clone(s.tokens), func(t Token) bool { return t.Name == name })
+	tokens = append(tokens, Token{Name: name, SHA256: hash(secret), Created: time.Now().UTC().Truncate(time.Second)})
+	if err := s.write(tokens); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// Revoke removes name's token; it is an error when there is none.
+func (s *Store) Revoke(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return err
+	}
+	n := len(s.tokens)
+	tokens := slices.DeleteFunc(slices.Clone(s.tokens), func(t Token) bool { return t.Name == name })
+	if len(tokens) == n {
+		return fmt.Errorf("revoking token: no token named %q", name)
+	}
+	return s.write(tokens)
+}
+
+// List returns the stored tokens (names and dates; the secrets are not
+// kept).
+func (s *Store) List() ([]Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(s.tokens), nil
+}
+
+// Lookup returns the owner of secret. Every stored hash is compared, in
+// constant time, so the time taken says nothing about which one matched.
+func (s *Store) Lookup(secret string) (string, error) {
+	if secret == "" {
+		return "", ErrNoToken
+	}
+	s.mu.Lock()
+	err := s.reload()
+	tokens := s.tokens
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	h, _ := hex.DecodeString(hash(secret))
+	owner := ""
+	for _, t := range tokens {
+		stored, err := hex.DecodeString(t.SHA256)
+		if err != nil || len(stored) != len(h) {
+			continue
+		}
+		if subtle.ConstantTimeCompare(stored, h) == 1 {
+			owner = t.Name
+		}
+	}
+	if owner == "" {
+		return "", ErrBadToken
+	}
+	return owner, nil
+}
+
+// Authenticate returns the owner of the request's bearer token.
+func (s *Store) Authenticate(r *http.Request) (string, error) {
+	return s.Lookup(BearerToken(r))
+}
+
+// BearerToken is the token of an "Authorization: Bearer TOKEN" header; ""
+// when there is none.
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+func hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// reload reads the file when it changed since it was last read. Callers
+// hold s.mu.
+func (s *Store) reload() error {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.tokens, s.mod, s.size = nil, time.Time{}, 0
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading tokens: %w", err)
+	}
+	if fi.ModTime().Equal(s.mod) && fi.Size() == s.size && s.tokens != nil {
+		return nil
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("reading tokens: %w", err)
+	}
+	var tokens []Token
+	if err := json.Unmarshal(data, &tokens); err != nil {
+		return fmt.Errorf("reading tokens %s: %w", s.path, err)
+	}
+	if tokens == nil {
+		tokens = []Token{}
+	}
+	s.tokens, s.mod, s.size = tokens, fi.ModTime(), fi.Size()
+	return nil
+}
+
+// write replaces the file (mode 0600: the hashes are not secrets, but the
+// names are nobody else's business). Callers hold s.mu.
+func (s *Store) write(tokens []Token) error {
+	data, err := json.MarshalIndent(tokens, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("writing tokens: %w", err)
+	}
+	if err := atomicfile.Write(s.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing tokens: %w", err)
+	}
+	s.tokens = nil // re-read on next use, with the new mtime
+	return s.reload()
+}
+
+type ownerKey struct{}
+
+// WithOwner returns ctx carrying the authenticated owner.
+func WithOwner(ctx context.Context, owner string) context.Context {
+	return context.WithValue(ctx, ownerKey{}, owner)
+}
+
+// Owner is the owner WithOwner put in ctx; "" when none.
+func Owner(ctx context.Context) string {
+	o, _ := ctx.Value(ownerKey{}).(string)
+	return o
+}
+
+// CheckListen refuses a TCP address the service must not listen on
+// without TLS: anything but loopback (127.0.0.0/8, ::1, localhost). An
+// empty host ("" or ":8080") listens on every address, so it needs TLS
+// too.
+func CheckListen(addr string, tls bool) error {
+	if tls {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("listen address %q is not loopback: serve it with TLS (a certificate and key) or listen on 127.0.0.1", addr)
+}
