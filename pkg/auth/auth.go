@@ -3,9 +3,6 @@
 // random; only their sha256 is kept (in one JSON file), so the file gives
 // nobody a way in. A lookup hashes the presented token and compares it
 // against every stored hash in constant time.
-//
-// It also says which TCP addresses the service may listen on: loopback,
-// or any address with TLS.
 package auth
 
 import (
@@ -19,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,9 +155,10 @@ func (s *Store) Lookup(secret string) (string, error) {
 	return owner, nil
 }
 
-// Authenticate returns the owner of the request's bearer token.
-func (s *Store) Authenticate(r *http.Request) (string, error) {
-	return s.Lookup(BearerToken(r))
+// Authenticate returns the owner of token; it is Lookup in the shape the
+// HTTP front ends (cloud API, web page) take.
+func (s *Store) Authenticate(_ context.Context, token string) (string, error) {
+	return s.Lookup(token)
 }
 
 // BearerToken is the token of an "Authorization: Bearer TOKEN" header; ""
@@ -237,25 +234,4 @@ func WithOwner(ctx context.Context, owner string) context.Context {
 func Owner(ctx context.Context) string {
 	o, _ := ctx.Value(ownerKey{}).(string)
 	return o
-}
-
-// CheckListen refuses a TCP address the service must not listen on
-// without TLS: anything but loopback (127.0.0.0/8, ::1, localhost). An
-// empty host ("" or ":8080") listens on every address, so it needs TLS
-// too.
-func CheckListen(addr string, tls bool) error {
-	if tls {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("listen address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("listen address %q is not loopback: serve it with TLS (a certificate and key) or listen on 127.0.0.1", addr)
 }

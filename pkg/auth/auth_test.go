@@ -97,26 +97,3 @@ func TestBearerToken(t *testing.T) {
 		}
 	}
 }
-
-func TestCheckListen(t *testing.T) {
-	for _, tc := range []struct {
-		addr string
-		tls  bool
-		ok   bool
-	}{
-		{"127.0.0.1:8080", false, true},
-		{"127.0.0.2:0", false, true},
-		{"[::1]:8080", false, true},
-		{"localhost:8080", false, true},
-		{":8080", false, false},
-		{"0.0.0.0:8080", false, false},
-		{"192.0.2.1:8080", false, false},
-		{"0.0.0.0:8443", true, true},
-		{"nonsense", false, false},
-	} {
-		err := CheckListen(tc.addr, tc.tls)
-		if (err == nil) != tc.ok {
-			t.Errorf("CheckListen(%q, %v) = %v", tc.addr, tc.tls, err)
-		}
-	}
-}

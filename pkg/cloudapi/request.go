@@ -581,7 +581,10 @@ func blueprintError(err error, prefix string, fields []fieldMap) error {
 		}
 		f = prefix + f
 		if first == "" {
+			// apiError puts the first field before the reason.
 			first = f
+			msgs = append(msgs, e.Msg)
+			continue
 		}
 		msgs = append(msgs, f+": "+e.Msg)
 	}

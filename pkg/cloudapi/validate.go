@@ -66,7 +66,8 @@ func (v *validator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route, params, err := v.router.FindRoute(r)
 		if err != nil {
-			if errors.Is(err, routers.ErrMethodNotAllowed) {
+			var re *routers.RouteError
+			if errors.As(err, &re) && re.Reason == routers.ErrMethodNotAllowed.Error() {
 				writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethod, Msg: r.Method + " " + r.URL.Path + ": method not allowed"})
 				return
 			}
@@ -99,12 +100,10 @@ func validationError(err error) *apiError {
 			e.Field = "body"
 		}
 		// A disallowed property is named by the reason, not the path.
-		if se.SchemaField == "additionalProperties" {
-			if name, ok := strings.CutPrefix(se.Reason, "property \""); ok {
-				name, _, _ = strings.Cut(name, "\"")
-				e.Field = strings.TrimPrefix(e.Field+"."+name, "body.")
-				e.Msg = "unknown field"
-			}
+		if name, ok := strings.CutPrefix(se.Reason, "property \""); ok && strings.HasSuffix(se.Reason, "\" is unsupported") {
+			name, _, _ = strings.Cut(name, "\"")
+			e.Field = strings.TrimPrefix(e.Field+"."+name, "body.")
+			e.Msg = "unknown field"
 		}
 		if se.SchemaField == "enum" && se.Schema != nil {
 			var vals []string

@@ -98,6 +98,8 @@ To scale out, give every node the same --database postgres://… and
 	fl.StringVar(&listen, "listen", serve.DefaultListen, "HTTP address (loopback unless --tls-cert and --tls-key; none: no HTTP)")
 	fl.StringVar(&tlsCert, "tls-cert", "", "TLS certificate for the HTTP listener")
 	fl.StringVar(&tlsKey, "tls-key", "", "TLS key for the HTTP listener")
+	addCloudAPIFlags(fl)
+	c.AddCommand(newToken())
 	return c
 }
 
