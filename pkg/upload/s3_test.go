@@ -20,7 +20,7 @@ import (
 func TestS3MultipartPresigned(t *testing.T) {
 	srv := uploadtest.Versitygw(t, "", 0)
 	makeBucket(t, srv.URL, "images")
-	// 2 GiB and a bit, sparse: 33 parts of 64 MiB, data in the first, a
+	// 2 GiB and a bit, sparse: 129 parts of 16 MiB, data in the first, a
 	// middle and the last.
 	img := sparseImage(t, "disk.raw", 2<<30+4096, 0, 1<<30, -1)
 	target := &S3{Bucket: "images", Prefix: "ci/", Endpoint: srv.URL, Config: testAWSConfig(uploadtest.S3Access, uploadtest.S3Secret, 0)}
