@@ -142,7 +142,9 @@ func vtDisk(options string) func(t *testing.T) string {
 // vtTools are the stages whose output is a tool's: the build root's or
 // the tree's own, run in namespaces.
 var vtTools = map[string]string{
-	"cacerts":    "update-ca-certificates",
+	"cacerts": "update-ca-certificates",
+	// Its output is the registry's blobs, pinned by digest, and a unit.
+	"containers": "a container registry",
 	"debs":       "dpkg",
 	"firewall":   "firewall-offline-cmd",
 	"grub2":      "grub-mkimage",

@@ -16,6 +16,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
@@ -85,6 +86,21 @@ func applyMap(t *testing.T, bp *blueprint.Blueprint, path string) {
 		case "@name":
 			bp.Name = fs[1]
 			continue
+		case "@registry":
+			// The blueprint's container registry is not reachable here:
+			// its sources are served by Debian's docker-registry on
+			// 127.0.0.1 instead, holding a small image (amd64 and arm64)
+			// under each source's repository path.
+			for i, c := range bp.Containers {
+				if repoPath, ok := strings.CutPrefix(c.Source, fs[1]+"/"); ok {
+					if corpusRegistry == "" {
+						t.Fatal("@registry: no registry started")
+					}
+					pushImage(t, corpusRegistry, repoPath, "amd64", "arm64")
+					bp.Containers[i].Source = corpusRegistry + "/" + repoPath
+				}
+			}
+			continue
 		}
 		if fs[1] == "-" {
 			fs = fs[:1]
@@ -113,8 +129,12 @@ func applyMap(t *testing.T, bp *blueprint.Blueprint, path string) {
 	}
 }
 
+// corpusRegistry is the docker-registry the @registry maps point at.
+var corpusRegistry string
+
 func TestPublishedBlueprints(t *testing.T) {
 	srcs := locktest.NeedArchive(t)
+	corpusRegistry = publishtest.DockerRegistry(t)
 	cache := os.Getenv("IBUILD_TEST_CACHE")
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "ibuild-test-cache")

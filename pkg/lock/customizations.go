@@ -106,8 +106,26 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 	if len(bp.EnabledModules) > 0 {
 		refuse("enabled_modules", "RPM module streams do not exist in Debian: a Debian release has one version of each package")
 	}
+	for i, ct := range bp.Containers {
+		if ct.LocalStorage {
+			refuse(fmt.Sprintf("containers[%d].local-storage", i), "it takes the image from the building host's containers-storage, which a lockfile cannot pin; push the image to a registry and name it by source")
+			continue
+		}
+		if o.offline {
+			continue
+		}
+		lc, err := resolveContainer(ctx, bp, i, ct, o.httpClient)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.containers = append(c.containers, lc)
+	}
 	if len(bp.Containers) > 0 {
-		refuse("containers", "embedding container images is not supported yet")
+		// skopeo copies the images into containers-storage at first
+		// boot; podman is what lists and runs them.
+		system("podman", "skopeo")
+		c.enabled = append(c.enabled, stages.ContainersUnit)
 	}
 	// minimal: the images are minimal already (no recommends, no
 	// documentation), which is what composer's flag asks for.
@@ -334,7 +352,7 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 		{cu.FIPS != nil && *cu.FIPS, "customizations.fips", "Debian ships no FIPS 140-validated crypto modules or FIPS mode"},
 		{cu.RPM != nil, "customizations.rpm", "it imports keys into RPM's database; Debian installs with dpkg and apt"},
 		{cu.RHSM != nil, "customizations.rhsm", "Red Hat Subscription Manager exists only on RHEL"},
-		{cu.ContainersStorage != nil, "customizations.containers-storage", "it places embedded containers, which are not supported yet"},
+		{cu.ContainersStorage != nil, "customizations.containers-storage", "embedded containers are copied into containers-storage's default place (/var/lib/containers/storage) at first boot; another destination is not supported"},
 		{cu.DNF != nil, "customizations.dnf", "it configures DNF; Debian installs with apt"},
 	} {
 		if r.set {

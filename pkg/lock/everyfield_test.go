@@ -13,6 +13,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
@@ -30,10 +31,10 @@ type fate struct {
 // every-field blueprints set it.
 var everyField = map[string]fate{
 	"architecture":                                                                 {stage: "", marker: `"arch": "x86_64"`},
-	"containers.local-storage":                                                     {refusal: `containers: debian-12 cannot honour this`},
-	"containers.name":                                                              {refusal: `containers: debian-12 cannot honour this`},
-	"containers.source":                                                            {refusal: `containers: debian-12 cannot honour this`},
-	"containers.tls-verify":                                                        {refusal: `containers: debian-12 cannot honour this`},
+	"containers.local-storage":                                                     {refusal: `containers[0].local-storage: debian-12 cannot honour this`},
+	"containers.name":                                                              {stage: "containers", marker: `"name":"every-field-container"`},
+	"containers.source":                                                            {stage: "containers", marker: `/every/field:1"`},
+	"containers.tls-verify":                                                        {stage: "containers", marker: `"tls_verify":true`},
 	"customizations.cacerts.pem_certs":                                             {stage: "cacerts", marker: `BEGIN CERTIFICATE`},
 	"customizations.containers-storage.destination-path":                           {refusal: `customizations.containers-storage: debian-12 cannot honour this`},
 	"customizations.directories.ensure_parents":                                    {stage: "directories", marker: `"ensure_parents":true`},
@@ -225,14 +226,18 @@ func TestEveryField(t *testing.T) {
 		}
 	}
 
+	registry := publishtest.DockerRegistry(t)
+	pushImage(t, registry, "every/field:1", "amd64")
 	dir := "../../testdata/blueprints/composer/every-field"
 	load := func(name string) *blueprint.Blueprint {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The install_from repository is the host's own mirror.
+		// The install_from repository is the host's own mirror; the
+		// container's registry Debian's docker-registry on 127.0.0.1.
 		data = []byte(strings.ReplaceAll(string(data), "http://host-mirror.invalid/debian", srcs[0].URI))
+		data = []byte(strings.ReplaceAll(string(data), "registry.example.com/", registry+"/"))
 		bp, err := blueprint.Parse(filepath.Join(dir, name), data)
 		if err != nil {
 			t.Fatal(err)
@@ -324,7 +329,10 @@ func TestEveryField(t *testing.T) {
 // stripRefused removes what the every-field blueprints set and Debian
 // refuses, as everyField lists it.
 func stripRefused(bp *blueprint.Blueprint) {
-	bp.Containers, bp.EnabledModules = nil, nil
+	bp.EnabledModules = nil
+	for i := range bp.Containers {
+		bp.Containers[i].LocalStorage = false
+	}
 	cu := bp.Customizations
 	cu.ContainersStorage, cu.DNF, cu.FDO, cu.FIPS, cu.Ignition = nil, nil, nil, nil, nil
 	cu.InstallationDevice, cu.Installer, cu.ISO, cu.OpenSCAP, cu.RHSM, cu.RPM = "", nil, nil, nil, nil, nil

@@ -45,6 +45,8 @@ type options struct {
 	previous    string
 	warn        func(string)
 	httpClient  *http.Client
+	// offline leaves out what lock would fetch (Precheck).
+	offline bool
 }
 
 // Option configures Lock.

@@ -69,6 +69,8 @@ type customizations struct {
 	// layout holds the blueprint's filesystem, disk and partitioning
 	// mode, when it sets any: what disk.New lays out.
 	layout *blueprint.Customizations
+	// containers are the blueprint's [[containers]], resolved.
+	containers []*lockedContainer
 }
 
 // stage writes a stage with its options: the stage's own type from
@@ -285,6 +287,18 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, *disk.
 	}
 	if len(c.dirs) > 0 {
 		add("directories", stages.Directories{Directories: c.dirs})
+	}
+	if len(c.containers) > 0 {
+		var ims []stages.ContainerImage
+		for _, lc := range c.containers {
+			im, err := lc.forArch(p.arch.Dpkg)
+			if err != nil {
+				return os, nil, err
+			}
+			ims = append(ims, im)
+		}
+		add("containers", stages.Containers{Images: ims})
+		from("containers")
 	}
 	files = append(files, c.files...)
 	if len(files) > 0 {

@@ -41,6 +41,7 @@ func Precheck(ctx context.Context, bp *blueprint.Blueprint, opts ...Option) erro
 	if err != nil {
 		return bp.Errorf("distro", "%v", err)
 	}
+	o.offline = true
 	_, _, err = customizationsWith(ctx, withoutFetches(bp), d, &o)
 	return err
 }

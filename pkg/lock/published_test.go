@@ -4,11 +4,12 @@ package lock_test
 // are Debian's: FIPS mode, RPM's key database, RHSM, DNF and RPM module
 // streams have no Debian counterpart; kernel-debug, cuda-drivers (NVIDIA's
 // repository) and Kubernetes's server are not packaged; a placeholder
-// "SSH KEY" is no key. Installer (ISO) types, LVM and btrfs layouts,
-// OpenSCAP remediation and embedded containers are not built yet: those
-// refusals say "not supported yet".
+// "SSH KEY" is no key. Installer (ISO) types, LVM and btrfs layouts and
+// OpenSCAP remediation are not built yet: those refusals say "not
+// supported yet". Embedded containers lock with their registry served
+// from 127.0.0.1 (@registry in the map).
 var published = map[string]outcome{
-	"images-all-customizations.json":                         refused(`containers: debian-12 cannot honour this: embedding container images`),
+	"images-all-customizations.json":                         mapped,
 	"images-all-with-fips.json":                              refused(`customizations.fips: debian-12 cannot honour this: Debian ships no FIPS 140-validated`),
 	"images-bigiso.json":                                     mapped,
 	"images-bootc-empty.json":                                mapped,
@@ -24,8 +25,8 @@ var published = map[string]outcome{
 	"images-edge-ostree-pull-user-fips.json":                 refused(`customizations.fips: debian-12 cannot honour this`),
 	"images-edge-ostree-pull-user-minimalenv.json":           mapped,
 	"images-edge-ostree-pull-user.json":                      mapped,
-	"images-embed-containers-2.json":                         refused(`containers: debian-12 cannot honour this`),
-	"images-embed-containers.json":                           refused(`containers: debian-12 cannot honour this`),
+	"images-embed-containers-2.json":                         mapped,
+	"images-embed-containers.json":                           mapped,
 	"images-empty.json":                                      mapped,
 	"images-f43-x86-cuda-drivers.json":                       refused(`packages[0].name: package "cuda-drivers" is not in the repositories`),
 	"images-file-customizations.json":                        mapped,
