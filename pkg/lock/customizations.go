@@ -702,10 +702,27 @@ func repositoryFiles(ctx context.Context, bp *blueprint.Blueprint, d *distro.Dis
 	var errs []error
 	for i, r := range bp.Customizations.Repositories {
 		field := fmt.Sprintf("customizations.repositories[%d]", i)
+		uris := r.BaseURLs
 		switch {
 		case len(r.BaseURLs) == 0 && r.Mirrorlist != "":
-			errs = append(errs, bp.Errorf(field+".mirrorlist", "%s cannot honour this: apt takes base URLs; list the repository's baseurls", d.Name))
-			continue
+			// apt's mirror method reads a list of mirrors from a URL, as
+			// DNF's mirrorlist does: the list must name Debian mirrors.
+			// Lock resolves install_from repositories from baseurls
+			// only, and apt pins by a host the list does not name.
+			if r.InstallFrom {
+				errs = append(errs, bp.Errorf(field+".mirrorlist", "%s cannot honour this with install_from: lock resolves packages from baseurls; list them", d.Name))
+				continue
+			}
+			if r.Priority != nil {
+				errs = append(errs, bp.Errorf(field+".priority", "%s cannot honour this with a mirrorlist: apt pins a repository by its host, which a mirror list does not name; give baseurls", d.Name))
+				continue
+			}
+			mu, err := url.Parse(r.Mirrorlist)
+			if err != nil || (mu.Scheme != "http" && mu.Scheme != "https" && mu.Scheme != "file") {
+				errs = append(errs, bp.Errorf(field+".mirrorlist", "apt's mirror method takes an http, https or file URL, not %q", r.Mirrorlist))
+				continue
+			}
+			uris = []string{"mirror+" + r.Mirrorlist}
 		case len(r.BaseURLs) == 0:
 			errs = append(errs, bp.Errorf(field+".metalink", "%s cannot honour this: metalink is a DNF format; list the repository's baseurls", d.Name))
 			continue
@@ -736,7 +753,7 @@ func repositoryFiles(ctx context.Context, bp *blueprint.Blueprint, d *distro.Dis
 			fmt.Fprintf(&b, ": %s", strings.ReplaceAll(r.Name, "\n", " "))
 		}
 		b.WriteString("\nTypes: deb\n")
-		fmt.Fprintf(&b, "URIs: %s\n", strings.Join(r.BaseURLs, " "))
+		fmt.Fprintf(&b, "URIs: %s\n", strings.Join(uris, " "))
 		fmt.Fprintf(&b, "Suites: %s\n", strings.Join(suites, " "))
 		if len(comps) > 0 {
 			fmt.Fprintf(&b, "Components: %s\n", strings.Join(comps, " "))

@@ -206,6 +206,9 @@ func TestLockRefusals(t *testing.T) {
 		{"installer", head + "[customizations.installer]\nunattended = true\n", "installer (ISO) image types"},
 		{"satellite", head + "[[customizations.firstboot.scripts]]\ntype = \"satellite\"\ncommand = \"x\"\n", "customizations.firstboot.scripts[0].type: testdist cannot honour this: Satellite"},
 		{"metalink", head + "[[customizations.repositories]]\nid = \"f\"\nmetalink = \"https://mirrors.fedoraproject.org/metalink?repo=fedora-40\"\n", "customizations.repositories[0].metalink"},
+		{"mirrorlist with install_from", head + "[[customizations.repositories]]\nid = \"m\"\nmirrorlist = \"http://127.0.0.1:1/mirrors.txt\"\ninstall_from = true\n", "customizations.repositories[0].mirrorlist: testdist cannot honour this with install_from"},
+		{"mirrorlist with priority", head + "[[customizations.repositories]]\nid = \"m\"\nmirrorlist = \"http://127.0.0.1:1/mirrors.txt\"\npriority = 10\n", "customizations.repositories[0].priority: testdist cannot honour this with a mirrorlist"},
+		{"mirrorlist not a URL apt takes", head + "[[customizations.repositories]]\nid = \"m\"\nmirrorlist = \"ftp://127.0.0.1/mirrors.txt\"\n", "apt's mirror method takes an http, https or file URL"},
 		{"key url", head + "[[customizations.repositories]]\nid = \"f\"\nbaseurls = [\"http://127.0.0.1:1/debian\"]\ngpgkeys = [\"http://127.0.0.1:1/key.asc\"]\n", "bp.toml:6:12: customizations.repositories[0].gpgkeys[0]: fetching http://127.0.0.1:1/key.asc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -131,7 +131,7 @@ var everyField = map[string]fate{
 	"customizations.repositories.id":                                               {stage: "files", marker: `Repository \"every-written\"`},
 	"customizations.repositories.install_from":                                     {stage: "", marker: `trixie`},
 	"customizations.repositories.metalink":                                         {refusal: `customizations.repositories[2].metalink: debian-12 cannot honour this`},
-	"customizations.repositories.mirrorlist":                                       {refusal: `customizations.repositories[3].mirrorlist: debian-12 cannot honour this`},
+	"customizations.repositories.mirrorlist":                                       {stage: "files", marker: `URIs: mirror+https://mirrors.fedoraproject.org/mirrorlist?repo=fedora-40\u0026arch=x86_64`},
 	"customizations.repositories.module_hotfixes":                                  {refusal: `customizations.repositories[4].module_hotfixes: debian-12 cannot honour this`},
 	"customizations.repositories.name":                                             {stage: "files", marker: `Every written repository`},
 	"customizations.repositories.priority":                                         {stage: "files", marker: `Pin-Priority: 579`},
@@ -341,7 +341,7 @@ func stripRefused(bp *blueprint.Blueprint) {
 	}
 	var repos []blueprint.RepositoryCustomization
 	for _, r := range cu.Repositories {
-		if len(r.BaseURLs) > 0 && (r.ModuleHotfixes == nil || !*r.ModuleHotfixes) {
+		if (len(r.BaseURLs) > 0 || r.Mirrorlist != "") && (r.ModuleHotfixes == nil || !*r.ModuleHotfixes) {
 			repos = append(repos, r)
 		}
 	}
