@@ -347,7 +347,7 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 		{cu.Installer != nil, "customizations.installer", "it configures Anaconda, the installer of installer (ISO) image types, which Debian has not"},
 		{cu.ISO != nil, "customizations.iso", "it belongs to installer (ISO) image types, which are not built yet"},
 		{cu.FDO != nil, "customizations.fdo", "FIDO Device Onboarding needs fdo-client, which Debian does not package"},
-		{cu.OpenSCAP != nil, "customizations.openscap", "remediating at build time needs the SCAP Security Guide's Debian content, which is not supported yet"},
+		{cu.OpenSCAP != nil, "customizations.openscap", "remediating needs SCAP Security Guide content for this release, and Debian's ssg-debian in bookworm (0.1.65) ships data streams for Debian 10 and 11 only (ssg-debian10-ds.xml, ssg-debian11-ds.xml); another release's profile would check the wrong files and packages, so there is no profile to remediate with"},
 		{cu.Ignition != nil, "customizations.ignition", "Ignition is Fedora CoreOS's provisioning tool, which Debian does not package; use firstboot scripts or cloud-init"},
 		{cu.FIPS != nil && *cu.FIPS, "customizations.fips", "Debian ships no FIPS 140-validated crypto modules or FIPS mode"},
 		{cu.RPM != nil, "customizations.rpm", "it imports keys into RPM's database; Debian installs with dpkg and apt"},

@@ -4,9 +4,10 @@ package lock_test
 // are Debian's: FIPS mode, RPM's key database, RHSM, DNF and RPM module
 // streams have no Debian counterpart; kernel-debug, cuda-drivers (NVIDIA's
 // repository) and Kubernetes's server are not packaged; a placeholder
-// "SSH KEY" is no key. Installer (ISO) types, LVM and btrfs layouts and
-// OpenSCAP remediation are not built yet: those refusals say "not
-// supported yet". Embedded containers lock with their registry served
+// "SSH KEY" is no key; OpenSCAP has no SCAP content for Debian 12 in
+// Debian (ssg-debian covers 10 and 11). Installer (ISO) types and LVM and
+// btrfs layouts are not built yet: those refusals say "not supported
+// yet". Embedded containers lock with their registry served
 // from 127.0.0.1 (@registry in the map).
 var published = map[string]outcome{
 	"images-all-customizations.json":                         mapped,
@@ -46,11 +47,11 @@ var published = map[string]outcome{
 	"images-modularity-enabled-modules.json":                 refused(`enabled_modules: debian-12 cannot honour this: RPM module streams`),
 	"images-modularity-in-packages.json":                     refused(`packages[0].name: debian-12 cannot honour this: "@nodejs:18" is an RPM module stream`),
 	"images-modularity.json":                                 refused(`packages[0].name: debian-12 cannot honour this: "@nodejs:18" is an RPM module stream`),
-	"images-oscap-generic.json":                              refused(`customizations.openscap: debian-12 cannot honour this`),
-	"images-oscap-rhel10.json":                               refused(`customizations.openscap: debian-12 cannot honour this`),
-	"images-oscap-rhel8.json":                                refused(`customizations.openscap: debian-12 cannot honour this`),
-	"images-oscap-rhel9-with-json-tailoring.json":            refused(`customizations.openscap: debian-12 cannot honour this`),
-	"images-oscap-rhel9.json":                                refused(`customizations.openscap: debian-12 cannot honour this`),
+	"images-oscap-generic.json":                              refused(`customizations.openscap: debian-12 cannot honour this: remediating needs SCAP Security Guide content for this release`),
+	"images-oscap-rhel10.json":                               refused(`customizations.openscap: debian-12 cannot honour this: remediating needs SCAP Security Guide content for this release`),
+	"images-oscap-rhel8.json":                                refused(`customizations.openscap: debian-12 cannot honour this: remediating needs SCAP Security Guide content for this release`),
+	"images-oscap-rhel9-with-json-tailoring.json":            refused(`customizations.openscap: debian-12 cannot honour this: remediating needs SCAP Security Guide content for this release`),
+	"images-oscap-rhel9.json":                                refused(`customizations.openscap: debian-12 cannot honour this: remediating needs SCAP Security Guide content for this release`),
 	"images-ostree-filesystem-customizations-installer.json": refused(`customizations.installation_device: debian-12 cannot honour this`),
 	"images-ostree-filesystem-customizations.json":           mapped,
 	"images-ostree.json":                                     mapped,
