@@ -30,6 +30,10 @@ func init() { register[Grub2]("grub2", 1) }
 type Grub2 struct {
 	// RootFSUUID is the root file system's UUID (root=UUID= of the kernel).
 	RootFSUUID string `json:"root_fs_uuid"`
+	// RootDevice, when set, names the root on the kernel command line
+	// instead of its UUID: /dev/mapper/VG-LV for a root on LVM, which
+	// Debian's initramfs activates by that name.
+	RootDevice string `json:"root_device,omitempty"`
 	// BootFSUUID is a separate /boot file system's UUID, if any: GRUB then
 	// finds its files there, without the /boot prefix.
 	BootFSUUID string `json:"boot_fs_uuid,omitempty"`
@@ -90,6 +94,9 @@ var grubEFI = map[string]struct{ platform, removable, vendor, pkg string }{
 func (s *Grub2) validate() error {
 	if !fsUUID.MatchString(s.RootFSUUID) {
 		return fmt.Errorf("root_fs_uuid: %q is not a lower-case 8-4-4-4-12 UUID", s.RootFSUUID)
+	}
+	if s.RootDevice != "" && !rootDeviceRe.MatchString(s.RootDevice) {
+		return fmt.Errorf("root_device: %q is not a /dev/mapper/NAME device", s.RootDevice)
 	}
 	if s.BootFSUUID != "" && !fsUUID.MatchString(s.BootFSUUID) {
 		return fmt.Errorf("boot_fs_uuid: %q is not a lower-case 8-4-4-4-12 UUID", s.BootFSUUID)
@@ -215,6 +222,10 @@ func (s *Grub2) bootPrefix() string {
 	return "/boot"
 }
 
+// rootDeviceRe is a device-mapper device (LVM names: letters, digits,
+// + _ . -).
+var rootDeviceRe = regexp.MustCompile(`^/dev/mapper/[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`)
+
 const grubSerial = "serial --unit=0 --speed=115200"
 
 func (s *Grub2) grubCfg(kver, name string) []byte {
@@ -226,6 +237,9 @@ func (s *Grub2) grubCfg(kver, name string) []byte {
 	}
 	fmt.Fprintf(&b, "search --no-floppy --fs-uuid --set=root %s\n", s.bootUUID())
 	cmdline := "root=UUID=" + s.RootFSUUID + " ro"
+	if s.RootDevice != "" {
+		cmdline = "root=" + s.RootDevice + " ro"
+	}
 	args, _ := KernelArgs(s.KernelOpts) // validate accepted them
 	for _, a := range args {
 		cmdline += " " + grubWord(a)

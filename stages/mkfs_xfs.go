@@ -40,11 +40,17 @@ type MkfsXFS struct {
 	// Exclude lists "<dir>/*" patterns: those directories' contents are
 	// left out, the directories themselves stay (mount points).
 	Exclude []string `json:"exclude,omitempty"`
+	// Volume, when set, places the file system in that region of the
+	// partition: a logical volume of an LVM2 physical volume (LVM2.Layout).
+	Volume *LVM2Region `json:"volume,omitempty"`
 }
 
 func init() { register[MkfsXFS]("mkfs-xfs", 1) }
 
 func (s *MkfsXFS) validate() error {
+	if err := s.Volume.validate("volume"); err != nil {
+		return err
+	}
 	if err := checkFilename("filename", s.Filename); err != nil {
 		return err
 	}
@@ -80,6 +86,9 @@ func (s *MkfsXFS) Run(ctx context.Context, env *Env) error {
 	}
 	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
+		return err
+	}
+	if part, err = part.region(s.Partition, s.Volume); err != nil {
 		return err
 	}
 	excluded := map[string]bool{}

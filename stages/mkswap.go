@@ -18,11 +18,17 @@ type Mkswap struct {
 	UUID string `json:"uuid"`
 	// Label is the swap area's label (up to 16 bytes).
 	Label string `json:"label,omitempty"`
+	// Volume, when set, places the file system in that region of the
+	// partition: a logical volume of an LVM2 physical volume (LVM2.Layout).
+	Volume *LVM2Region `json:"volume,omitempty"`
 }
 
 func init() { register[Mkswap]("mkswap", 1) }
 
 func (s *Mkswap) validate() error {
+	if err := s.Volume.validate("volume"); err != nil {
+		return err
+	}
 	if err := checkFilename("filename", s.Filename); err != nil {
 		return err
 	}
@@ -45,6 +51,9 @@ func (s *Mkswap) Run(ctx context.Context, env *Env) error {
 	}
 	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
+		return err
+	}
+	if part, err = part.region(s.Partition, s.Volume); err != nil {
 		return err
 	}
 	// Ten pages at least, as mkswap wants.

@@ -91,6 +91,10 @@ type BuildRoot struct {
 	// only the os tree's own programs (maintainer scripts, the initramfs)
 	// run under emulation, and mkfs, qemu-img and the like run natively.
 	CrossHosts []string `toml:"cross_hosts"`
+	// BtrfsSubvolumes says the release's btrfs-progs makes subvolumes from
+	// a tree (mkfs.btrfs --subvol, btrfs-progs 6.6 and newer): btrfs
+	// layouts need it.
+	BtrfsSubvolumes bool `toml:"btrfs_subvolumes"`
 }
 
 // OSDefaults is the base of every bootable or system image.

@@ -201,7 +201,7 @@ func TestLockRefusals(t *testing.T) {
 			"customizations.filesystem[0].minsize"},
 		{"start offset", head + "[customizations.disk]\nsector_size = 4096\nstart_offset = 512\n", "bp.toml:5:1: customizations.disk.start_offset: 512 bytes is not a whole number of 4096-byte sectors"},
 		{"sector size", head + "[customizations.disk]\nsector_size = 2048\n", "customizations.disk.sector_size: 2048-byte sectors"},
-		{"lvm mode", head + "[customizations]\npartitioning_mode = \"lvm\"\n", "customizations.partitioning_mode: testdist cannot honour this"},
+		{"btrfs mode", head + "[customizations]\npartitioning_mode = \"btrfs\"\n", "customizations.partitioning_mode: testdist cannot honour this: btrfs layouts need mkfs.btrfs --subvol"},
 		{"rhsm", head + "[customizations.rhsm.config.dnf_plugins.product_id]\nenabled = true\n", "customizations.rhsm: testdist cannot honour this: Red Hat Subscription Manager"},
 		{"installer", head + "[customizations.installer]\nunattended = true\n", "installer (ISO) image types"},
 		{"satellite", head + "[[customizations.firstboot.scripts]]\ntype = \"satellite\"\ncommand = \"x\"\n", "customizations.firstboot.scripts[0].type: testdist cannot honour this: Satellite"},

@@ -444,9 +444,22 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 		// The layout's tools: the build root makes the file systems, the
 		// image checks and grows them. An error comes back from
 		// pipelines.
-		if tbl, err := p.diskTable(); err == nil && tbl.Features().XFS {
-			p.buildPackages = uniqSorted(append(p.buildPackages, "xfsprogs", "libfaketime"))
-			os = append(os, "xfsprogs")
+		if tbl, err := p.diskTable(); err == nil {
+			f := tbl.Features()
+			if f.XFS {
+				p.buildPackages = uniqSorted(append(p.buildPackages, "xfsprogs", "libfaketime"))
+				os = append(os, "xfsprogs")
+			}
+			// LVM metadata is written by the lvm2 stage itself; the image
+			// needs lvm2 to activate the volume group (its initramfs hook
+			// and udev rules).
+			if f.LVM {
+				os = append(os, "lvm2")
+			}
+			if f.Btrfs {
+				p.buildPackages = uniqSorted(append(p.buildPackages, "btrfs-progs"))
+				os = append(os, "btrfs-progs")
+			}
 		}
 	}
 	p.osPackages = uniqSorted(os)

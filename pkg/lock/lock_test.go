@@ -180,7 +180,7 @@ func TestLockErrors(t *testing.T) {
 		// Starts like a hash, is not one: refused here, not at build.
 		{"dollar password", head + "[[customizations.user]]\nname = \"a\"\npassword = \"$ecret\"\n", nil, "customizations.user[0].password"},
 		{"unknown crypt scheme", head + "[[customizations.user]]\nname = \"a\"\npassword = \"$9$abcdefghijkl\"\n", nil, "not a crypt hash"},
-		{"lvm refused until built", head + "[[customizations.disk.partitions]]\ntype = \"lvm\"\nminsize = \"1 GiB\"\n[[customizations.disk.partitions.logical_volumes]]\nmountpoint = \"/var\"\nfs_type = \"ext4\"\nminsize = \"1 GiB\"\n", nil, "customizations.disk.partitions: testdist cannot honour this: LVM and btrfs layouts are not supported yet"},
+		{"lvm puts lvm2 in the image", head + "[[customizations.disk.partitions]]\ntype = \"lvm\"\nminsize = \"1 GiB\"\n[[customizations.disk.partitions.logical_volumes]]\nmountpoint = \"/var\"\nfs_type = \"ext4\"\nminsize = \"1 GiB\"\n", nil, `package "lvm2" not found in any repository`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeBlueprint(t, tc.bp)

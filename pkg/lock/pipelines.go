@@ -228,6 +228,14 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, *disk.
 		if boot := tbl.Boot(); boot.Mountpoint == "/boot" {
 			grub.BootFSUUID = boot.UUID
 		}
+		switch root := tbl.Root(); {
+		case root.LV != nil:
+			// Debian's initramfs activates the root's logical volume by
+			// its device-mapper name.
+			grub.RootDevice = "/dev/mapper/" + dmName(root.VG.Name, root.LV.Name)
+		case root.Subvolume != nil:
+			grub.KernelOpts = mergeKernelArgs(grub.KernelOpts, "rootflags=subvol="+root.Subvolume.Name)
+		}
 		if biosBoots(tbl) {
 			grub.BIOS = &stages.Grub2BIOS{Platform: "i386-pc"}
 		}
@@ -248,6 +256,11 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, *disk.
 				if mp == "/" {
 					ird.Fstype = m.FSType
 				}
+			}
+		}
+		for _, mp := range []string{"/", "/usr"} {
+			if m, ok := tbl.Find(mp); ok && m.LV != nil && !contains(ird.Modules, "dm_mod") {
+				ird.Modules = append(append([]string(nil), ird.Modules...), "dm_mod")
 			}
 		}
 		add("initramfs", ird)
@@ -366,6 +379,24 @@ func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 		}
 	}
 	for i, pt := range tbl.Partitions {
+		switch {
+		case pt.VG != nil:
+			p.lvmStages(add, file, i+1, pt)
+		case pt.Btrfs != nil:
+			bt := stages.MkfsBtrfs{Filename: file, Partition: i + 1, UUID: pt.Btrfs.UUID, DeviceUUID: p.uuidFor("btrfs-dev/" + pt.ID),
+				Label: pt.Btrfs.Label, Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/"}}
+			for _, sv := range pt.Btrfs.Subvolumes {
+				bt.Subvolumes = append(bt.Subvolumes, stages.BtrfsSubvolume{Name: sv.Name, Path: sv.Mountpoint})
+			}
+			add("mkfs-btrfs", bt)
+		default:
+			continue
+		}
+		if pt.Field != "" {
+			p.origin(img.Name, len(img.Stages)-1, pt.Field)
+		}
+	}
+	for i, pt := range tbl.Partitions {
 		if pt.Type == disk.BIOSBootGUID {
 			add("grub-bios", stages.GrubBIOS{Filename: file, CorePartition: i + 1,
 				Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/boot/grub/i386-pc"}})
@@ -396,11 +427,24 @@ func biosBoots(tbl *disk.Table) bool {
 // order, by UUID.
 func fstabEntries(tbl *disk.Table) []stages.FstabEntry {
 	var out []stages.FstabEntry
+	var fss []*disk.Filesystem
 	for _, pt := range tbl.Partitions {
-		fs := pt.FS
-		if fs == nil {
-			continue
+		switch {
+		case pt.FS != nil:
+			fss = append(fss, pt.FS)
+		case pt.VG != nil:
+			// By UUID too: udev links it once the volume group is active.
+			for j := range pt.VG.LogicalVolumes {
+				fss = append(fss, &pt.VG.LogicalVolumes[j].FS)
+			}
+		case pt.Btrfs != nil:
+			// fsck.btrfs does nothing: btrfs checks itself when mounted.
+			for _, sv := range pt.Btrfs.Subvolumes {
+				out = append(out, stages.FstabEntry{UUID: pt.Btrfs.UUID, VFSType: disk.Btrfs, Path: sv.Mountpoint, Options: "subvol=" + sv.Name})
+			}
 		}
+	}
+	for _, fs := range fss {
 		opts := fs.Options
 		if opts == "" {
 			opts = "defaults"
@@ -422,6 +466,53 @@ func fstabEntries(tbl *disk.Table) []stages.FstabEntry {
 		}
 	}
 	return out
+}
+
+// hostname is the image's host name.
+func (p *entryPlan) hostname() string {
+	if p.cust.hostname != "" {
+		return p.cust.hostname
+	}
+	return p.distro.Hostname
+}
+
+// lvmStages writes partition n's volume group and makes its logical
+// volumes' file systems at their extents.
+func (p *entryPlan) lvmStages(add func(string, any), file string, n int, pt disk.Partition) {
+	vg := pt.VG
+	s := stages.LVM2{Filename: file, Partition: n, VolumeGroup: vg.Name, VGID: stages.LVMID(vg.UUID),
+		PVID: stages.LVMID(p.uuidFor("pv/" + vg.Name)), ExtentSize: disk.LVMExtentSize, CreationHost: p.hostname()}
+	for _, lv := range vg.LogicalVolumes {
+		s.LogicalVolumes = append(s.LogicalVolumes, stages.LVM2Volume{Name: lv.Name, ID: stages.LVMID(lv.UUID), Size: int64(lv.Size)})
+	}
+	add("lvm2", s)
+	layout := s.Layout()
+	for _, lv := range vg.LogicalVolumes {
+		r := layout[lv.Name]
+		vol := &stages.LVM2Region{Offset: r.Offset, Size: r.Size}
+		src := stages.Source{Pipeline: manifest.PipelineOS, Path: lv.FS.Mountpoint}
+		var exclude []string
+		if p.table != nil && lv.FS.Mountpoint != "" {
+			for _, b := range p.table.Below(lv.FS.Mountpoint) {
+				exclude = append(exclude, b+"/*")
+			}
+		}
+		switch lv.FS.Type {
+		case disk.Ext4:
+			add("mkfs-ext4", stages.MkfsExt4{Filename: file, Partition: n, UUID: lv.FS.UUID, Label: lv.FS.Label,
+				HashSeed: p.uuidFor("hash_seed/lv/" + vg.Name + "/" + lv.Name), Source: src, Exclude: exclude, Volume: vol})
+		case disk.XFS:
+			add("mkfs-xfs", stages.MkfsXFS{Filename: file, Partition: n, UUID: lv.FS.UUID, Label: lv.FS.Label, Source: src, Exclude: exclude, Volume: vol})
+		case disk.Swap:
+			add("mkswap", stages.Mkswap{Filename: file, Partition: n, UUID: lv.FS.UUID, Label: lv.FS.Label, Volume: vol})
+		}
+	}
+}
+
+// dmName is the device-mapper name of logical volume lv of volume group
+// vg: dashes in either are doubled.
+func dmName(vg, lv string) string {
+	return strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
 }
 
 // diskBase is the image type's own layout on arch a: the arch's
