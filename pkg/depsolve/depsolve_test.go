@@ -943,3 +943,46 @@ func TestParseRelations(t *testing.T) {
 		t.Error("alternatives accepted where they are not allowed")
 	}
 }
+
+// Pin priorities choose the candidate as apt does: the highest priority
+// first, then the highest version; below 0 never.
+func TestPinnedUniverse(t *testing.T) {
+	pkgs := index(t, `Package: tool
+Version: 2
+
+Package: tool
+Version: 1
+
+Package: lib
+Version: 3
+
+Package: lib
+Version: 4`)
+	// Source a has tool 2 and lib 3, source b tool 1 and lib 4.
+	for i := range pkgs {
+		pkgs[i].Origin = i % 2
+	}
+	for _, tc := range []struct {
+		pins map[int]int // origin → priority
+		want []string
+	}{
+		{nil, []string{"lib=4", "tool=2"}},
+		{map[int]int{1: 600}, []string{"lib=4", "tool=1"}},
+		{map[int]int{0: 990}, []string{"lib=3", "tool=2"}},
+		{map[int]int{0: -1}, []string{"lib=4", "tool=1"}},
+	} {
+		u := NewPinnedUniverse(pkgs, "amd64", func(p *repo.Package) int {
+			if v, ok := tc.pins[p.Origin]; ok {
+				return v
+			}
+			return 500
+		})
+		sol, err := u.Solve(context.Background(), Request{Arch: "amd64", Install: []string{"tool", "lib"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, names(sol)); diff != "" {
+			t.Errorf("pins %v (-want +got):\n%s", tc.pins, diff)
+		}
+	}
+}

@@ -48,6 +48,20 @@ type provider struct {
 // versions (first wins) and between otherwise equal providers. Solutions
 // point into pkgs.
 func NewUniverse(pkgs []repo.Package, arch string) *Universe {
+	return NewPinnedUniverse(pkgs, arch, nil)
+}
+
+// NewPinnedUniverse is NewUniverse with apt's pin priorities: pin gives
+// each package's (from its source; nil: 500 for all). As apt does, the
+// candidate is the version of highest priority, the highest version among
+// those; a priority below 0 keeps a version from being a candidate.
+func NewPinnedUniverse(pkgs []repo.Package, arch string, pin func(*repo.Package) int) *Universe {
+	prio := func(st int32) int {
+		if pin == nil {
+			return 500
+		}
+		return pin(&pkgs[st])
+	}
 	u := &Universe{
 		arch:     arch,
 		pkgs:     pkgs,
@@ -87,10 +101,13 @@ func NewUniverse(pkgs []repo.Package, arch string) *Universe {
 		// Highest version first; equal versions keep index order, so the
 		// first source wins as with apt's equal pin priorities.
 		sort.SliceStable(vs, func(a, b int) bool {
+			if pa, pb := prio(vs[a]), prio(vs[b]); pa != pb {
+				return pa > pb
+			}
 			return version.Compare(u.ver[vs[a]], u.ver[vs[b]]) > 0
 		})
 		u.cand[id] = -1
-		if len(vs) > 0 {
+		if len(vs) > 0 && prio(vs[0]) >= 0 {
 			u.cand[id] = vs[0]
 		}
 	}

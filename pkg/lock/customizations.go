@@ -782,8 +782,7 @@ func repositoryFiles(ctx context.Context, bp *blueprint.Blueprint, d *distro.Dis
 		if r.Priority != nil {
 			// DNF: lower is preferred, 99 by default; apt: higher is
 			// preferred, 500 by default.
-			pin := 500 + 99 - *r.Priority
-			pin = max(1, min(pin, 989))
+			pin := aptPin(*r.Priority)
 			var pb strings.Builder
 			fmt.Fprintf(&pb, "# Repository %q from the blueprint: priority %d\n", r.ID, *r.Priority)
 			for _, u := range r.BaseURLs {
@@ -818,4 +817,26 @@ func layoutField(cu *blueprint.Customizations) string {
 		return "customizations.filesystem"
 	}
 	return "customizations.disk"
+}
+
+// aptPin is a DNF priority as an apt pin priority. DNF: lower is
+// preferred, 99 by default; apt: higher is preferred, 500 by default.
+func aptPin(prio int) int { return max(1, min(500+99-prio, 989)) }
+
+// repoPins maps each install_from repository's base URLs to its apt pin
+// priority, for those that set one.
+func repoPins(bp *blueprint.Blueprint) map[string]int {
+	if bp.Customizations == nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, r := range bp.Customizations.Repositories {
+		if !r.InstallFrom || r.Priority == nil {
+			continue
+		}
+		for _, u := range r.BaseURLs {
+			out[strings.TrimRight(u, "/")] = aptPin(*r.Priority)
+		}
+	}
+	return out
 }

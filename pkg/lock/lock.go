@@ -297,7 +297,22 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 				epoch = r.Date
 			}
 		}
-		r := &archResolver{arch: a, universe: depsolve.NewUniverse(idx.Packages, a.Dpkg), memo: map[string][]manifest.Package{}, all: pkgs}
+		// A blueprint repository's priority pins its packages as the apt
+		// preferences written into the image do, so lock picks what apt
+		// on the machine would.
+		pins := repoPins(bp)
+		var pin func(*repo.Package) int
+		if len(pins) > 0 {
+			pin = func(p *repo.Package) int {
+				if p.Origin >= 0 && p.Origin < len(idx.Releases) {
+					if v, ok := pins[strings.TrimRight(idx.Releases[p.Origin].Source.URI, "/")]; ok {
+						return v
+					}
+				}
+				return 500
+			}
+		}
+		r := &archResolver{arch: a, universe: depsolve.NewPinnedUniverse(idx.Packages, a.Dpkg, pin), memo: map[string][]manifest.Package{}, all: pkgs}
 		resolvers[a.Name] = r
 		return r, nil
 	}
