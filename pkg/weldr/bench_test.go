@@ -1,0 +1,80 @@
+package weldr
+
+import (
+	"context"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+)
+
+// BenchmarkStatusUnderLoad: 200 clients poll compose status over the
+// socket while ten composes lock and build in the same process (SQLite,
+// one build at a time). It reports the latency percentiles of
+// GET /compose/status/UUID; the target is p99 ≤ 50 ms. Run by
+// make bench with -benchtime 1x.
+func BenchmarkStatusUnderLoad(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("building needs root")
+	}
+	locktest.NeedArchive(b)
+	c, _, _ := serve(b, 1)
+	ctx := context.Background()
+	if err := c.PushTOML(ctx, []byte("name = \"bench\"\ndistro = \"debian-12\"\n[customizations]\nhostname = \"bench\"\n")); err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for range 10 {
+		id, err := c.StartCompose(ctx, "bench", "tar", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	const clients, perClient = 200, 50
+	b.ResetTimer()
+	for range b.N {
+		var (
+			mu    sync.Mutex
+			lat   []time.Duration
+			fails int
+			wg    sync.WaitGroup
+		)
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := ids[i%len(ids)]
+				for range perClient {
+					t0 := time.Now()
+					var st struct{ UUIDs []ComposeStatus }
+					err := c.JSON(ctx, "GET", "/compose/status/"+id, "", nil, &st)
+					d := time.Since(t0)
+					mu.Lock()
+					lat = append(lat, d)
+					if err != nil || len(st.UUIDs) != 1 {
+						fails++
+					}
+					mu.Unlock()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		slices.Sort(lat)
+		p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+		b.ReportMetric(p(0.5), "p50-ms")
+		b.ReportMetric(p(0.99), "p99-ms")
+		b.ReportMetric(float64(len(lat)), "requests")
+		b.ReportMetric(float64(fails), "errors")
+		b.Logf("%d status requests from %d clients: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors", len(lat), clients, p(0.5), p(0.99), p(1), fails)
+	}
+	b.StopTimer()
+	// Leave no build running behind the benchmark.
+	for _, id := range ids {
+		_ = c.JSON(ctx, "DELETE", "/compose/cancel/"+id, "", nil, nil)
+	}
+}
