@@ -240,3 +240,31 @@ func TestComposeTar(t *testing.T) {
 		t.Fatalf("work area left behind: %v", entries)
 	}
 }
+
+// What cannot be locked fails the compose at once, naming the cause,
+// and queues no build.
+func TestLockFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("locks against the archive: skipped with -short")
+	}
+	locktest.NeedArchive(t)
+	s := openService(t, Config{Workers: 1})
+	ctx := context.Background()
+	c, err := s.Submit(ctx, "alice", Request{
+		Blueprint: []byte(tarBlueprint + "[[packages]]\nname = \"no-such-package-ibuild\"\n"),
+		Images:    []ImageRequest{{Arch: "x86_64", Type: "tar"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = wait(t, s, "alice", c.ID, 5*time.Minute)
+	if c.Status != StatusFailure || !strings.Contains(c.Error, "no-such-package-ibuild") || c.Finished == nil {
+		t.Fatalf("compose: %s %q", c.Status, c.Error)
+	}
+	if _, err := s.Lockfile(ctx, "alice", c.ID); !errors.Is(err, ErrNotFinished) {
+		t.Fatalf("lockfile of a failed lock: %v", err)
+	}
+	if im := c.Images[0]; im.Status != StatusFailure || im.Started != nil || !strings.Contains(im.Error, "no-such-package-ibuild") {
+		t.Fatalf("image: %+v, want failed, never started", im)
+	}
+}

@@ -175,8 +175,18 @@ func (w *lockWorker) lock(ctx context.Context, log interface {
 		log.WarnContext(ctx, "lock failed", "err", err)
 		t := time.Now().UTC()
 		l.row.Failed, l.row.Error, l.row.LockedAt = true, err.Error(), &t
-		if uerr := s.db.updateCompose(context.WithoutCancel(ctx), id, StatusFailure, &l.row); uerr != nil {
+		// The row keeps its old status: refresh sees the change and
+		// records it.
+		if uerr := s.db.updateCompose(context.WithoutCancel(ctx), id, l.status, &l.row); uerr != nil {
 			return uerr
+		}
+		s.metrics.failures.WithLabelValues("lock").Inc()
+		for i := range l.images {
+			im := &l.images[i]
+			im.Status, im.Error, im.Finished = StatusFailure, "locking: "+err.Error(), &t
+			if uerr := s.db.updateImage(context.WithoutCancel(ctx), id, i, im); uerr != nil {
+				return uerr
+			}
 		}
 		s.refresh(context.WithoutCancel(ctx), id)
 		return river.JobCancel(err)

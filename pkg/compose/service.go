@@ -33,7 +33,8 @@ import (
 // works on.
 type Config struct {
 	// Dir holds the state: the SQLite database, artifacts (unless
-	// ArtifactStore), the cache (unless CacheDir) and work areas.
+	// ArtifactStore), the cache (unless CacheDir) and work areas. One
+	// process at a time: Open removes work areas a dead one left.
 	Dir string
 	// Database is "" for SQLite in Dir, or a postgres:// URL shared by
 	// every API node and worker.
@@ -128,6 +129,15 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("opening compose service: %w", err)
+	}
+	// Work areas left by a process that died: their jobs are retried
+	// in fresh ones. Dir belongs to one process at a time.
+	stale, _ := filepath.Glob(filepath.Join(cfg.Dir, "lock-*"))
+	more, _ := filepath.Glob(filepath.Join(cfg.Dir, "depsolve-*"))
+	for _, d := range append(append(stale, more...), filepath.Join(cfg.Dir, "work")) {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("removing stale work area: %w", err)
+		}
 	}
 	if len(cfg.Arches) == 0 {
 		cfg.Arches = []string{HostArch()}
