@@ -30,10 +30,20 @@ import (
 const roleEnv = "IBUILD_SERVE_TEST_ROLE"
 
 type role struct {
-	Role     string         `json:"role"`
-	Compose  compose.Config `json:"compose"`
-	Socket   string         `json:"socket"`
-	Artifact string         `json:"artifacts"`
+	Role     string `json:"role"`
+	Socket   string `json:"socket"`
+	Artifact string `json:"artifacts"`
+	// The compose.Config fields the test sets (Config itself holds
+	// functions, which JSON cannot carry).
+	Dir, Database, CacheDir string
+	Workers                 int
+	JobTimeout, RescueAfter time.Duration
+	PollInterval            time.Duration
+}
+
+func (r role) config() compose.Config {
+	return compose.Config{Dir: r.Dir, Database: r.Database, CacheDir: r.CacheDir, Workers: r.Workers,
+		JobTimeout: r.JobTimeout, RescueAfter: r.RescueAfter, PollInterval: r.PollInterval}
 }
 
 func TestMain(m *testing.M) {
@@ -52,15 +62,16 @@ func runRole(v string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	r.Compose.Logger = log
-	r.Compose.ArtifactStore = compose.DirStore{Dir: r.Artifact}
+	cfg := r.config()
+	cfg.Logger = log
+	cfg.ArtifactStore = compose.DirStore{Dir: r.Artifact}
 	var err error
 	switch r.Role {
 	case "serve":
-		err = Run(ctx, Options{Compose: r.Compose, Socket: r.Socket, Listen: "127.0.0.1:0", Logger: log, Drain: 20 * time.Second,
+		err = Run(ctx, Options{Compose: cfg, Socket: r.Socket, Listen: "127.0.0.1:0", Logger: log, Drain: 20 * time.Second,
 			Ready: func(a Addresses) { fmt.Printf("READY %s\n", a.HTTP) }})
 	case "worker":
-		err = RunWorker(ctx, WorkerOptions{Compose: r.Compose, Logger: log, Drain: 20 * time.Second,
+		err = RunWorker(ctx, WorkerOptions{Compose: cfg, Logger: log, Drain: 20 * time.Second,
 			Ready: func(string) { fmt.Printf("READY %d\n", os.Getpid()) }})
 	}
 	if err != nil {
@@ -79,7 +90,10 @@ type proc struct {
 
 func start(t *testing.T, name string, r role) *proc {
 	t.Helper()
-	data, _ := json.Marshal(r)
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), roleEnv+"="+string(data))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -246,15 +260,13 @@ func TestScaleOut(t *testing.T) {
 	}
 	sock := filepath.Join(dir, "api.socket")
 	// A dead worker's build is retried RescueAfter after it started.
-	base := compose.Config{Database: db, CacheDir: cache, JobTimeout: 75 * time.Second, RescueAfter: 80 * time.Second, PollInterval: 200 * time.Millisecond}
-	cfg := func(name string, workers int) compose.Config {
-		c := base
-		c.Dir, c.Workers = filepath.Join(dir, name), workers
-		return c
+	cfg := func(r, name string, workers int) role {
+		return role{Role: r, Socket: sock, Artifact: artifacts, Dir: filepath.Join(dir, name), Database: db, CacheDir: cache,
+			Workers: workers, JobTimeout: 75 * time.Second, RescueAfter: 80 * time.Second, PollInterval: 200 * time.Millisecond}
 	}
-	srv := start(t, "serve", role{Role: "serve", Compose: cfg("serve", 0), Socket: sock, Artifact: artifacts})
-	w1 := start(t, "worker1", role{Role: "worker", Compose: cfg("worker1", 1), Artifact: artifacts})
-	w2 := start(t, "worker2", role{Role: "worker", Compose: cfg("worker2", 1), Artifact: artifacts})
+	srv := start(t, "serve", cfg("serve", "serve", 0))
+	w1 := start(t, "worker1", cfg("worker", "worker1", 1))
+	w2 := start(t, "worker2", cfg("worker", "worker2", 1))
 	pids := map[int]string{w1.cmd.Process.Pid: "worker1", w2.cmd.Process.Pid: "worker2"}
 
 	c := weldr.NewClient(sock)
@@ -336,7 +348,7 @@ func TestScaleOut(t *testing.T) {
 
 	// A server restart loses nothing.
 	srv.stop(t)
-	srv = start(t, "serve2", role{Role: "serve", Compose: cfg("serve", 0), Socket: sock, Artifact: artifacts})
+	srv = start(t, "serve2", cfg("serve", "serve", 0))
 	list, err := c.List(ctx)
 	if err != nil {
 		t.Fatal(err)
