@@ -221,9 +221,13 @@ func (s *Debs) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	t := time.Now()
+	if d.native = debsNativePerl(env, rest); d.native != nil {
+		logf("maintainer scripts' perl runs natively (the build root's, same version)")
+	}
 	if err := d.installSet(ctx, rest, configured); err != nil {
 		return err
 	}
+	d.native = nil
 	logf("installed %d packages in %s", len(rest), time.Since(t).Round(time.Millisecond))
 
 	// Undo the diversions now, so failures surface as errors.
@@ -465,7 +469,10 @@ func debsSatisfied(alts []string, configured map[string]bool) bool {
 type debsDpkg struct {
 	env   *Env
 	binds []debsBind
-	logf  func(string, ...any)
+	// native are binds that run programs of the host's architecture in a
+	// foreign tree (debsNativePerl).
+	native []Bind
+	logf   func(string, ...any)
 }
 
 type debsBind struct{ hostDir, mount string }
@@ -504,6 +511,7 @@ func (d *debsDpkg) exec(ctx context.Context, args []string, stdout io.Writer) er
 	for _, b := range d.binds {
 		cmd.Binds = append(cmd.Binds, Bind{Src: b.hostDir, Dst: b.mount, ReadOnly: true})
 	}
+	cmd.Binds = append(cmd.Binds, d.native...)
 	return d.env.Runner.Run(ctx, cmd)
 }
 
