@@ -221,8 +221,8 @@ func (s *Debs) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	t := time.Now()
-	if d.native = debsNativePerl(env, rest); d.native != nil {
-		logf("maintainer scripts' perl runs natively (the build root's, same version)")
+	if d.native = debsNative(env, rest); d.native != nil {
+		logf("%d of the tree's programs run natively (the build root's, same versions)", len(d.native)-2)
 	}
 	if err := d.installSet(ctx, rest, configured); err != nil {
 		return err
@@ -470,7 +470,7 @@ type debsDpkg struct {
 	env   *Env
 	binds []debsBind
 	// native are binds that run programs of the host's architecture in a
-	// foreign tree (debsNativePerl).
+	// foreign tree (debsNative).
 	native []Bind
 	logf   func(string, ...any)
 }

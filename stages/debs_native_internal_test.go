@@ -4,10 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 )
 
-func TestDebsNativePerl(t *testing.T) {
+func TestDebsNative(t *testing.T) {
 	if _, ok := debsNativeHosts[runtime.GOARCH]; !ok {
 		t.Skipf("no native programs in foreign trees on %s hosts", runtime.GOARCH)
 	}
@@ -22,9 +23,14 @@ func TestDebsNativePerl(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status := func(arch, version string) string {
-		return "Package: perl-base\nStatus: install ok installed\nArchitecture: " + arch + "\nVersion: " + version + "\n"
+	status := func(arch, perl string) string {
+		s := ""
+		for pkg, v := range map[string]string{"perl-base": perl, "dash": "0.5.12-12", "coreutils": "9.7-3"} {
+			s += "Package: " + pkg + "\nStatus: install ok installed\nArchitecture: " + arch + "\nVersion: " + v + "\n\n"
+		}
+		return s
 	}
+	const perl, dash, rm = "/usr/bin/perl", "/usr/bin/dash", "/usr/bin/rm"
 	tests := []struct {
 		name      string
 		treeArch  string
@@ -32,29 +38,28 @@ func TestDebsNativePerl(t *testing.T) {
 		brArch    string
 		pkgs      []string
 		treeLib64 bool
-		want      bool
+		want      []string // the tools bound
 	}{
-		{name: "foreign tree, same perl", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"debconf"}, want: true},
+		{name: "foreign tree, same versions", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"debconf"}, want: []string{dash, perl, rm}},
 		{name: "native tree", treeArch: host, treePerl: "5.40.1-6", brArch: host},
-		{name: "other perl version", treeArch: "arm64", treePerl: "5.40.1-7", brArch: host},
+		{name: "other perl version", treeArch: "arm64", treePerl: "5.40.1-7", brArch: host, want: []string{dash, rm}},
 		{name: "build root of another arch", treeArch: "arm64", treePerl: "5.40.1-6", brArch: "arm64"},
-		{name: "libperl in the set", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"libperl5.40"}},
-		{name: "perl-base replaced", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"perl-base"}},
+		{name: "libperl in the set", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"libperl5.40"}, want: []string{dash, rm}},
+		{name: "packages replaced", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"perl-base", "coreutils"}, want: []string{dash}},
 		{name: "tree has the loader dir", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, treeLib64: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.treeArch == host && host != "amd64" {
-				t.Skip()
-			}
 			br, tree := t.TempDir(), t.TempDir()
 			write(t, br, "var/lib/dpkg/arch", tt.brArch+"\n")
 			write(t, br, "var/lib/dpkg/status", status(tt.brArch, "5.40.1-6"))
-			write(t, br, "usr/bin/perl", "")
 			write(t, br, "usr/lib64/ld-linux-x86-64.so.2", "")
 			write(t, br, "usr/lib/x86_64-linux-gnu/libc.so.6", "")
 			write(t, tree, "var/lib/dpkg/status", status(tt.treeArch, tt.treePerl))
-			write(t, tree, "usr/bin/perl", "")
+			for _, p := range []string{perl, dash, rm} {
+				write(t, br, p, "")
+				write(t, tree, p, "")
+			}
 			if tt.treeLib64 {
 				write(t, tree, "lib64/ld-linux-x86-64.so.2", "")
 			}
@@ -62,14 +67,19 @@ func TestDebsNativePerl(t *testing.T) {
 			for _, n := range tt.pkgs {
 				pkgs = append(pkgs, &debInfo{name: n})
 			}
-			binds := debsNativePerl(&Env{Tree: tree, BuildRoot: br, Arch: tt.treeArch}, pkgs)
-			if got := binds != nil; got != tt.want {
-				t.Fatalf("native perl = %v (%v), want %v", got, binds, tt.want)
-			}
-			for _, b := range binds {
+			binds := debsNative(&Env{Tree: tree, BuildRoot: br, Arch: tt.treeArch}, pkgs)
+			var got []string
+			for i, b := range binds {
 				if !b.ReadOnly {
 					t.Errorf("bind %v is writable", b)
 				}
+				if i >= 2 { // after the loader's and the libraries' directories
+					got = append(got, b.Dst)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("native tools = %v, want %v", got, tt.want)
 			}
 		})
 	}
