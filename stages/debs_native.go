@@ -45,7 +45,7 @@ var debsNativeTools = []struct{ path, pkg string }{
 }
 
 // debsNative returns the binds that make some of a foreign tree's programs
-// (debsNativeTools) the build root's, programs of this host's
+// (debsNativeTools) those of env.Native, the build root of this host's
 // architecture, while packages are configured; nil when none can be.
 //
 // Under qemu-user every program starts a fresh emulator that translates it
@@ -60,10 +60,10 @@ var debsNativeTools = []struct{ path, pkg string }{
 // set: a native perl could not load the target's XS modules.
 func debsNative(env *Env, pkgs []*debInfo) []Bind {
 	host, ok := debsNativeHosts[runtime.GOARCH]
-	if !ok || !debsForeign(env.Arch) || env.BuildRoot == "" {
+	if !ok || !debsForeign(env.Arch) || env.Native == "" {
 		return nil
 	}
-	arch, err := os.ReadFile(filepath.Join(env.BuildRoot, "var/lib/dpkg/arch"))
+	arch, err := os.ReadFile(filepath.Join(env.Native, "var/lib/dpkg/arch"))
 	if err != nil || strings.TrimSpace(strings.SplitN(string(arch), "\n", 2)[0]) != runtime.GOARCH {
 		return nil
 	}
@@ -73,7 +73,7 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 			return nil // the tree has it: a bind would hide it
 		}
 	}
-	brStatus, err := readDpkgStatus(env.BuildRoot)
+	brStatus, err := readDpkgStatus(env.Native)
 	if err != nil {
 		return nil
 	}
@@ -97,7 +97,7 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		if !ok1 || !ok2 || br.status != "install ok installed" || tr.status != "install ok installed" || br.version != tr.version {
 			continue
 		}
-		src := filepath.Join(env.BuildRoot, t.path)
+		src := filepath.Join(env.Native, t.path)
 		if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
@@ -110,8 +110,8 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		return nil
 	}
 	runtimeDirs := []Bind{
-		{Src: filepath.Join(env.BuildRoot, libDir), Dst: libDir, ReadOnly: true},
-		{Src: filepath.Join(env.BuildRoot, "usr", host.loaderDir), Dst: host.loaderDir, ReadOnly: true},
+		{Src: filepath.Join(env.Native, libDir), Dst: libDir, ReadOnly: true},
+		{Src: filepath.Join(env.Native, "usr", host.loaderDir), Dst: host.loaderDir, ReadOnly: true},
 	}
 	for _, b := range runtimeDirs {
 		if _, err := os.Stat(b.Src); err != nil {

@@ -67,7 +67,7 @@ func TestDebsNative(t *testing.T) {
 			for _, n := range tt.pkgs {
 				pkgs = append(pkgs, &debInfo{name: n})
 			}
-			binds := debsNative(&Env{Tree: tree, BuildRoot: br, Arch: tt.treeArch}, pkgs)
+			binds := debsNative(&Env{Tree: tree, Native: br, Arch: tt.treeArch}, pkgs)
 			var got []string
 			for i, b := range binds {
 				if !b.ReadOnly {

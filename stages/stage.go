@@ -29,6 +29,11 @@ type Env struct {
 	// BuildRoot is the build pipeline's tree whose tools stages run; empty
 	// while the build pipeline itself is being made.
 	BuildRoot string
+	// Native is, for a tree of another architecture than the host's, a
+	// tree of the host's (the build root standing in for the entry's)
+	// whose programs a stage may run in place of the tree's own where the
+	// result is the same, to emulate less; empty otherwise. Read-only.
+	Native string
 	// Packages opens pinned packages (already downloaded and verified).
 	Packages PackageSource
 	// Runner runs commands isolated in namespaces.

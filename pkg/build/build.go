@@ -191,6 +191,11 @@ type pipelinePlan struct {
 	// build is the build root's pipeline: p.Build, or what stands in for
 	// it on this host.
 	build string
+	// native is the stand-in build root of this host's architecture whose
+	// programs a foreign tree's stages may run in place of the tree's own
+	// where the result is the same (stages.Env.Native). It is not part
+	// of the keys: it changes how fast a tree is made, not what it holds.
+	native string
 	// arch is the dpkg architecture of the pipeline's tree; execArch the
 	// architecture (image definitions' name) of the programs its stages
 	// run: its own tree's, or its build root's.
@@ -409,6 +414,7 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry, buildArch string) (
 	}
 	byName := map[string]*pipelinePlan{}
 	var plans []*pipelinePlan
+	standIn := "" // the first stand-in for this host
 	for i := range entry.Pipelines {
 		p := &entry.Pipelines[i]
 		if p.Host != "" {
@@ -416,9 +422,15 @@ func planEntry(lf *manifest.Lockfile, entry *manifest.Entry, buildArch string) (
 				continue
 			}
 			alias[p.Replaces] = p.Name
+			if standIn == "" {
+				standIn = p.Name
+			}
 		}
 		arch := cmp.Or(p.Host, entry.Arch)
 		pp := &pipelinePlan{p: p, build: resolve(p.Build), arch: dpkgArch(arch), execArch: arch}
+		if p.Build == "" && arch != buildArch {
+			pp.native = standIn
+		}
 		if len(p.Stages) == 0 {
 			return nil, fmt.Errorf("entry %s pipeline %s: no stages", entry.Name(), p.Name)
 		}
@@ -518,6 +530,9 @@ func markNeeded(store *Store, plans []*pipelinePlan, i int) {
 	if pp.build != "" {
 		deps[pp.build] = true
 	}
+	if pp.native != "" {
+		deps[pp.native] = true
+	}
 	for _, sp := range pp.stages[pp.cached:] {
 		for _, in := range sp.inputs {
 			deps[in] = true
@@ -597,6 +612,9 @@ func (pp *pipelinePlan) deps() []string {
 	var names []string
 	if pp.build != "" {
 		names = append(names, pp.build)
+	}
+	if pp.native != "" {
+		names = append(names, pp.native)
 	}
 	for _, sp := range pp.stages[pp.cached:] {
 		names = append(names, sp.inputs...)
@@ -694,10 +712,16 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 	if pp.cached == len(pp.stages) {
 		return nil
 	}
-	buildRoot := ""
+	buildRoot, native := "", ""
 	if pp.build != "" {
 		var err error
 		if buildRoot, err = b.treeOf(ctx, b.byName[pp.build]); err != nil {
+			return err
+		}
+	}
+	if pp.native != "" {
+		var err error
+		if native, err = b.treeOf(ctx, b.byName[pp.native]); err != nil {
 			return err
 		}
 	}
@@ -723,7 +747,7 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 		if f != nil && !leader {
 			err = b.follow(ctx, pp, i, f, tree)
 		} else {
-			tree, err = b.step(ctx, pp, i, tree, buildRoot, f != nil)
+			tree, err = b.step(ctx, pp, i, tree, buildRoot, native, f != nil)
 			if f != nil {
 				f.finish(err)
 			}
@@ -741,12 +765,14 @@ func (b *builder) runPipeline(ctx context.Context, pp *pipelinePlan) error {
 // step runs stage i of pp in tree and commits the tree when it is worth
 // keeping (mustCommit: other pipelines wait for it). It returns where the
 // tree is afterwards: the final tree moves into the store.
-func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, buildRoot string, mustCommit bool) (string, error) {
+func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, buildRoot, native string, mustCommit bool) (string, error) {
 	name, sp, o := pp.p.Name, pp.stages[i], b.o
 	inputs := map[string]string{}
 	protected := []string{}
-	if buildRoot != "" {
-		protected = append(protected, buildRoot)
+	for _, t := range []string{buildRoot, native} {
+		if t != "" {
+			protected = append(protected, t)
+		}
 	}
 	for _, in := range sp.inputs {
 		t, err := b.treeOf(ctx, b.byName[in])
@@ -760,6 +786,7 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		Tree:            tree,
 		Inputs:          inputs,
 		BuildRoot:       buildRoot,
+		Native:          native,
 		Packages:        b.src,
 		Runner:          b.runner(protected),
 		Arch:            pp.arch,

@@ -27,20 +27,22 @@ func TestPlanStandIn(t *testing.T) {
 	if err := lf.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	type want struct{ build, arch, execArch string }
+	type want struct{ build, native, arch, execArch string }
+	osKeys := map[string]string{}
 	for _, tc := range []struct {
 		host  string
 		names []string
 		want  map[string]want
 	}{
 		{"x86_64", []string{"build", "build-x86_64", "os", "image"}, map[string]want{
-			"build-x86_64": {"", "amd64", "x86_64"},
-			"os":           {"", "arm64", "aarch64"},
-			"image":        {"build-x86_64", "arm64", "x86_64"},
+			"build-x86_64": {"", "", "amd64", "x86_64"},
+			"os":           {"", "build-x86_64", "arm64", "aarch64"},
+			"image":        {"build-x86_64", "", "arm64", "x86_64"},
 		}},
 		{"aarch64", []string{"build", "os", "image"}, map[string]want{
-			"build": {"", "arm64", "aarch64"},
-			"image": {"build", "arm64", "aarch64"},
+			"build": {"", "", "arm64", "aarch64"},
+			"os":    {"", "", "arm64", "aarch64"},
+			"image": {"build", "", "arm64", "aarch64"},
 		}},
 	} {
 		t.Run(tc.host, func(t *testing.T) {
@@ -53,8 +55,8 @@ func TestPlanStandIn(t *testing.T) {
 			for _, pp := range plans {
 				names = append(names, pp.p.Name)
 				keys[pp.p.Name] = pp.key()
-				if w, ok := tc.want[pp.p.Name]; ok && (w != want{pp.build, pp.arch, pp.execArch}) {
-					t.Errorf("%s: build %q arch %s runs %s, want %+v", pp.p.Name, pp.build, pp.arch, pp.execArch, w)
+				if w, ok := tc.want[pp.p.Name]; ok && (w != want{pp.build, pp.native, pp.arch, pp.execArch}) {
+					t.Errorf("%s: build %q native %q arch %s runs %s, want %+v", pp.p.Name, pp.build, pp.native, pp.arch, pp.execArch, w)
 				}
 			}
 			if len(names) != len(tc.names) {
@@ -69,6 +71,11 @@ func TestPlanStandIn(t *testing.T) {
 			if k, ok := keys["build-x86_64"]; ok && k == keys["build"] {
 				t.Errorf("the stand-in build root has the key of the aarch64 one")
 			}
+			osKeys[tc.host] = keys["os"]
 		})
+	}
+	// Native programs make the os tree faster, not different.
+	if osKeys["x86_64"] != osKeys["aarch64"] {
+		t.Errorf("the os tree's key depends on the host: %v", osKeys)
 	}
 }
