@@ -221,13 +221,18 @@ func (s *Debs) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	t := time.Now()
-	if d.native = debsNative(env, rest); d.native != nil {
+	if native := debsNative(env, rest); native != nil {
+		unlink, err := debsNativeLink(tree)
+		if err != nil {
+			return err
+		}
+		undo = append(undo, func() error { d.native = nil; return unlink() })
+		d.native = native
 		logf("%d of the tree's programs run natively (the build root's, same versions)", len(d.native)-2)
 	}
 	if err := d.installSet(ctx, rest, configured); err != nil {
 		return err
 	}
-	d.native = nil
 	logf("installed %d packages in %s", len(rest), time.Since(t).Round(time.Millisecond))
 
 	// Undo the diversions now, so failures surface as errors.

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,10 +11,13 @@ import (
 
 // debsNativeHosts says, per host architecture (GOARCH), where its dynamic
 // loader and libraries live: paths a Debian tree of another architecture
-// does not have, so binding them in hides nothing. Only amd64 for now: on
-// arm64 the loader is in /usr/lib, which every tree has.
-var debsNativeHosts = map[string]struct{ multiarch, loaderDir string }{
-	"amd64": {multiarch: "x86_64-linux-gnu", loaderDir: "/lib64"},
+// does not have, so binding them in hides nothing. The loader's directory
+// is reached through a link (/lib64 -> usr/lib64) as on a merged-/usr
+// system of the host's architecture: systemd's preinst refuses a tree
+// whose /lib64 is a directory. Only amd64 for now: on arm64 the loader is
+// in /usr/lib, which every tree has.
+var debsNativeHosts = map[string]struct{ multiarch, loaderDir, loaderLink string }{
+	"amd64": {multiarch: "x86_64-linux-gnu", loaderDir: "/usr/lib64", loaderLink: "/lib64"},
 }
 
 // debsNativeTools are the programs of a foreign tree that the build root's
@@ -68,7 +72,7 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		return nil
 	}
 	libDir := "/usr/lib/" + host.multiarch
-	for _, p := range []string{libDir, host.loaderDir} {
+	for _, p := range []string{libDir, host.loaderDir, host.loaderLink} {
 		if _, err := os.Lstat(filepath.Join(env.Tree, p)); !errors.Is(err, os.ErrNotExist) {
 			return nil // the tree has it: a bind would hide it
 		}
@@ -111,7 +115,7 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 	}
 	runtimeDirs := []Bind{
 		{Src: filepath.Join(env.Native, libDir), Dst: libDir, ReadOnly: true},
-		{Src: filepath.Join(env.Native, "usr", host.loaderDir), Dst: host.loaderDir, ReadOnly: true},
+		{Src: filepath.Join(env.Native, host.loaderDir), Dst: host.loaderDir, ReadOnly: true},
 	}
 	for _, b := range runtimeDirs {
 		if _, err := os.Stat(b.Src); err != nil {
@@ -119,4 +123,20 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		}
 	}
 	return append(runtimeDirs, tools...)
+}
+
+// debsNativeLink makes the link to the host's loader directory in the tree
+// (see debsNativeHosts) and returns the function removing it again.
+func debsNativeLink(tree string) (func() error, error) {
+	host := debsNativeHosts[runtime.GOARCH]
+	link := filepath.Join(tree, host.loaderLink)
+	if err := os.Symlink(strings.TrimPrefix(host.loaderDir, "/"), link); err != nil {
+		return nil, fmt.Errorf("linking %s for the native programs: %w", host.loaderLink, err)
+	}
+	return func() error {
+		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", host.loaderLink, err)
+		}
+		return nil
+	}, nil
 }

@@ -61,13 +61,28 @@ func TestDebsNative(t *testing.T) {
 				write(t, tree, p, "")
 			}
 			if tt.treeLib64 {
-				write(t, tree, "lib64/ld-linux-x86-64.so.2", "")
+				write(t, tree, "usr/lib64/ld-linux-x86-64.so.2", "")
 			}
 			var pkgs []*debInfo
 			for _, n := range tt.pkgs {
 				pkgs = append(pkgs, &debInfo{name: n})
 			}
 			binds := debsNative(&Env{Tree: tree, Native: br, Arch: tt.treeArch}, pkgs)
+			if binds != nil {
+				unlink, err := debsNativeLink(tree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if target, err := os.Readlink(filepath.Join(tree, "lib64")); err != nil || target != "usr/lib64" {
+					t.Errorf("/lib64 -> %q (%v), want usr/lib64", target, err)
+				}
+				if err := unlink(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Lstat(filepath.Join(tree, "lib64")); !os.IsNotExist(err) {
+					t.Errorf("/lib64 left behind: %v", err)
+				}
+			}
 			var got []string
 			for i, b := range binds {
 				if !b.ReadOnly {
