@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 )
@@ -57,7 +58,8 @@ var debsNativeTools = []struct{ path, pkg string }{
 // Debconf's modules (0.05 s natively; measured on this machine), and dpkg
 // starts dpkg-split, dpkg-deb twice, tar and rm for every package. A
 // program is replaced only when the build root has the same version of
-// the package that ships it, and that package is not in the set being
+// the package that ships it (a binNMU of the same source counts: see
+// debsSourceVersion), and that package is not in the set being
 // installed (a bind mount cannot be renamed over). The scripts and data
 // they read are the tree's, so the files written are the same as with
 // the tree's own programs. Perl is left alone when a libperl is in the
@@ -98,7 +100,8 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		}
 		br, ok1 := brStatus[t.pkg+":"+runtime.GOARCH]
 		tr, ok2 := treeStatus[t.pkg+":"+env.Arch]
-		if !ok1 || !ok2 || br.status != "install ok installed" || tr.status != "install ok installed" || br.version != tr.version {
+		if !ok1 || !ok2 || br.status != "install ok installed" || tr.status != "install ok installed" ||
+			debsSourceVersion(br.version) != debsSourceVersion(tr.version) {
 			continue
 		}
 		src := filepath.Join(env.Native, t.path)
@@ -124,6 +127,15 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 	}
 	return append(runtimeDirs, tools...)
 }
+
+// debsBinNMURE matches a binary-only upload's suffix ("+b1").
+var debsBinNMURE = regexp.MustCompile(`\+b[0-9]+$`)
+
+// debsSourceVersion is a package version without its binNMU suffix: a
+// binNMU rebuilds the same source for one architecture (grep 3.11-4 on
+// amd64 is 3.11-4+b1 on arm64 in Debian 13), which changes what it links
+// against, not what it does.
+func debsSourceVersion(v string) string { return debsBinNMURE.ReplaceAllString(v, "") }
 
 // debsNativeLink makes the link to the host's loader directory in the tree
 // (see debsNativeHosts) and returns the function removing it again.

@@ -43,6 +43,7 @@ func TestDebsNative(t *testing.T) {
 		{name: "foreign tree, same versions", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"debconf"}, want: []string{dash, perl, rm}},
 		{name: "native tree", treeArch: host, treePerl: "5.40.1-6", brArch: host},
 		{name: "other perl version", treeArch: "arm64", treePerl: "5.40.1-7", brArch: host, want: []string{dash, rm}},
+		{name: "binNMU of the same perl", treeArch: "arm64", treePerl: "5.40.1-6+b1", brArch: host, want: []string{dash, perl, rm}},
 		{name: "build root of another arch", treeArch: "arm64", treePerl: "5.40.1-6", brArch: "arm64"},
 		{name: "libperl in the set", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"libperl5.40"}, want: []string{dash, rm}},
 		{name: "packages replaced", treeArch: "arm64", treePerl: "5.40.1-6", brArch: host, pkgs: []string{"perl-base", "coreutils"}, want: []string{dash}},
