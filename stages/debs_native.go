@@ -47,6 +47,11 @@ var debsNativeTools = []struct{ path, pkg string }{
 	{"/usr/bin/readlink", "coreutils"},
 	{"/usr/bin/rm", "coreutils"},
 	{"/usr/bin/touch", "coreutils"},
+	{"/usr/bin/test", "coreutils"},
+	{"/usr/bin/mktemp", "coreutils"},
+	{"/usr/bin/realpath", "coreutils"},
+	{"/usr/bin/stat", "coreutils"},
+	{"/usr/bin/wc", "coreutils"},
 }
 
 // debsNative returns the binds that make some of a foreign tree's programs
