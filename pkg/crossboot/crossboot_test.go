@@ -1,0 +1,122 @@
+package crossboot
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/binfmt"
+	"github.com/image-builder-action/image-builder-action/pkg/build"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
+)
+
+// testCache is the shared package and tree cache of the tests
+// (IBUILD_TEST_CACHE), so a second run builds nothing again.
+func testCache(t *testing.T) string {
+	d := os.Getenv("IBUILD_TEST_CACHE")
+	if d == "" {
+		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
+	}
+	d = filepath.Join(d, "crossboot")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestAarch64OnX86 locks testdata/arch/aarch64.toml (Debian 13, the cloud
+// kernel, a first-boot marker) for aarch64, builds its qcow2 here with
+// ibuild.Build registering qemu-user-static's handler for the build only,
+// and boots it under qemu-system-aarch64 -M virt with AAVMF until the
+// login prompt of the blueprint's host name and the marker, which reports
+// what the running machine is.
+func TestAarch64OnX86(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building needs root")
+	}
+	if binfmt.HostArch() != "x86_64" {
+		t.Skip("the cross build is tested from an x86_64 host")
+	}
+	boottest.Need(t, "aarch64")
+	if _, err := os.Stat(filepath.Join(binfmt.ConfDir, "qemu-aarch64.conf")); err != nil {
+		t.Skipf("qemu-user-static is not installed (make deps installs it): %v", err)
+	}
+	locktest.NeedArchive(t)
+	// A handler registered before the test stays; one a killed build left
+	// behind is removed.
+	before := binfmt.Check("aarch64") == nil
+	t.Cleanup(func() {
+		if before {
+			return
+		}
+		p := filepath.Join(binfmt.Dir, "qemu-aarch64")
+		if err := os.WriteFile(p, []byte("-1"), 0o200); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("removing %s: %v", p, err)
+		}
+	})
+
+	ctx := context.Background()
+	dir := t.TempDir()
+	cache := testCache(t)
+	lockPath := filepath.Join(dir, "aarch64.lock.json")
+	if _, err := ibuild.Lock(ctx, ibuild.LockRequest{
+		Blueprint: "../../testdata/arch/aarch64.toml", Lockfile: lockPath,
+		Arches: []string{"aarch64"}, Types: []string{"qcow2"},
+		Repositories: ibuild.Repositories{CacheDir: cache},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	var log strings.Builder
+	start := time.Now()
+	res, err := ibuild.Build(ctx, ibuild.BuildRequest{
+		Lockfile: lockPath, One: true, OutputDir: filepath.Join(dir, "out"), CacheDir: cache,
+		RegisterBinfmt: true, Log: &log,
+		Events: func(e ibuild.BuildEvent) {
+			if s, ok := e.Event.(build.StageDone); ok && !s.CacheHit {
+				t.Logf("%s %d %s: %s", s.Pipeline, s.Index, s.Type, s.Duration.Round(100*time.Millisecond))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, tail(log.String(), 4000))
+	}
+	t.Logf("build aarch64 qcow2: %s", time.Since(start).Round(time.Second))
+	if !before && binfmt.Check("aarch64") == nil {
+		t.Error("the build left its binfmt_misc handler registered")
+	}
+	disk := filepath.Join(res.Images[0].Dir, "disk.qcow2")
+
+	r, err := boottest.Boot(ctx, boottest.Options{
+		Arch: "aarch64", Firmware: "uefi", Dir: dir, Label: "aarch64",
+		Disks:   []boottest.Disk{{Path: disk, Snapshot: true}},
+		Host:    "ibuild-arm",
+		Marker:  "IBUILD-MARKER",
+		Timeout: 15 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("boot aarch64: login prompt and marker after %.1f s: %s", r.Seconds, r.Marker)
+	for _, want := range []string{"arch=aarch64", "host=ibuild-arm", "admin=1200", "root=ext4"} {
+		if !strings.Contains(" "+r.Marker+" ", " "+want+" ") {
+			t.Errorf("marker %q: want %s", r.Marker, want)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
