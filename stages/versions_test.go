@@ -154,6 +154,7 @@ var vtTools = map[string]string{
 	"mkfs-btrfs": "mkfs.btrfs",
 	"mkfs-ext4":  "mkfs.ext4",
 	"mkfs-fat":   "mkfs.fat and mcopy",
+	"iso":        "mksquashfs, grub-mkimage, mkfs.fat and mcopy, xorriso",
 	"mkfs-xfs":   "mkfs.xfs",
 	"mkswap":     "mkswap",
 	"qemu-img":   "qemu-img",

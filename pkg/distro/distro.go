@@ -142,6 +142,32 @@ type ImageType struct {
 	Packages    []string     `toml:"packages"`
 	Files       []File       `toml:"files"`
 	Export      []ExportStep `toml:"export"`
+	// BuildPackages are added to the distro's build root for this type
+	// (the ISO tools), so other types' build roots stay as they are.
+	BuildPackages []string `toml:"build_packages"`
+	// ISO, when set, makes the type a bootable ISO image.
+	ISO *ISO `toml:"iso"`
+}
+
+// ISO describes an ISO image type: a live system booting from the image
+// (kind "live": the os tree itself; kind "installer": a small tree of its
+// own that writes the type's disk image, carried on the ISO, to a disk).
+type ISO struct {
+	Kind     string `toml:"kind"`
+	VolumeID string `toml:"volume_id"`
+	// KernelOpts follow boot=live on the live system's command line.
+	KernelOpts string `toml:"kernel_opts"`
+	// Modules are added to the initramfs' module list of the type's
+	// kernel: what finding the image's medium needs.
+	Modules []string `toml:"modules"`
+	// Packages are added to the live tree: live-boot, and for an
+	// installer the tools it runs.
+	Packages []string `toml:"packages"`
+	// Files and EnabledServices are the installer tree's.
+	Files           []File   `toml:"files"`
+	EnabledServices []string `toml:"enabled_services"`
+	// Hostname is the installer tree's host name.
+	Hostname string `toml:"hostname"`
 }
 
 // ExportStep is a stage of the image type's export pipeline.
@@ -315,6 +341,23 @@ func (t *ImageType) validate() error {
 	}
 	if t.BootTimeout != nil && (*t.BootTimeout < 0 || *t.BootTimeout > 3600) {
 		return fmt.Errorf("boot_timeout: %d is not within 0-3600 seconds", *t.BootTimeout)
+	}
+	if iso := t.ISO; iso != nil {
+		switch iso.Kind {
+		case "live":
+		case "installer":
+			if !t.Bootable || len(t.Packages) > 0 || len(t.Files) > 0 {
+				return errors.New("iso: an installer carries the disk the raw type makes: it must be bootable and add no packages or files to the os tree")
+			}
+			if iso.Hostname == "" {
+				return errors.New("iso.hostname: the installer tree needs a host name")
+			}
+		default:
+			return fmt.Errorf("iso.kind: %q is not live or installer", iso.Kind)
+		}
+		if !t.Bootable || iso.VolumeID == "" || len(t.Export) > 0 {
+			return errors.New("iso: an ISO type is bootable, has a volume_id and no export steps (the iso stage is its export)")
+		}
 	}
 	for i, e := range t.Export {
 		if e.Type == "" {

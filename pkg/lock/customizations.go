@@ -343,9 +343,6 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 		set        bool
 		field, why string
 	}{
-		{cu.InstallationDevice != "", "customizations.installation_device", "it belongs to installer (ISO) image types, which are not built yet"},
-		{cu.Installer != nil, "customizations.installer", "it configures Anaconda, the installer of installer (ISO) image types, which Debian has not"},
-		{cu.ISO != nil, "customizations.iso", "it belongs to installer (ISO) image types, which are not built yet"},
 		{cu.FDO != nil, "customizations.fdo", "FIDO Device Onboarding needs fdo-client, which Debian does not package"},
 		{cu.OpenSCAP != nil, "customizations.openscap", "remediating needs SCAP Security Guide content for this release, and Debian's ssg-debian in bookworm (0.1.65) ships data streams for Debian 10 and 11 only (ssg-debian10-ds.xml, ssg-debian11-ds.xml); another release's profile would check the wrong files and packages, so there is no profile to remediate with"},
 		{cu.Ignition != nil, "customizations.ignition", "Ignition is Fedora CoreOS's provisioning tool, which Debian does not package; use firstboot scripts or cloud-init"},
@@ -359,6 +356,7 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 			refuse(r.field, r.why)
 		}
 	}
+	isoCustomizations(bp, &c, o, refuse)
 	errs = append(errs, sc.errs...)
 	return c, c.packages(), errors.Join(errs...)
 }

@@ -203,7 +203,7 @@ func TestLockRefusals(t *testing.T) {
 		{"sector size", head + "[customizations.disk]\nsector_size = 2048\n", "customizations.disk.sector_size: 2048-byte sectors"},
 		{"btrfs mode", head + "[customizations]\npartitioning_mode = \"btrfs\"\n", "customizations.partitioning_mode: testdist cannot honour this: btrfs layouts need mkfs.btrfs --subvol"},
 		{"rhsm", head + "[customizations.rhsm.config.dnf_plugins.product_id]\nenabled = true\n", "customizations.rhsm: testdist cannot honour this: Red Hat Subscription Manager"},
-		{"installer", head + "[customizations.installer]\nunattended = true\n", "installer (ISO) image types"},
+		{"installer", head + "[customizations.installer]\nunattended = true\n", "the installer of the image-installer type"},
 		{"satellite", head + "[[customizations.firstboot.scripts]]\ntype = \"satellite\"\ncommand = \"x\"\n", "customizations.firstboot.scripts[0].type: testdist cannot honour this: Satellite"},
 		{"metalink", head + "[[customizations.repositories]]\nid = \"f\"\nmetalink = \"https://mirrors.fedoraproject.org/metalink?repo=fedora-40\"\n", "customizations.repositories[0].metalink"},
 		{"mirrorlist with install_from", head + "[[customizations.repositories]]\nid = \"m\"\nmirrorlist = \"http://127.0.0.1:1/mirrors.txt\"\ninstall_from = true\n", "customizations.repositories[0].mirrorlist: testdist cannot honour this with install_from"},

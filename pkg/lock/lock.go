@@ -349,7 +349,19 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			if err != nil {
 				return nil, fmt.Errorf("resolving the packages of %s/%s: %w", archName, p.typ.Name, err)
 			}
-			pipes, err := p.pipelines(base, buildPkgs, osPkgs)
+			var liveSysPkgs []manifest.Package
+			if len(p.installerPackages) > 0 {
+				if liveSysPkgs, err = res.solve(ctx, p.installerPackages); err != nil {
+					return nil, fmt.Errorf("resolving the installer's packages of %s/%s: %w", archName, p.typ.Name, err)
+				}
+			}
+			var isoBuildPkgs []manifest.Package
+			if len(p.isoBuildPackages) > 0 {
+				if isoBuildPkgs, err = res.solve(ctx, p.isoBuildPackages); err != nil {
+					return nil, fmt.Errorf("resolving the ISO build root of %s/%s: %w", archName, p.typ.Name, err)
+				}
+			}
+			pipes, err := p.pipelines(base, buildPkgs, osPkgs, liveSysPkgs, isoBuildPkgs)
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", archName, p.typ.Name, err)
 			}
@@ -437,6 +449,17 @@ func (r *archResolver) solve(ctx context.Context, install []string) ([]manifest.
 func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizations, extra []string, seed string) *entryPlan {
 	p := &entryPlan{distro: d, arch: a, typ: t, cust: c, seed: seed + "/" + d.Name + "/" + a.Name}
 	p.buildPackages = uniqSorted(d.Build.Packages)
+	if len(t.BuildPackages) > 0 {
+		withTools := uniqSorted(append(append([]string(nil), d.Build.Packages...), t.BuildPackages...))
+		if t.ISO != nil && t.ISO.Kind == "installer" {
+			// The disk is made with the raw type's build root, so it
+			// is raw's to the byte and from the same cache entries;
+			// the ISO's tools come in a build root of their own.
+			p.isoBuildPackages = withTools
+		} else {
+			p.buildPackages = withTools
+		}
+	}
 	var os []string
 	switch t.Platform {
 	case "container":
@@ -450,8 +473,23 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 			kernel = c.kernelName
 		}
 		os = append(os, kernel)
-		os = append(os, a.Bootloader...)
+		if t.ISO == nil || t.ISO.Kind != "live" {
+			os = append(os, a.Bootloader...)
+		}
 		os = append(os, d.Initramfs.Packages...)
+	}
+	if iso := t.ISO; iso != nil {
+		switch iso.Kind {
+		case "live":
+			// The os tree is the live system: GRUB comes from the build
+			// root, onto the ISO.
+			os = append(os, iso.Packages...)
+		case "installer":
+			// The installer's own small tree, with the generic kernel
+			// whatever the blueprint installs.
+			inst := append([]string{a.Kernel["generic"]}, d.Initramfs.Packages...)
+			p.installerPackages = uniqSorted(append(inst, iso.Packages...))
+		}
 	}
 	os = append(os, t.Packages...)
 	os = append(os, extra...)

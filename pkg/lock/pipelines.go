@@ -28,6 +28,10 @@ type entryPlan struct {
 	osPackages    []string
 	// table is the disk's layout (bootable types), once diskTable made it.
 	table *disk.Table
+	// installerPackages are the installer tree's (image-installer), and
+	// isoBuildPackages the build root its ISO is made with.
+	installerPackages []string
+	isoBuildPackages  []string
 	// origins maps "pipeline/index" to the blueprint field a stage's
 	// options came from, so a stage lock refuses points at its line.
 	origins map[string]string
@@ -71,6 +75,15 @@ type customizations struct {
 	layout *blueprint.Customizations
 	// containers are the blueprint's [[containers]], resolved.
 	containers []*lockedContainer
+
+	// The ISO types': the installer's target disk, its menu timeout,
+	// and the ISO's metadata (isoField is where the blueprint set them).
+	installDevice    string
+	installerTimeout *int
+	isoVolumeID      string
+	isoPublisher     string
+	isoApplicationID string
+	isoField         string
 }
 
 // stage writes a stage with its options: the stage's own type from
@@ -116,15 +129,26 @@ func refs(pkgs []manifest.Package) []string {
 // packages): when a set holds all of it, its tree installs base in a
 // stage of its own, the same in the build root and the os tree, which a
 // build then runs once for both.
-func (p *entryPlan) pipelines(base, buildPkgs, osPkgs []manifest.Package) ([]manifest.Pipeline, error) {
+func (p *entryPlan) pipelines(base, buildPkgs, osPkgs, installerPkgs, isoBuildPkgs []manifest.Package) ([]manifest.Pipeline, error) {
 	build := manifest.Pipeline{Name: manifest.PipelineBuild, Stages: p.debs(base, buildPkgs)}
 	os, tbl, err := p.osPipeline(p.debs(base, osPkgs))
 	if err != nil {
 		return nil, err
 	}
 	out := []manifest.Pipeline{build, os}
+	if p.isLive() {
+		return append(out, p.isoPipeline(manifest.PipelineOS, nil)), nil
+	}
 	if p.typ.Bootable {
 		out = append(out, p.imagePipeline(tbl))
+	}
+	if p.typ.ISO != nil {
+		out = append(out, p.installerPipeline(p.debs(base, installerPkgs), rootPartition(tbl)))
+		out = append(out, manifest.Pipeline{Name: pipelineISOBuild, Stages: p.debs(base, isoBuildPkgs)})
+		payload := &stages.ISOPayload{Source: stages.Source{Pipeline: manifest.PipelineImage, Path: "/" + rawFile}, Path: installerPayload}
+		iso := p.isoPipeline(pipelineInstaller, payload)
+		iso.Build = pipelineISOBuild
+		return append(out, iso), nil
 	}
 	if len(p.typ.Export) > 0 {
 		exp := manifest.Pipeline{Name: p.typ.Name, Build: manifest.PipelineBuild}
@@ -207,7 +231,15 @@ func (p *entryPlan) osPipeline(debs []manifest.Stage) (manifest.Pipeline, *disk.
 	from := func(field string) { p.origin(os.Name, len(os.Stages)-1, field) }
 
 	var tbl *disk.Table
-	if p.typ.Bootable {
+	if p.isLive() {
+		// Booted from the ISO by live-boot: no partitions, no fstab, no
+		// GRUB in the tree; an initramfs that finds the medium.
+		add("initramfs", stages.Initramfs{
+			Modules:  p.isoModules(),
+			Compress: d.Initramfs.Compress,
+			Fstype:   d.Initramfs.FSType,
+		})
+	} else if p.typ.Bootable {
 		var err error
 		if tbl, err = p.diskTable(); err != nil {
 			return os, nil, err

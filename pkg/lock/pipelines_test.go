@@ -95,7 +95,7 @@ func TestPipelinesDecode(t *testing.T) {
 				if len(typ.Arches) > 0 && !slices.Contains(typ.Arches, an) {
 					continue
 				}
-				pipes, err := newPlan(d, d.Arches[an], typ, cust, nil, "seed").pipelines(base, pkg, pkg)
+				pipes, err := newPlan(d, d.Arches[an], typ, cust, nil, "seed").pipelines(base, pkg, pkg, pkg, pkg)
 				if err != nil {
 					t.Fatalf("%s %s %s: %v", dn, an, tn, err)
 				}

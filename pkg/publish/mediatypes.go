@@ -28,6 +28,9 @@ var mediaTypes = map[string]typeMedia{
 	"tar":       {"application/vnd.ibuild.rootfs.tar", "application/vnd.ibuild.rootfs.tar+xz"},
 	"wsl":       {"application/vnd.ibuild.rootfs.wsl", "application/vnd.ibuild.rootfs.tar+gzip"},
 	"container": {"application/vnd.ibuild.rootfs.container", "application/vnd.oci.image.layout.v1+tar"},
+	// Hybrid ISO 9660 images (CD, DVD or USB stick).
+	"live-iso":        {"application/vnd.ibuild.iso.live", "application/vnd.ibuild.iso9660"},
+	"image-installer": {"application/vnd.ibuild.iso.installer", "application/vnd.ibuild.iso9660"},
 }
 
 // ArtifactType is the artifactType of an image type's artifacts and index.
