@@ -63,6 +63,8 @@ type composeRow struct {
 
 type db struct {
 	sql *sql.DB
+	// read serves load and ids (the same handle on PostgreSQL).
+	read *sql.DB
 }
 
 func (d *db) insertCompose(ctx context.Context, id, owner string, created time.Time, row *composeRow, bp []byte, images []ImageStatus) error {
@@ -111,7 +113,7 @@ func (d *db) load(ctx context.Context, id string) (*loaded, error) {
 		rec     string
 		status  string
 	)
-	err := d.sql.QueryRowContext(ctx, `SELECT id, owner, created, status, record FROM ibuild_compose WHERE id = $1`, id).
+	err := d.read.QueryRowContext(ctx, `SELECT id, owner, created, status, record FROM ibuild_compose WHERE id = $1`, id).
 		Scan(&l.id, &l.owner, &created, &status, &rec)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -123,7 +125,7 @@ func (d *db) load(ctx context.Context, id string) (*loaded, error) {
 	if err := json.Unmarshal([]byte(rec), &l.row); err != nil {
 		return nil, fmt.Errorf("reading compose %s: %w", id, err)
 	}
-	rows, err := d.sql.QueryContext(ctx, `SELECT job_id, record FROM ibuild_image WHERE compose_id = $1 ORDER BY idx`, id)
+	rows, err := d.read.QueryContext(ctx, `SELECT job_id, record FROM ibuild_image WHERE compose_id = $1 ORDER BY idx`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading compose %s: %w", id, err)
 	}
@@ -249,7 +251,7 @@ func (d *db) ids(ctx context.Context, owner string, statuses []Status, limit, of
 		// Both dialects accept a large LIMIT where none is meant.
 		q += fmt.Sprintf(` LIMIT %d OFFSET %d`, int64(1)<<62, offset)
 	}
-	rows, err := d.sql.QueryContext(ctx, q, args...)
+	rows, err := d.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing composes: %w", err)
 	}

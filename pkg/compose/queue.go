@@ -62,45 +62,53 @@ func migrateRiver[TTx any](ctx context.Context, d riverdriver.Driver[TTx]) error
 // openQueue opens the database (SQLite file path or postgres:// URL),
 // migrates River's tables and returns the client and a database/sql
 // handle for the service's own tables.
-func openQueue(ctx context.Context, database string, cfg *river.Config) (queue, *sql.DB, func(), error) {
+func openQueue(ctx context.Context, database string, cfg *river.Config) (queue, *sql.DB, *sql.DB, func(), error) {
 	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
 		pool, err := pgxpool.New(ctx, database)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("opening database: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("opening database: %w", err)
 		}
 		if err := pool.Ping(ctx); err != nil {
 			pool.Close()
-			return nil, nil, nil, fmt.Errorf("opening database: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("opening database: %w", err)
 		}
 		d := riverpgxv5.New(pool)
 		if err := migrateRiver(ctx, d); err != nil {
 			pool.Close()
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		c, err := river.NewClient(d, cfg)
 		if err != nil {
 			pool.Close()
-			return nil, nil, nil, fmt.Errorf("starting job queue: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("starting job queue: %w", err)
 		}
 		sdb := stdlib.OpenDBFromPool(pool)
-		return riverQueue[pgx.Tx]{c}, sdb, func() { sdb.Close(); pool.Close() }, nil
+		return riverQueue[pgx.Tx]{c}, sdb, sdb, func() { sdb.Close(); pool.Close() }, nil
 	}
 	// SQLite allows one writer: River's own advice is a pool of one
 	// connection; the busy timeout covers the service's other handles.
 	sdb, err := sql.Open("sqlite", "file:"+database+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("opening database %s: %w", database, err)
+		return nil, nil, nil, nil, fmt.Errorf("opening database %s: %w", database, err)
 	}
 	sdb.SetMaxOpenConns(1)
 	d := riversqlite.New(sdb)
 	if err := migrateRiver(ctx, d); err != nil {
 		sdb.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	c, err := river.NewClient(d, cfg)
 	if err != nil {
 		sdb.Close()
-		return nil, nil, nil, fmt.Errorf("starting job queue: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("starting job queue: %w", err)
 	}
-	return riverQueue[*sql.Tx]{c}, sdb, func() { sdb.Close() }, nil
+	// Reads of the service's own records (status polls) go through a
+	// pool of their own: WAL lets them run beside the one writer.
+	rdb, err := sql.Open("sqlite", "file:"+database+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		sdb.Close()
+		return nil, nil, nil, nil, fmt.Errorf("opening database %s: %w", database, err)
+	}
+	rdb.SetMaxOpenConns(8)
+	return riverQueue[*sql.Tx]{c}, sdb, rdb, func() { rdb.Close(); sdb.Close() }, nil
 }

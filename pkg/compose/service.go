@@ -208,11 +208,11 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if database == "" {
 		database = filepath.Join(cfg.Dir, "compose.db")
 	}
-	q, sdb, closeDB, err := openQueue(ctx, database, rc)
+	q, sdb, rdb, closeDB, err := openQueue(ctx, database, rc)
 	if err != nil {
 		return nil, err
 	}
-	s.q, s.db, s.closeDB = q, &db{sql: sdb}, closeDB
+	s.q, s.db, s.closeDB = q, &db{sql: sdb, read: rdb}, closeDB
 	if err := migrate(ctx, sdb); err != nil {
 		closeDB()
 		return nil, err
