@@ -295,7 +295,7 @@ minsize = "1 GiB"
 		`mkfs-fat {"fat":32,"filename":"disk.raw","label":"ESP","partition":1,"source":{"path":"/boot/efi","pipeline":"os"}}`,
 		`mkfs-ext4 {"exclude":["/www/*"],"filename":"disk.raw","label":"var","partition":2,"source":{"path":"/var","pipeline":"os"}}`,
 		`mkfs-ext4 {"filename":"disk.raw","label":"var-www","partition":3,"source":{"path":"/var/www","pipeline":"os"}}`,
-		`mkfs-ext4 {"exclude":["/boot/efi/*","/var/*","/var/www/*"],"filename":"disk.raw","label":"root","partition":4,"source":{"path":"/","pipeline":"os"}}`,
+		`mkfs-ext4 {"exclude":["/boot/efi/*","/var/*"],"filename":"disk.raw","label":"root","partition":4,"source":{"path":"/","pipeline":"os"}}`,
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("image pipeline (-want +got):\n%s", d)

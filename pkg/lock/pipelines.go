@@ -391,7 +391,7 @@ func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 		n := i + 1
 		src := stages.Source{Pipeline: manifest.PipelineOS, Path: pt.FS.Mountpoint}
 		var exclude []string
-		for _, b := range tbl.Below(pt.FS.Mountpoint) {
+		for _, b := range outermost(tbl.Below(pt.FS.Mountpoint)) {
 			exclude = append(exclude, b+"/*")
 		}
 		switch pt.FS.Type {
@@ -525,7 +525,7 @@ func (p *entryPlan) lvmStages(add func(string, any), file string, n int, pt disk
 		src := stages.Source{Pipeline: manifest.PipelineOS, Path: lv.FS.Mountpoint}
 		var exclude []string
 		if p.table != nil && lv.FS.Mountpoint != "" {
-			for _, b := range p.table.Below(lv.FS.Mountpoint) {
+			for _, b := range outermost(p.table.Below(lv.FS.Mountpoint)) {
 				exclude = append(exclude, b+"/*")
 			}
 		}
@@ -539,6 +539,25 @@ func (p *entryPlan) lvmStages(add func(string, any), file string, n int, pt disk
 			add("mkswap", stages.Mkswap{Filename: file, Partition: n, UUID: lv.FS.UUID, Label: lv.FS.Label, Volume: vol})
 		}
 	}
+}
+
+// outermost drops the paths below another path of dirs: once /boot's
+// contents are left out, /boot/efi is gone with them (and its mount point
+// could not be made in the empty stand-in).
+func outermost(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		inside := false
+		for _, o := range dirs {
+			if o != d && strings.HasPrefix(d, o+"/") {
+				inside = true
+			}
+		}
+		if !inside {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // dmName is the device-mapper name of logical volume lv of volume group
