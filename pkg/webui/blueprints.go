@@ -51,7 +51,10 @@ func (s *Server) blueprintNew(w http.ResponseWriter, r *http.Request, sess *sess
 	if names := s.defs.DistroNames(); len(names) > 0 {
 		f.Distro = names[len(names)-1]
 	}
-	s.editorPage(w, r, sess, http.StatusOK, s.fromForm(r.Context(), f, false))
+	// A new blueprint starts without errors: nothing is wrong yet.
+	e := s.fromForm(r.Context(), f, false)
+	e.Errors, e.Lines, e.Other = nil, nil, nil
+	s.editorPage(w, r, sess, http.StatusOK, e)
 }
 
 func (s *Server) blueprintEditPage(w http.ResponseWriter, r *http.Request, sess *session) {

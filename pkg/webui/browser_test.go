@@ -1,0 +1,293 @@
+package webui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The page in a real browser: Debian's chromium, headless, driven over
+// the DevTools protocol by chromedp.
+
+// browser starts chromium for a test and returns a tab's context. The
+// browser is killed by its PID when the test ends.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no browser")
+	}
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (.ci/deps installs it)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		// Root cannot use chromium's sandbox.
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 10*time.Minute)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		cancelTimeout()
+		cancel()
+		cancelAlloc()
+		t.Fatalf("starting chromium: %v", err)
+	}
+	proc := chromedp.FromContext(ctx).Browser.Process()
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancel()
+		cancelAlloc()
+		if proc != nil {
+			proc.Kill() // by PID; a no-op when chromedp already ended it
+			proc.Wait()
+		}
+	})
+	return ctx
+}
+
+// screenshots is where the pages' screenshots go: IBUILD_TEST_ARTIFACTS
+// (CI keeps it) or a directory under the system's temporary directory.
+func screenshots(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("IBUILD_TEST_ARTIFACTS")
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "webui-screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots of the pages go to %s", dir)
+	return dir
+}
+
+func shoot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // PNG
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// do runs actions with a bound on each step; a failure leaves a
+// screenshot and the page's text.
+func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	for i, a := range actions {
+		sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		err := chromedp.Do(sctx, a)
+		cancel()
+		if err != nil {
+			shot := filepath.Join(os.TempDir(), "webui-failed.png")
+			if buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+				os.WriteFile(shot, buf, 0o644)
+			}
+			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + (document.body ? document.body.innerText : '')`))
+			t.Fatalf("%s, step %d: %v (screenshot %s); the page says:\n%s", what, i+1, err, shot, text)
+		}
+	}
+}
+
+func run[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// unlabelled lists the page's controls that have no label, for a screen
+// reader or a voice user to name them by.
+const unlabelled = `Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+  .filter(e => (e.labels ? e.labels.length : 0) === 0 && !e.getAttribute('aria-label') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+  .map(e => e.outerHTML.slice(0, 80))`
+
+func checkLabels(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	if bad := run(t, ctx, "labels", chromedp.Evaluate[[]string](unlabelled)); len(bad) > 0 {
+		t.Errorf("%s: controls without a label: %q", page, bad)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logRequests logs what the browser asked for, for when a step fails.
+func logRequests(t *testing.T, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		h.ServeHTTP(rec, r)
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			t.Logf("%s %s htmx=%v → %d", r.Method, r.URL, r.Header.Get("HX-Request") != "", rec.status)
+		}
+	})
+}
+
+func login(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	do(t, ctx, "log in",
+		chromedp.Navigate(base+"/login"),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS(`nav a[href="/images"]`)),
+	)
+}
+
+// TestBrowserBlueprints creates a blueprint through the form, sees a bad
+// host name refused at its field, fixes it, and shows that a blueprint
+// full of markup renders as text.
+func TestBrowserBlueprints(t *testing.T) {
+	ctx := browser(t)
+	shots := screenshots(t)
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: &memBlueprints{}, Composes: noComposes{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(logRequests(t, s))
+	defer srv.Close()
+	testBlueprintPages(t, ctx, srv.URL, shots)
+}
+
+func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
+	login(t, ctx, base, "tok-alice")
+	shoot(t, ctx, shots, "01-images-empty")
+
+	do(t, ctx, "open the editor",
+		chromedp.Navigate(base+"/blueprints/new"),
+		chromedp.WaitVisible(chromedp.ID("f-name")),
+		chromedp.SendKeys(chromedp.ID("f-name"), "web-test"),
+		chromedp.SendKeys(chromedp.ID("f-description"), "A small test image"),
+		chromedp.SendKeys(chromedp.ID("f-packages"), "openssh-server"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-hostname"), "bad_host!"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--name"), "admin"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--groups"), "sudo"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--path"), "/etc/motd"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--data"), "Built by ibuild\n"),
+		chromedp.Click(chromedp.ID("save-form")),
+		chromedp.WaitVisible(chromedp.ID("f-customizations-hostname-err")),
+	)
+	checkLabels(t, ctx, "editor")
+	msg := run(t, ctx, "the hostname's error", chromedp.Text(chromedp.ID("f-customizations-hostname-err")))
+	if !strings.Contains(msg, "host name") {
+		t.Errorf("error at the hostname field: %q", msg)
+	}
+	lines := run(t, ctx, "the TOML's errors", chromedp.Text(chromedp.ID("toml-errors")))
+	if !strings.Contains(lines, "line ") || !strings.Contains(lines, "customizations.hostname") {
+		t.Errorf("error at the TOML line: %q", lines)
+	}
+	if inv := run(t, ctx, "aria-invalid", chromedp.Evaluate[string](`document.getElementById('f-customizations-hostname').getAttribute('aria-invalid')`)); inv != "true" {
+		t.Errorf("the hostname field is not marked invalid: %q", inv)
+	}
+	shoot(t, ctx, shots, "02-editor-bad-hostname")
+
+	do(t, ctx, "fix the hostname and save",
+		chromedp.Clear(chromedp.ID("f-customizations-hostname")),
+		chromedp.SendKeys(chromedp.ID("f-customizations-hostname"), "web-1"),
+		chromedp.Click(chromedp.ID("save-form")),
+		chromedp.WaitVisible(chromedp.ID("bp-toml")),
+	)
+	if loc := run(t, ctx, "location", chromedp.Location()); !strings.HasSuffix(loc, "/blueprints/web-test") {
+		t.Errorf("after saving: at %s", loc)
+	}
+	toml := run(t, ctx, "saved TOML", chromedp.Text(chromedp.ID("bp-toml")))
+	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['sudo']", "path = '/etc/motd'", "name = 'openssh-server'"} {
+		if !strings.Contains(toml, want) {
+			t.Errorf("saved blueprint lacks %q:\n%s", want, toml)
+		}
+	}
+	shoot(t, ctx, shots, "03-blueprint")
+
+	// The TOML side: edit, apply to the form, save a second version.
+	do(t, ctx, "edit the TOML",
+		chromedp.Navigate(base+"/blueprints/web-test/edit"),
+		chromedp.WaitVisible(chromedp.ID("toml")),
+		chromedp.SetValue(chromedp.ID("toml"), strings.Replace(toml, "web-1", "web-2", 1)),
+		chromedp.Click(chromedp.ID("apply-toml")),
+	)
+	run(t, ctx, "the form takes the TOML", chromedp.Poll[bool](`document.getElementById('f-customizations-hostname').value === 'web-2'`, chromedp.WithPollingTimeout(30*time.Second)))
+	do(t, ctx, "save the second version",
+		chromedp.Click(chromedp.ID("save-form")),
+		chromedp.WaitVisible(chromedp.ID("bp-toml")),
+		chromedp.Navigate(base+"/blueprints/web-test/diff?a=1&b=2"),
+		chromedp.WaitVisible(chromedp.CSS("table.diff")),
+	)
+	diff := run(t, ctx, "diff", chromedp.Text(chromedp.CSS("table.diff")))
+	if !strings.Contains(diff, "customizations.hostname") || !strings.Contains(diff, "web-2") {
+		t.Errorf("diff of the versions:\n%s", diff)
+	}
+	shoot(t, ctx, shots, "04-blueprint-diff")
+
+	// A blueprint made of markup renders as text, and runs nothing.
+	evil := fmt.Sprintf("name = \"evil\"\ndescription = '''%s'''\n\n[[customizations.files]]\npath = \"/etc/motd\"\ndata = '''%s'''\n", browserXSS, browserXSS)
+	do(t, ctx, "save the markup blueprint",
+		chromedp.Navigate(base+"/blueprints/new"),
+		chromedp.WaitVisible(chromedp.ID("toml")),
+		chromedp.SetValue(chromedp.ID("toml"), evil),
+		chromedp.Click(chromedp.ID("save-toml")),
+		chromedp.WaitVisible(chromedp.ID("bp-toml")),
+	)
+	for _, page := range []string{"/blueprints/evil", "/blueprints/evil/edit", "/blueprints?q=evil"} {
+		do(t, ctx, "open "+page, chromedp.Navigate(base+page), chromedp.WaitReady(chromedp.CSS("main")))
+		pwned := run(t, ctx, "script ran?", chromedp.Evaluate[bool](`window.pwned === true || document.querySelectorAll('main img, main script').length > 0`))
+		if pwned {
+			t.Errorf("%s: the blueprint's markup became elements or ran", page)
+		}
+		text := run(t, ctx, "text", chromedp.Text(chromedp.CSS("main")))
+		if page != "/blueprints/evil/edit" && !strings.Contains(text, browserXSS) {
+			t.Errorf("%s: the description is not shown as text:\n%s", page, text)
+		}
+		if page == "/blueprints/evil/edit" {
+			desc := run(t, ctx, "description field", chromedp.Value(chromedp.ID("f-description")))
+			data := run(t, ctx, "file data field", chromedp.Value(chromedp.ID("f-customizations-files-0--data")))
+			if desc != browserXSS || data != browserXSS {
+				t.Errorf("editor fields: %q, %q", desc, data)
+			}
+		}
+	}
+	shoot(t, ctx, shots, "05-xss-as-text")
+
+	do(t, ctx, "list", chromedp.Navigate(base+"/blueprints"), chromedp.WaitVisible(chromedp.ID("q")))
+	checkLabels(t, ctx, "blueprints")
+	shoot(t, ctx, shots, "06-blueprints")
+
+	// A phone-sized screen: nothing wider than the screen.
+	do(t, ctx, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/blueprints/web-test/edit"), chromedp.WaitVisible(chromedp.ID("f-name")))
+	if w := run(t, ctx, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("the editor is %d px wide on a 390 px screen", w)
+	}
+	shoot(t, ctx, shots, "07-editor-phone")
+	do(t, ctx, "desktop", chromedp.EmulateViewport(1280, 900))
+}
+
+const browserXSS = `<script>window.pwned=true</script>"><img src=x onerror="window.pwned=true">`
