@@ -131,8 +131,13 @@ func (s *Server) blueprintEdit(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	sb, err := s.opts.Blueprints.Put(r.Context(), sess.owner, e.Form.Name, []byte(e.TOML))
 	if err != nil {
-		e.Other = append(e.Other, "saving: "+err.Error())
-		s.editorPage(w, r, sess, http.StatusInternalServerError, e)
+		// The store's own rules (a name that is also a file name).
+		if strings.Contains(err.Error(), "blueprint name") {
+			e.Errors["name"] = append(e.Errors["name"], err.Error())
+		} else {
+			e.Other = append(e.Other, "saving: "+err.Error())
+		}
+		s.editorPage(w, r, sess, http.StatusUnprocessableEntity, e)
 		return
 	}
 	redirect(w, r, "/blueprints/"+url.PathEscape(sb.Name))

@@ -12,7 +12,12 @@ import (
 	"testing"
 	"time"
 
+	browserpkg "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
 
 // The page in a real browser: Debian's chromium, headless, driven over
@@ -164,19 +169,37 @@ func login(t *testing.T, ctx context.Context, base, token string) {
 	)
 }
 
-// TestBrowserBlueprints creates a blueprint through the form, sees a bad
-// host name refused at its field, fixes it, and shows that a blueprint
-// full of markup renders as text.
-func TestBrowserBlueprints(t *testing.T) {
-	ctx := browser(t)
-	shots := screenshots(t)
-	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: &memBlueprints{}, Composes: noComposes{}})
+// TestBrowser drives the whole page over the real service: blueprints
+// through the form and the TOML, then (as root, with the archive) a
+// compose of a tar image watched to its end without a reload, and its
+// download checked against the build's sha256.
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no browser")
+	}
+	workers := 0
+	if os.Geteuid() == 0 {
+		workers = 1
+	}
+	bps, svc := services(t, workers)
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(logRequests(t, s))
-	defer srv.Close()
+	// Closed after the browser is gone (cleanups run last first): its
+	// live streams end with it.
+	t.Cleanup(srv.Close)
+	ctx := browser(t)
+	shots := screenshots(t)
 	testBlueprintPages(t, ctx, srv.URL, shots)
+	t.Run("compose", func(t *testing.T) {
+		if workers == 0 {
+			t.Skip("building needs root")
+		}
+		locktest.NeedArchive(t)
+		testCompose(t, ctx, srv.URL, shots, svc)
+	})
 }
 
 func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
@@ -188,7 +211,8 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		chromedp.WaitVisible(chromedp.ID("f-name")),
 		chromedp.SendKeys(chromedp.ID("f-name"), "web-test"),
 		chromedp.SendKeys(chromedp.ID("f-description"), "A small test image"),
-		chromedp.SendKeys(chromedp.ID("f-packages"), "openssh-server"),
+		chromedp.SetValue(chromedp.ID("f-distro"), "debian-12"),
+		chromedp.SendKeys(chromedp.ID("f-packages"), "less"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-hostname"), "bad_host!"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--name"), "admin"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--groups"), "sudo"),
@@ -221,7 +245,7 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		t.Errorf("after saving: at %s", loc)
 	}
 	toml := run(t, ctx, "saved TOML", chromedp.Text(chromedp.ID("bp-toml")))
-	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['sudo']", "path = '/etc/motd'", "name = 'openssh-server'"} {
+	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['sudo']", "path = '/etc/motd'", "name = 'less'", "distro = 'debian-12'"} {
 		if !strings.Contains(toml, want) {
 			t.Errorf("saved blueprint lacks %q:\n%s", want, toml)
 		}
@@ -291,3 +315,86 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 }
 
 const browserXSS = `<script>window.pwned=true</script>"><img src=x onerror="window.pwned=true">`
+
+func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *compose.Service) {
+	do(t, ctx, "start a compose",
+		chromedp.Navigate(base+"/build?blueprint=web-test"),
+		chromedp.WaitVisible(chromedp.ID("start-build")),
+		chromedp.Click(chromedp.ID("type-tar")),
+	)
+	checkLabels(t, ctx, "build")
+	shoot(t, ctx, shots, "08-build")
+	do(t, ctx, "submit", chromedp.Click(chromedp.ID("start-build")), chromedp.WaitVisible(chromedp.ID("compose-state")))
+	loc := run(t, ctx, "location", chromedp.Location())
+	id := loc[strings.LastIndexByte(loc, '/')+1:]
+	// A mark on the window: a reload would lose it.
+	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.noReload = true`))
+	start := time.Now()
+	sawBuilding := false
+	for {
+		st := run(t, ctx, "status", chromedp.Evaluate[string](`document.getElementById('compose-state').dataset.status`))
+		if st == "building" {
+			sawBuilding = true
+		}
+		if st == "success" || st == "failure" {
+			break
+		}
+		if time.Since(start) > 15*time.Minute {
+			t.Fatalf("compose %s still %s after 15 minutes", id, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("compose %s ended after %s (building seen: %v)", id, time.Since(start).Round(time.Second), sawBuilding)
+	if !run(t, ctx, "no reload", chromedp.Evaluate[bool](`window.noReload === true`)) {
+		t.Errorf("the page was reloaded to show the status")
+	}
+	c, err := svc.Get(context.Background(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != compose.StatusSuccess {
+		shoot(t, ctx, shots, "09-image-failed")
+		t.Fatalf("compose ended %s: %s", c.Status, c.Error)
+	}
+	shown := run(t, ctx, "sha256 shown", chromedp.Text(chromedp.ID("sha256-0")))
+	if shown != c.Images[0].Artifact.SHA256 {
+		t.Errorf("page shows sha256 %q, the build recorded %q", shown, c.Images[0].Artifact.SHA256)
+	}
+	// The log, packages and first-compose note come with a load.
+	do(t, ctx, "reload for the log", chromedp.Navigate(base+"/images/"+id), chromedp.WaitVisible(chromedp.ID("log")))
+	if n := run(t, ctx, "packages", chromedp.Evaluate[int](`document.querySelectorAll('table.packages tbody tr').length`)); n < 50 {
+		t.Errorf("the lockfile's package table has %d rows", n)
+	}
+	if log := run(t, ctx, "log", chromedp.Text(chromedp.ID("log"))); !strings.Contains(log, "built root.tar.zst") {
+		t.Errorf("log:\n%s", log)
+	}
+	shoot(t, ctx, shots, "09-image")
+
+	// Download it as a user would: the link, into a directory.
+	dl := t.TempDir()
+	done := chromedp.BrowserEvents(ctx, browserpkg.DownloadProgress)
+	if _, err := chromedp.CallBrowser(ctx, browserpkg.SetDownloadBehavior, browserpkg.SetDownloadBehaviorParams{
+		Behavior: browserpkg.SetDownloadBehaviorBehaviorAllow, DownloadPath: dl, EventsEnabled: new(true)}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "download", chromedp.Click(chromedp.ID("download-0")))
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for ev, err := range done {
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		if ev.State == browserpkg.DownloadProgressStateCompleted {
+			break
+		}
+		if ev.State == browserpkg.DownloadProgressStateCanceled || dctx.Err() != nil {
+			t.Fatalf("download: %v %v", ev.State, dctx.Err())
+		}
+	}
+	got := testutil.FileSHA256(t, filepath.Join(dl, c.Images[0].Artifact.Name))
+	if got != c.Images[0].Artifact.SHA256 {
+		t.Errorf("downloaded file's sha256 %s, the build's %s", got, c.Images[0].Artifact.SHA256)
+	}
+	do(t, ctx, "images", chromedp.Navigate(base+"/images"), chromedp.WaitVisible(chromedp.ID("compose-"+id)))
+	shoot(t, ctx, shots, "10-images")
+}

@@ -172,6 +172,8 @@ type imageData struct {
 
 const logTail = 64 << 10
 
+const streamLifetime = 5 * time.Minute
+
 func (s *Server) imageShow(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -273,6 +275,10 @@ func (s *Server) imageEvents(w http.ResponseWriter, r *http.Request, sess *sessi
 	fl.Flush()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// A stream ends after a while and the browser opens another, so that
+	// none outlives what it was opened for by long.
+	end := time.NewTimer(streamLifetime)
+	defer end.Stop()
 	var last []byte
 	for {
 		var b bytes.Buffer
@@ -304,6 +310,10 @@ func (s *Server) imageEvents(w http.ResponseWriter, r *http.Request, sess *sessi
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.opts.Done:
+			return
+		case <-end.C:
 			return
 		case <-tick.C:
 		case _, ok := <-wake:

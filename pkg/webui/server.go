@@ -33,6 +33,9 @@ type Options struct {
 	// is served over TLS.
 	SecureCookies bool
 	Logger        *slog.Logger
+	// Done ends the live streams when it closes (the server shuts down),
+	// so that they do not hold up a graceful shutdown.
+	Done <-chan struct{}
 }
 
 // Server is the web page, an http.Handler to mount at "/" of ibuild

@@ -8,14 +8,14 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/compose"
 )
 
 // tokens is an Authenticator over a fixed map, as tests configure the
@@ -29,90 +29,29 @@ func (t tokens) Authenticate(_ context.Context, token string) (string, error) {
 	return "", fmt.Errorf("unknown token")
 }
 
-// memBlueprints keeps versions in memory: the page's own tests exercise
-// the page, not a store.
-type memBlueprints struct {
-	mu sync.Mutex
-	m  map[string][]StoredBlueprint // owner/name → versions
-}
-
-func (s *memBlueprints) List(_ context.Context, owner string) ([]StoredBlueprint, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []StoredBlueprint
-	for k, vs := range s.m {
-		if strings.HasPrefix(k, owner+"/") {
-			out = append(out, vs[len(vs)-1])
-		}
+// services opens the real backends on a temporary directory: each
+// owner's blueprint store and the compose service (workers builds only
+// when asked).
+func services(t *testing.T, workers int) (*OwnerBlueprints, *compose.Service) {
+	t.Helper()
+	dir := t.TempDir()
+	cache := os.Getenv("IBUILD_TEST_CACHE")
+	if cache == "" {
+		cache = filepath.Join(dir, "cache")
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-func (s *memBlueprints) Versions(_ context.Context, owner, name string) ([]StoredBlueprint, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	vs := s.m[owner+"/"+name]
-	if len(vs) == 0 {
-		return nil, ErrNotFound
-	}
-	return append([]StoredBlueprint(nil), vs...), nil
-}
-
-func (s *memBlueprints) Get(ctx context.Context, owner, name string, version int) (StoredBlueprint, error) {
-	vs, err := s.Versions(ctx, owner, name)
+	svc, err := compose.Open(context.Background(), compose.Config{Dir: filepath.Join(dir, "service"), CacheDir: cache,
+		Workers: workers, PollInterval: 100 * time.Millisecond})
 	if err != nil {
-		return StoredBlueprint{}, err
+		t.Fatal(err)
 	}
-	if version == 0 {
-		return vs[len(vs)-1], nil
-	}
-	for _, v := range vs {
-		if v.Version == version {
-			return v, nil
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := svc.Close(ctx); err != nil {
+			t.Errorf("closing the compose service: %v", err)
 		}
-	}
-	return StoredBlueprint{}, ErrNotFound
-}
-
-func (s *memBlueprints) Put(_ context.Context, owner, name string, data []byte) (StoredBlueprint, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string][]StoredBlueprint{}
-	}
-	k := owner + "/" + name
-	sb := StoredBlueprint{Name: name, Version: len(s.m[k]) + 1, Data: data, Saved: time.Now()}
-	if m := regexp.MustCompile(`(?m)^description = '(.*)'$`).FindSubmatch(data); m != nil {
-		sb.Description = string(m[1])
-	}
-	s.m[k] = append(s.m[k], sb)
-	return sb, nil
-}
-
-func (s *memBlueprints) Delete(_ context.Context, owner, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, owner+"/"+name)
-	return nil
-}
-
-// noComposes has none: these tests are about blueprints and security.
-type noComposes struct{}
-
-func (noComposes) Submit(context.Context, ComposeRequest) (Compose, error) {
-	return Compose{}, fmt.Errorf("no builds here")
-}
-func (noComposes) List(context.Context, string) ([]Compose, error) { return nil, nil }
-func (noComposes) Get(context.Context, string, string) (Compose, error) {
-	return Compose{}, ErrNotFound
-}
-func (noComposes) Log(context.Context, string, string) ([]byte, error) { return nil, ErrNotFound }
-func (noComposes) Artifact(context.Context, string, string, int) (*Artifact, error) {
-	return nil, ErrNotFound
-}
-func (noComposes) Lockfile(context.Context, string, string) (*manifest.Lockfile, error) {
-	return nil, ErrNotFound
+	})
+	return NewOwnerBlueprints(filepath.Join(dir, "blueprints")), svc
 }
 
 type client struct {
@@ -124,7 +63,8 @@ type client struct {
 
 func newTestServer(t *testing.T) *client {
 	t.Helper()
-	s, err := New(Options{Auth: tokens{"tok-alice": "alice", "tok-bob": "bob"}, Blueprints: &memBlueprints{}, Composes: noComposes{}})
+	bps, svc := services(t, 0)
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice", "tok-bob": "bob"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc}})
 	if err != nil {
 		t.Fatal(err)
 	}
