@@ -212,10 +212,9 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		chromedp.SendKeys(chromedp.ID("f-name"), "web-test"),
 		chromedp.SendKeys(chromedp.ID("f-description"), "A small test image"),
 		chromedp.SetValue(chromedp.ID("f-distro"), "debian-12"),
-		chromedp.SendKeys(chromedp.ID("f-packages"), "less"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-hostname"), "bad_host!"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--name"), "admin"),
-		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--groups"), "sudo"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--groups"), "adm"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--path"), "/etc/motd"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--data"), "Built by ibuild\n"),
 		chromedp.Click(chromedp.ID("save-form")),
@@ -245,7 +244,7 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		t.Errorf("after saving: at %s", loc)
 	}
 	toml := run(t, ctx, "saved TOML", chromedp.Text(chromedp.ID("bp-toml")))
-	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['sudo']", "path = '/etc/motd'", "name = 'less'", "distro = 'debian-12'"} {
+	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['adm']", "path = '/etc/motd'", "distro = 'debian-12'"} {
 		if !strings.Contains(toml, want) {
 			t.Errorf("saved blueprint lacks %q:\n%s", want, toml)
 		}
