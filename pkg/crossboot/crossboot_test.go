@@ -40,6 +40,12 @@ func TestAarch64OnX86(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	if os.Getenv("IBUILD_TEST_CROSSBOOT") == "" {
+		// Measured on a loaded 2-core machine: 416 s of CPU for the build
+		// after the essential set (cached) and the boot; with the essential
+		// set and the build root it is estimated over the 480 s CI budget.
+		t.Skip("the aarch64 cross build and boot take about 9-10 min on 2 quiet cores, over make check's budget: set IBUILD_TEST_CROSSBOOT=1 to run it")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("building needs root")
 	}
