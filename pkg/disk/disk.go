@@ -252,15 +252,24 @@ func (t *Table) Boot() Mount {
 	return t.Root()
 }
 
-// Below lists the mountpoints mounted below mp (not mp itself), as paths
-// relative to mp with a leading slash: what a file system made from mp's
-// directory leaves out, as they go on file systems of their own.
+// Below lists the mountpoints mounted below mp (not mp itself, nor those
+// below another of them, which go with it), as paths relative to mp with
+// a leading slash: what a file system made from mp's directory leaves
+// out, as they go on file systems of their own.
 func (t *Table) Below(mp string) []string {
 	prefix := strings.TrimSuffix(mp, "/") + "/"
 	var out []string
-	for _, m := range t.Mounts() {
-		if m.Mountpoint != mp && strings.HasPrefix(m.Mountpoint, prefix) {
-			out = append(out, "/"+strings.TrimPrefix(m.Mountpoint, prefix))
+	for _, m := range t.Mounts() { // sorted: parents first
+		if m.Mountpoint == mp || !strings.HasPrefix(m.Mountpoint, prefix) {
+			continue
+		}
+		rel := "/" + strings.TrimPrefix(m.Mountpoint, prefix)
+		covered := false
+		for _, o := range out {
+			covered = covered || strings.HasPrefix(rel, o+"/")
+		}
+		if !covered {
+			out = append(out, rel)
 		}
 	}
 	return out

@@ -581,6 +581,11 @@ func (b *builder) finish() {
 		if p.FS != nil && p.FS.Type == Swap {
 			p.FS.Mountpoint = ""
 		}
+		// FAT32 needs 65525 clusters of at least a sector: with
+		// 4096-byte sectors, some 260 MiB.
+		if p.FS != nil && p.FS.Type == VFAT && t.SectorSize == 4096 {
+			p.MinSize = max(p.MinSize, 300*MiB)
+		}
 	}
 }
 

@@ -495,13 +495,13 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 	os = append(os, extra...)
 	if t.Bootable {
 		// The layout's tools: the build root makes the file systems, the
-		// image checks and grows them. An error comes back from
-		// pipelines.
+		// image activates and mounts them. An error comes back from
+		// pipelines. The image needs nothing to mount xfs, which checks
+		// itself when mounted; a blueprint adds xfsprogs to grow one.
 		if tbl, err := p.diskTable(); err == nil {
 			f := tbl.Features()
 			if f.XFS {
 				p.buildPackages = uniqSorted(append(p.buildPackages, "xfsprogs", "libfaketime"))
-				os = append(os, "xfsprogs")
 			}
 			// LVM metadata is written by the lvm2 stage itself; the image
 			// needs lvm2 to activate the volume group (its initramfs hook

@@ -380,6 +380,9 @@ func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 		if i == len(tbl.Partitions)-1 {
 			dp.Size = 0 // to the end: the root takes what is left
 		}
+		if tbl.Type == disk.DOS {
+			dp.Name, dp.UUID = "", "" // dos entries have neither
+		}
 		d.Partitions = append(d.Partitions, dp)
 	}
 	add("disk", d)
