@@ -123,6 +123,10 @@ func TestSubmitRefusals(t *testing.T) {
 			Repositories: []blueprint.RepositoryCustomization{{ID: "local", BaseURLs: []string{"file:///etc"}}}}, "repositories[0].baseurls[0]"},
 		{"file repository in blueprint", Request{Blueprint: []byte(tarBlueprint + "[[customizations.repositories]]\nid = \"x\"\nbaseurls = [\"file:///etc\"]\nsuites = [\"bookworm\"]\ncomponents = [\"main\"]\n"),
 			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.repositories[0].baseurls[0]"},
+		{"file by local path", Request{Blueprint: []byte(tarBlueprint + "[[customizations.files]]\npath = \"/etc/stolen\"\nuri = \"/etc/shadow\"\n"),
+			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.files[0].uri"},
+		{"file by file URL", Request{Blueprint: []byte(tarBlueprint + "[[customizations.files]]\npath = \"/etc/stolen\"\nuri = \"file:///etc/shadow\"\n"),
+			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.files[0].uri"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Submit(ctx, "alice", tc.req)

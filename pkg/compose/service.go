@@ -304,6 +304,36 @@ func (s *Service) checkURL(field, raw string) error {
 	return &RequestError{Field: field, Msg: fmt.Sprintf("URL scheme %q is not allowed (http and https are)", u.Scheme)}
 }
 
+// checkBlueprint refuses what would make lock read the server's own
+// disk: repositories and keys by file:// URL, and files whose uri names
+// a local path. A request's blueprint comes from a client; only the
+// operator may allow other schemes.
+func (s *Service) checkBlueprint(bp *blueprint.Blueprint) error {
+	if bp.Customizations == nil {
+		return nil
+	}
+	if err := s.checkRepositories("blueprint.customizations.repositories", bp.Customizations.Repositories); err != nil {
+		return err
+	}
+	for i, f := range bp.Customizations.Files {
+		if f.URI == "" {
+			continue
+		}
+		field := fmt.Sprintf("blueprint.customizations.files[%d].uri", i)
+		u, err := url.Parse(f.URI)
+		if err != nil {
+			return &RequestError{Field: field, Msg: err.Error()}
+		}
+		if u.Scheme == "" {
+			return &RequestError{Field: field, Msg: "a local path would be read on the server: give the file's data or an http(s) URL"}
+		}
+		if err := s.checkURL(field, f.URI); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkRepositories refuses repository URLs the operator does not
 // allow: a file:// repository would read the server's own disk.
 func (s *Service) checkRepositories(prefix string, repos []blueprint.RepositoryCustomization) error {
@@ -369,10 +399,8 @@ func (s *Service) prepare(req *Request) (*blueprint.Blueprint, []byte, string, s
 		}
 		size = max(size, im.Size)
 	}
-	if bp.Customizations != nil {
-		if err := s.checkRepositories("blueprint.customizations.repositories", bp.Customizations.Repositories); err != nil {
-			return nil, nil, "", "", err
-		}
+	if err := s.checkBlueprint(bp); err != nil {
+		return nil, nil, "", "", err
 	}
 	if err := s.checkRepositories("repositories", req.Repositories); err != nil {
 		return nil, nil, "", "", err
@@ -803,10 +831,8 @@ func (s *Service) Depsolve(ctx context.Context, bpData []byte, distroName, arch 
 	if err != nil {
 		return nil, err
 	}
-	if bp.Customizations != nil {
-		if err := s.checkRepositories("blueprint.customizations.repositories", bp.Customizations.Repositories); err != nil {
-			return nil, err
-		}
+	if err := s.checkBlueprint(bp); err != nil {
+		return nil, err
 	}
 	if distroName == "" {
 		distroName = bp.Distro
