@@ -5,10 +5,11 @@ package lock_test
 // streams have no Debian counterpart; kernel-debug, cuda-drivers (NVIDIA's
 // repository) and Kubernetes's server are not packaged; a placeholder
 // "SSH KEY" is no key; OpenSCAP has no SCAP content for Debian 12 in
-// Debian (ssg-debian covers 10 and 11). Installer (ISO) types and LVM and
-// btrfs layouts are not built yet: those refusals say "not supported
-// yet". Embedded containers lock with their registry served
-// from 127.0.0.1 (@registry in the map).
+// Debian (ssg-debian covers 10 and 11). installer and
+// installation_device are honoured only when an ISO type is locked (the
+// corpus locks a disk type); btrfs layouts need mkfs.btrfs --subvol,
+// which debian-12's build root lacks. Embedded containers lock with their
+// registry served from 127.0.0.1 (@registry in the map).
 var published = map[string]outcome{
 	"images-all-customizations.json":                         mapped,
 	"images-all-with-fips.json":                              refused(`customizations.fips: debian-12 cannot honour this: Debian ships no FIPS 140-validated`),
