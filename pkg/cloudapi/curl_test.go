@@ -1,10 +1,7 @@
 package cloudapi
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
@@ -151,13 +149,13 @@ func TestCurlHostedCompose(t *testing.T) {
 	if art == nil {
 		t.Fatalf("no artifact recorded: %+v", c.Images[0])
 	}
-	if got := fileSHA256(t, img); got != art.SHA256 {
+	if got := testutil.FileSHA256(t, img); got != art.SHA256 {
 		t.Fatalf("the presigned URL gave sha256:%s, the build made sha256:%s", got, art.SHA256)
 	}
 	// And the API's own download is the same file.
 	dl := filepath.Join(dir, "download")
 	curl(t, a.Alice, "-o", dl, a.URL+PrefixV2+"composes/"+created.Id+"/download")
-	if got := fileSHA256(t, dl); got != art.SHA256 {
+	if got := testutil.FileSHA256(t, dl); got != art.SHA256 {
 		t.Fatalf("download gave sha256:%s, the build made sha256:%s", got, art.SHA256)
 	}
 
@@ -216,18 +214,4 @@ func TestCurlHostedCompose(t *testing.T) {
 			t.Errorf("bob GET %s: %s %v", p, b, err)
 		}
 	}
-}
-
-func fileSHA256(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
