@@ -798,6 +798,16 @@ func (s *Server) finished(w http.ResponseWriter, c *compose.Compose) bool {
 	return true
 }
 
+// ended refuses a compose still queued or running, as composer does for
+// its logs and metadata.
+func (s *Server) ended(w http.ResponseWriter, c *compose.Compose) bool {
+	if !c.Status.Final() {
+		s.fail(w, http.StatusBadRequest, "BuildInWrongState", fmt.Sprintf("Build %s not in FINISHED or FAILED state.", c.ID))
+		return false
+	}
+	return true
+}
+
 func (s *Server) composeImage(w http.ResponseWriter, r *http.Request) {
 	c := s.get(w, r, notExist)
 	if c == nil || !s.finished(w, c) {
@@ -877,11 +887,7 @@ func (s *Server) sendTar(w http.ResponseWriter, r *http.Request, name string, en
 
 func (s *Server) composeLogs(w http.ResponseWriter, r *http.Request) {
 	c := s.get(w, r, notExist)
-	if c == nil {
-		return
-	}
-	if !c.Status.Final() {
-		s.fail(w, http.StatusBadRequest, "BuildInWrongState", fmt.Sprintf("Build %s not in FINISHED or FAILED state.", c.ID))
+	if c == nil || !s.ended(w, c) {
 		return
 	}
 	e, err := s.logEntries(r, c)
@@ -890,11 +896,7 @@ func (s *Server) composeLogs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) composeMetadata(w http.ResponseWriter, r *http.Request) {
 	c := s.get(w, r, notExist)
-	if c == nil {
-		return
-	}
-	if !c.Status.Final() {
-		s.fail(w, http.StatusBadRequest, "BuildInWrongState", fmt.Sprintf("Build %s not in FINISHED or FAILED state.", c.ID))
+	if c == nil || !s.ended(w, c) {
 		return
 	}
 	e, err := s.metadataEntries(r, c)
