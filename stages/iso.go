@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/ctxio"
 )
 
 func init() { register[ISO]("iso", 1) }
@@ -381,7 +383,7 @@ func (s *ISO) writePayload(ctx context.Context, env *Env, tree string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(io.MultiWriter(zw, rawSum), ctxReader{ctx, in}); err != nil {
+	if _, err := io.Copy(io.MultiWriter(zw, rawSum), ctxio.Reader(ctx, in)); err != nil {
 		return fmt.Errorf("compressing %s:%s: %w", p.Source.Pipeline, p.Source.Path, err)
 	}
 	if err := zw.Close(); err != nil {
@@ -396,19 +398,6 @@ func (s *ISO) writePayload(ctx context.Context, env *Env, tree string) error {
 		return fmt.Errorf("staging SHA256SUMS: %w", err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // clampTimes sets every staged file's and directory's times to epoch,

@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/image-builder-action/image-builder-action/pkg/ctxio"
 )
 
 // ArtifactStore keeps what builds produce (images, logs) where every API
@@ -51,7 +53,7 @@ func (d DirStore) Put(ctx context.Context, key string, r io.Reader) error {
 		return fmt.Errorf("storing artifact %s: %w", key, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(f, ctxio.Reader(ctx, r)); err != nil {
 		f.Close()
 		return fmt.Errorf("storing artifact %s: %w", key, err)
 	}
@@ -92,17 +94,4 @@ func (d DirStore) DeletePrefix(_ context.Context, prefix string) error {
 		return fmt.Errorf("deleting artifacts %s: %w", prefix, err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

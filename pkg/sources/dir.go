@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/image-builder-action/image-builder-action/pkg/ctxio"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 )
 
@@ -55,7 +56,7 @@ func (d *Dir) Put(ctx context.Context, p *manifest.Package, r io.ReadSeeker) err
 		return fmt.Errorf("storing %s in %s: %w", p.Ref(), d.root, err)
 	}
 	defer os.Remove(f.Name()) // a no-op after the rename
-	_, err = io.Copy(f, ctxReader{ctx, r})
+	_, err = io.Copy(f, ctxio.Reader(ctx, r))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -69,17 +70,4 @@ func (d *Dir) Put(ctx context.Context, p *manifest.Package, r io.ReadSeeker) err
 		return fmt.Errorf("storing %s in %s: %w", p.Ref(), d.root, err)
 	}
 	return nil
-}
-
-// ctxReader stops a copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
