@@ -29,20 +29,11 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
 )
 
-func testCache(t *testing.T) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	d = filepath.Join(d, "e2e")
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func testCache(t *testing.T) string { return testutil.Cache(t, "e2e") }
 
 func need(t *testing.T, tools ...string) {
 	t.Helper()

@@ -8,34 +8,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/auth"
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testCache(t testing.TB) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func testCache(t testing.TB) string { return testutil.Cache(t) }
 
 // apiServer is the cloud API on a real compose service, on 127.0.0.1,
 // with tokens for alice and bob.
@@ -48,7 +31,7 @@ type apiServer struct {
 func startAPI(t testing.TB, workers int, up upload.Options) *apiServer {
 	t.Helper()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := slog.New(slog.NewTextHandler(testutil.LogWriter(t), nil))
 	svc, err := compose.Open(context.Background(), compose.Config{
 		Dir: dir, CacheDir: testCache(t), Workers: workers, Logger: log, PollInterval: 200 * time.Millisecond,
 	})

@@ -16,16 +16,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
 
-func testCache(t testing.TB) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func testCache(t testing.TB) string { return testutil.Cache(t) }
 
 // needBuild skips unless builds can run here: not -short, root, the
 // archive reachable.
@@ -41,14 +32,7 @@ func needBuild(t testing.TB) {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(testutil.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func openService(t testing.TB, cfg Config) *Service {

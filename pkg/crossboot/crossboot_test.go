@@ -13,22 +13,13 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
 )
 
 // testCache is the shared package and tree cache of the tests
 // (IBUILD_TEST_CACHE), so a second run builds nothing again.
-func testCache(t *testing.T) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	d = filepath.Join(d, "crossboot")
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func testCache(t *testing.T) string { return testutil.Cache(t, "crossboot") }
 
 // TestAarch64OnX86 locks testdata/arch/aarch64.toml (Debian 13, the cloud
 // kernel, a first-boot marker) for aarch64, builds its qcow2 here with

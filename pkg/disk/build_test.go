@@ -17,6 +17,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
 )
 
@@ -149,14 +150,7 @@ func (l builtLayout) blueprint() string {
 	return b.String()
 }
 
-func testCache(t *testing.T) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	// The end-to-end tests' cache: the os tree's packages are theirs.
-	return filepath.Join(d, "e2e")
-}
+func testCache(t *testing.T) string { return testutil.Cache(t, "e2e") }
 
 // TestBuiltLayouts builds each layout once from the shared cache (only the
 // layout differs, so the os tree's packages come from it), checks the

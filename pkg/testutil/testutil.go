@@ -8,6 +8,8 @@ import (
 	"flag"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -35,6 +37,33 @@ func Golden(t testing.TB, path string, got []byte) []byte {
 		t.Errorf("%s differs (-want +got; -update rewrites):\n%s", path, d)
 	}
 	return want
+}
+
+// Cache is the package and tree cache the tests of every package share
+// ($IBUILD_TEST_CACHE, else ibuild-test-cache in the temp dir), joined with
+// sub and created.
+func Cache(t testing.TB, sub ...string) string {
+	t.Helper()
+	d := os.Getenv("IBUILD_TEST_CACHE")
+	if d == "" {
+		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
+	}
+	d = filepath.Join(append([]string{d}, sub...)...)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// LogWriter writes each Write to the test's log, as a line (for slog
+// handlers of the code under test).
+func LogWriter(t testing.TB) io.Writer { return logWriter{t} }
+
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // FileSHA256 is the hex SHA-256 of the file at path, read as a stream

@@ -13,32 +13,17 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testCache(t testing.TB) string {
-	d := os.Getenv("IBUILD_TEST_CACHE")
-	if d == "" {
-		d = filepath.Join(os.TempDir(), "ibuild-test-cache")
-	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func testCache(t testing.TB) string { return testutil.Cache(t) }
 
 // serve starts the weldr API over a compose service on a socket in a
 // temporary directory and returns a client of it.
 func serve(t testing.TB, workers int) (*Client, string, *compose.Service) {
 	t.Helper()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := slog.New(slog.NewTextHandler(testutil.LogWriter(t), nil))
 	svc, err := compose.Open(context.Background(), compose.Config{
 		Dir: filepath.Join(dir, "state"), Workers: workers, CacheDir: testCache(t), Logger: log, PollInterval: 100 * time.Millisecond,
 	})
