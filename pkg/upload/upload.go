@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/ctxio"
 )
 
 // Image is one built image file to upload.
@@ -144,7 +146,7 @@ func Verify(ctx context.Context, img *Image) error {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, readerCtx{ctx, f})
+	n, err := io.Copy(h, ctxio.Reader(ctx, f))
 	if err != nil {
 		return fmt.Errorf("hashing %s: %w", img.Path, err)
 	}
@@ -183,17 +185,4 @@ func readRecord(path string) (string, error) {
 		return "", fmt.Errorf("%s.sha256: names %s, not %s", path, f[1], filepath.Base(path))
 	}
 	return strings.ToLower(f[0]), nil
-}
-
-// readerCtx stops a long read when ctx is done.
-type readerCtx struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r readerCtx) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
