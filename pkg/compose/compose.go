@@ -145,6 +145,10 @@ type ImageStatus struct {
 type Progress struct {
 	Done  int `json:"done"`
 	Total int `json:"total"`
+	// Stage names the stage running now ("pipeline: type", e.g.
+	// "os: org.osbuild.apt"), empty between stages and once the build ends.
+	// A status page shows it beside the count.
+	Stage string `json:"stage,omitempty"`
 }
 
 // Artifact is a file a build wrote, kept in the artifact store.

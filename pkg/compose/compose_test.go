@@ -194,7 +194,7 @@ func TestComposeTar(t *testing.T) {
 		t.Fatalf("compose ended %s: %s", c.Status, c.Error)
 	}
 	im := c.Images[0]
-	if im.Artifact == nil || im.Artifact.Name != "root.tar.zst" || im.Progress.Done != im.Progress.Total || im.Progress.Total == 0 {
+	if im.Artifact == nil || im.Artifact.Name != "root.tar.zst" || im.Progress.Done != im.Progress.Total || im.Progress.Total == 0 || im.Progress.Stage != "" {
 		t.Fatalf("image: %+v", im)
 	}
 	r, a, err := s.Artifact(ctx, "alice", c.ID, 0)

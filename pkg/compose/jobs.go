@@ -339,6 +339,17 @@ func (w *buildWorker) build(ctx context.Context, log interface {
 		lastSave time.Time
 	)
 	events := func(ev ibuild.BuildEvent) {
+		if st, ok := ev.Event.(build.StageStart); ok && !st.CacheHit {
+			// Saved at once: a stage that runs is slow enough to be worth
+			// naming, unlike cached ones, which come in bursts.
+			mu.Lock()
+			defer mu.Unlock()
+			im.Progress.Stage = st.Pipeline + ": " + st.Type
+			lastSave = time.Now()
+			_ = s.db.updateImage(ctx, id, idx, im)
+			s.notify()
+			return
+		}
 		d, ok := ev.Event.(build.StageDone)
 		if !ok {
 			return
@@ -370,7 +381,7 @@ func (w *buildWorker) build(ctx context.Context, log interface {
 		return err
 	}
 	mu.Lock()
-	im.Progress.Done = im.Progress.Total
+	im.Progress.Done, im.Progress.Stage = im.Progress.Total, ""
 	mu.Unlock()
 	img := res.Images[0]
 	im.Files = nil

@@ -215,7 +215,7 @@ func fromService(c *compose.Compose) Compose {
 		out.Finished = *c.Finished
 	}
 	for _, im := range c.Images {
-		st := ImageStatus{Arch: im.Arch, Type: im.Type, Status: string(im.Status), Done: im.Progress.Done, Total: im.Progress.Total, Error: im.Error}
+		st := ImageStatus{Arch: im.Arch, Type: im.Type, Status: string(im.Status), Stage: im.Progress.Stage, Done: im.Progress.Done, Total: im.Progress.Total, Error: im.Error}
 		if im.Attempt > 1 {
 			st.Stage = fmt.Sprintf("attempt %d", im.Attempt)
 		}
