@@ -199,3 +199,7 @@ func Check(ctx context.Context, req CheckRequest) (*CheckResult, error) {
 	}
 	return res, nil
 }
+
+// LockOptions are the options that make pkg/lock fetch from r, for calls
+// into pkg/lock other than Lock (a package search's lock.Available).
+func (r Repositories) LockOptions() []lock.Option { return r.options() }
