@@ -39,6 +39,7 @@ func (s *Server) blueprintList(w http.ResponseWriter, r *http.Request, sess *ses
 func (s *Server) editorPage(w http.ResponseWriter, r *http.Request, sess *session, status int, e *editor) {
 	e.Form = e.Form.withBlankRows()
 	e.Distros = s.defs.DistroNames()
+	e.PackageSearch = s.opts.Packages != nil
 	title := "New blueprint"
 	if e.Existing {
 		title = "Edit " + e.Form.Name
@@ -109,6 +110,20 @@ func (s *Server) blueprintEdit(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	existing := r.PostForm.Get("existing") == "true"
 	f := formFromValues(r.PostForm)
+	if add := strings.TrimSpace(r.PostForm.Get("add-package")); add != "" {
+		// A search result's Add button: the form checked with the package
+		// added (a name already listed is not added twice).
+		listed := false
+		for _, line := range strings.Split(f.Packages, "\n") {
+			name, _, _ := strings.Cut(line, "=")
+			listed = listed || strings.TrimSpace(name) == add
+		}
+		if !listed {
+			f.Packages = strings.TrimRight(f.Packages, "\n") + "\n" + add
+			f.Packages = strings.TrimLeft(f.Packages, "\n")
+		}
+		r.PostForm.Set("action", "form")
+	}
 	var e *editor
 	switch action := r.PostForm.Get("action"); action {
 	case "form", "save-form":
@@ -362,4 +377,38 @@ func flatBlueprint(data []byte) (map[string]string, error) {
 	}
 	walk("", tree)
 	return out, nil
+}
+
+type packageResults struct {
+	Query string
+	Hits  []PackageHit
+	Err   string
+	// More says the list was cut at its limit.
+	More bool
+	// Add shows Add buttons: the results sit in the editor's form.
+	Add bool
+}
+
+// packageSearch answers the editor's live package search (a fragment of
+// results with Add buttons), or, without htmx, a page of results.
+func (s *Server) packageSearch(w http.ResponseWriter, r *http.Request, sess *session) {
+	if s.opts.Packages == nil {
+		http.Error(w, "package search is not available on this server", http.StatusNotFound)
+		return
+	}
+	const limit = 25
+	q := r.URL.Query()
+	d := packageResults{Query: strings.TrimSpace(q.Get("pkgq")), Add: r.Header.Get("HX-Request") != ""}
+	if len(d.Query) >= 2 {
+		hits, err := s.opts.Packages.SearchPackages(r.Context(), q.Get("distro"), q.Get("arch"), d.Query, limit+1)
+		if err != nil {
+			s.log.Warn("package search failed", "err", err)
+			d.Err = "searching the repositories failed: " + err.Error()
+		}
+		if len(hits) > limit {
+			hits, d.More = hits[:limit], true
+		}
+		d.Hits = hits
+	}
+	s.render(w, r, http.StatusOK, "packages", page{Title: "Packages", Nav: "blueprints", CSRF: sess.csrf, Owner: sess.owner, Data: d})
 }

@@ -182,7 +182,8 @@ func TestBrowser(t *testing.T) {
 		workers = 1
 	}
 	bps, svc := services(t, workers)
-	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc}})
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc},
+		Packages: fixturePackages(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +218,21 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		chromedp.SendKeys(chromedp.ID("f-customizations-user-0--groups"), "adm"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--path"), "/etc/motd"),
 		chromedp.SendKeys(chromedp.ID("f-customizations-files-0--data"), "Built by ibuild\n"),
+	)
+	// The package search, by keyboard: type, Tab to the first result's
+	// Add button, Enter.
+	do(t, ctx, "search the repositories",
+		chromedp.SendKeys(chromedp.ID("pkgq"), "ta"),
+	)
+	run(t, ctx, "results", chromedp.Poll[bool](`document.querySelector('#pkg-results button[value="tar"]') !== null`, chromedp.WithPollingTimeout(60*time.Second)))
+	do(t, ctx, "Tab to the result", chromedp.KeyEvent("\t"))
+	if f := run(t, ctx, "focus", chromedp.Evaluate[string](`document.activeElement.value`)); f != "tar" {
+		t.Errorf("Tab from the search went to %q, not the first result's Add button", f)
+	}
+	shoot(t, ctx, shots, "02a-package-search")
+	do(t, ctx, "add it", chromedp.KeyEvent("\r"))
+	run(t, ctx, "the package is added", chromedp.Poll[bool](`document.getElementById('f-packages').value === 'tar' && document.getElementById('toml').value.includes("name = 'tar'")`, chromedp.WithPollingTimeout(30*time.Second)))
+	do(t, ctx, "save with a bad host name",
 		chromedp.Click(chromedp.ID("save-form")),
 		chromedp.WaitVisible(chromedp.ID("f-customizations-hostname-err")),
 	)
@@ -244,7 +260,7 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		t.Errorf("after saving: at %s", loc)
 	}
 	toml := run(t, ctx, "saved TOML", chromedp.Text(chromedp.ID("bp-toml")))
-	for _, want := range []string{"hostname = 'web-1'", "name = 'admin'", "groups = ['adm']", "path = '/etc/motd'", "distro = 'debian-12'"} {
+	for _, want := range []string{"hostname = 'web-1'", "name = 'tar'", "name = 'admin'", "groups = ['adm']", "path = '/etc/motd'", "distro = 'debian-12'"} {
 		if !strings.Contains(toml, want) {
 			t.Errorf("saved blueprint lacks %q:\n%s", want, toml)
 		}
@@ -299,6 +315,30 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		}
 	}
 	shoot(t, ctx, shots, "05-xss-as-text")
+
+	// Delete: the button on the blueprint's page.
+	do(t, ctx, "delete the markup blueprint",
+		chromedp.Navigate(base+"/blueprints/evil"),
+		chromedp.WaitVisible(chromedp.CSS("form.danger button")),
+		chromedp.Click(chromedp.CSS("form.danger button")),
+		chromedp.WaitVisible(chromedp.ID("q")),
+	)
+	if n := run(t, ctx, "list after delete", chromedp.Evaluate[int](`document.querySelectorAll('a[href="/blueprints/evil"]').length`)); n != 0 {
+		t.Errorf("the deleted blueprint is still listed")
+	}
+	// Import a TOML file; its comment stays in the saved TOML.
+	imp := filepath.Join(t.TempDir(), "imported.toml")
+	if err := os.WriteFile(imp, []byte("# kept as written\nname = \"imported\"\ndistro = \"debian-12\"\n\n[customizations]\nhostname = \"imp-1\" # the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "import a TOML file",
+		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{imp}),
+		chromedp.Click(chromedp.CSS("form.import button")),
+		chromedp.WaitVisible(chromedp.ID("bp-toml")),
+	)
+	if got := run(t, ctx, "imported TOML", chromedp.Text(chromedp.ID("bp-toml"))); !strings.Contains(got, "# kept as written") || !strings.Contains(got, `hostname = "imp-1" # the host`) {
+		t.Errorf("the imported blueprint is not kept as written:\n%s", got)
+	}
 
 	do(t, ctx, "list", chromedp.Navigate(base+"/blueprints"), chromedp.WaitVisible(chromedp.ID("q")))
 	checkLabels(t, ctx, "blueprints")
@@ -396,4 +436,57 @@ func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *com
 	}
 	do(t, ctx, "images", chromedp.Navigate(base+"/images"), chromedp.WaitVisible(chromedp.ID("compose-"+id)))
 	shoot(t, ctx, shots, "10-images")
+
+	// A second compose of the changed blueprint, started by keyboard; its
+	// page shows what changed since the first (the cached stages before the
+	// host name's are reused).
+	do(t, ctx, "change the host name",
+		chromedp.Navigate(base+"/blueprints/web-test/edit"),
+		chromedp.WaitVisible(chromedp.ID("f-customizations-hostname")),
+		chromedp.SetValue(chromedp.ID("f-customizations-hostname"), "web-3"),
+		chromedp.Click(chromedp.ID("save-form")),
+		chromedp.WaitVisible(chromedp.ID("bp-toml")),
+		chromedp.Navigate(base+"/build?blueprint=web-test"),
+		chromedp.WaitVisible(chromedp.ID("start-build")),
+		chromedp.Focus(chromedp.ID("type-tar")),
+		chromedp.KeyEvent(" "),
+		chromedp.Focus(chromedp.ID("start-build")),
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.ID("compose-state")),
+	)
+	loc = run(t, ctx, "location", chromedp.Location())
+	id2 := loc[strings.LastIndexByte(loc, '/')+1:]
+	if id2 == id {
+		t.Fatalf("no second compose: at %s", loc)
+	}
+	start = time.Now()
+	run(t, ctx, "second compose ends", chromedp.Poll[bool](`['success','failure'].includes(document.getElementById('compose-state').dataset.status)`,
+		chromedp.WithPollingTimeout(15*time.Minute), chromedp.WithPollingInterval(500*time.Millisecond)))
+	t.Logf("second compose %s ended after %s", id2, time.Since(start).Round(time.Second))
+	do(t, ctx, "reload for the diff", chromedp.Navigate(base+"/images/"+id2), chromedp.WaitVisible(chromedp.ID("diff-h")))
+	if st := run(t, ctx, "status", chromedp.Evaluate[string](`document.getElementById('compose-state').dataset.status`)); st != "success" {
+		c2, _ := svc.Get(context.Background(), "alice", id2)
+		t.Fatalf("second compose ended %s: %+v", st, c2)
+	}
+	diff := run(t, ctx, "diff against the first", chromedp.Text(chromedp.CSS("#diff-h + p, #lock-diff")))
+	if !strings.Contains(diff, id) {
+		t.Errorf("the diff is not against the first compose %s:\n%s", id, diff)
+	}
+	if d := run(t, ctx, "lock diff", chromedp.Text(chromedp.ID("lock-diff"))); !strings.Contains(d, "web-3") {
+		t.Errorf("the diff does not show the new host name:\n%s", d)
+	}
+	shoot(t, ctx, shots, "11-image-diff")
+
+	// The images pages on a phone: nothing wider than the screen.
+	do(t, ctx, "phone", chromedp.EmulateViewport(390, 844))
+	for _, page := range []string{"/images", "/images/" + id2} {
+		do(t, ctx, "open "+page, chromedp.Navigate(base+page), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if w := run(t, ctx, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+			t.Errorf("%s is %d px wide on a 390 px screen", page, w)
+		}
+	}
+	shoot(t, ctx, shots, "12-image-phone")
+	do(t, ctx, "images", chromedp.Navigate(base+"/images"), chromedp.WaitVisible(chromedp.ID("compose-"+id2)))
+	shoot(t, ctx, shots, "13-images-phone")
+	do(t, ctx, "desktop", chromedp.EmulateViewport(1280, 900))
 }

@@ -44,6 +44,10 @@ type bpForm struct {
 	Users                                             []userRow
 	Files                                             []fileRow
 	Filesystems                                       []fsRow
+	// Disk is customizations.disk: the table's type and least size, and
+	// its partitions.
+	DiskType, DiskMinSize string
+	Partitions            []partRow
 	// Base is the TOML the form was filled from.
 	Base string
 }
@@ -64,6 +68,22 @@ type fsRow struct {
 	Mountpoint, MinSize string
 }
 
+// partRow is a partition of customizations.disk. Type says which fields
+// count: plain (Mountpoint, FSType, Label), lvm (VGName and Volumes, one
+// logical volume a line: "NAME MOUNTPOINT FSTYPE SIZE", "-" for no
+// mount point), btrfs (Volumes, one subvolume a line: "NAME MOUNTPOINT").
+type partRow struct {
+	Base                                   int
+	Type, MinSize, Mountpoint, FSType      string
+	Label, VGName, LogicalVols, Subvolumes string
+}
+
+// empty says nothing but the type is set (a blank row posts "plain").
+func (r partRow) empty() bool {
+	return r.MinSize == "" && r.Mountpoint == "" && r.FSType == "" && r.Label == "" &&
+		r.VGName == "" && strings.TrimSpace(r.LogicalVols) == "" && strings.TrimSpace(r.Subvolumes) == ""
+}
+
 // fieldError is an error shown at a control and at a TOML line.
 type fieldError struct {
 	Field string
@@ -82,6 +102,8 @@ type editor struct {
 	// Existing says the blueprint is being edited, not created.
 	Existing bool
 	Distros  []string
+	// PackageSearch says the server can search the repositories.
+	PackageSearch bool
 }
 
 func (e *editor) Err(field string) []string { return e.Errors[field] }
@@ -134,6 +156,15 @@ func formFromValues(v url.Values) bpForm {
 		f.Filesystems = append(f.Filesystems, fsRow{Base: base(p + "base"), Mountpoint: strings.TrimSpace(v.Get(p + "mountpoint")),
 			MinSize: strings.TrimSpace(v.Get(p + "minsize"))})
 	}
+	f.DiskType, f.DiskMinSize = strings.TrimSpace(v.Get("customizations.disk.type")), strings.TrimSpace(v.Get("customizations.disk.minsize"))
+	for i := range rows("customizations.disk.partitions") {
+		p := fmt.Sprintf("customizations.disk.partitions[%d].", i)
+		get := func(k string) string { return strings.TrimSpace(v.Get(p + k)) }
+		f.Partitions = append(f.Partitions, partRow{Base: base(p + "base"), Type: get("type"), MinSize: get("minsize"),
+			Mountpoint: get("mountpoint"), FSType: get("fs_type"), Label: get("label"), VGName: get("name"),
+			LogicalVols: strings.ReplaceAll(v.Get(p+"logical_volumes"), "\r\n", "\n"),
+			Subvolumes:  strings.ReplaceAll(v.Get(p+"subvolumes"), "\r\n", "\n")})
+	}
 	f.compact()
 	return f
 }
@@ -162,6 +193,13 @@ func (f *bpForm) compact() {
 		}
 	}
 	f.Filesystems = ss
+	var ps []partRow
+	for _, x := range f.Partitions {
+		if !x.empty() {
+			ps = append(ps, x)
+		}
+	}
+	f.Partitions = ps
 }
 
 // withBlankRows adds an empty row to each list, for adding one.
@@ -169,6 +207,7 @@ func (f bpForm) withBlankRows() bpForm {
 	f.Users = append(append([]userRow(nil), f.Users...), userRow{Base: -1})
 	f.Files = append(append([]fileRow(nil), f.Files...), fileRow{Base: -1})
 	f.Filesystems = append(append([]fsRow(nil), f.Filesystems...), fsRow{Base: -1})
+	f.Partitions = append(append([]partRow(nil), f.Partitions...), partRow{Base: -1, Type: "plain"})
 	return f
 }
 
@@ -284,11 +323,102 @@ func (f bpForm) blueprint() (*blueprint.Blueprint, []fieldError) {
 		x.MinSize = n
 		cu.Filesystem = append(cu.Filesystem, x)
 	}
+	errs = append(errs, f.disk(cu)...)
 	if empty, _ := toml.Marshal(cu); len(bytes.TrimSpace(empty)) == 0 {
 		cu = nil
 	}
 	bp.Customizations = cu
 	return bp, errs
+}
+
+// disk sets cu.Disk from the form: the base's disk with the fields the
+// form shows replaced (start_offset, sector_size, part_type, part_label,
+// part_uuid and volumes' labels stay as they were).
+func (f bpForm) disk(cu *blueprint.Customizations) []fieldError {
+	var errs []fieldError
+	size := func(field, v string) uint64 {
+		if v == "" {
+			return 0 // not set: the image type's (or the contents') size
+		}
+		n, err := blueprint.ParseSize(v)
+		if err != nil {
+			errs = append(errs, fieldError{Field: field, Msg: err.Error()})
+		}
+		return n
+	}
+	if f.DiskType == "" && f.DiskMinSize == "" && len(f.Partitions) == 0 {
+		cu.Disk = nil
+		return nil
+	}
+	var d blueprint.DiskCustomization
+	if cu.Disk != nil {
+		d = *cu.Disk
+	}
+	d.Type = f.DiskType
+	d.MinSize = size("customizations.disk.minsize", f.DiskMinSize)
+	base := d.Partitions
+	d.Partitions = nil
+	for i, r := range f.Partitions {
+		p := fmt.Sprintf("customizations.disk.partitions[%d]", i)
+		var x blueprint.PartitionCustomization
+		if r.Base >= 0 && r.Base < len(base) {
+			x = base[r.Base]
+		}
+		x.Type = r.Type
+		if x.Type == "plain" {
+			// composer's default: written as it would be by hand.
+			x.Type = ""
+			if r.Base >= 0 && r.Base < len(base) {
+				x.Type = base[r.Base].Type
+			}
+		}
+		x.MinSize = size(p+".minsize", r.MinSize)
+		x.Mountpoint, x.FSType, x.Label, x.Name = r.Mountpoint, r.FSType, r.Label, r.VGName
+		baseLVs := x.LogicalVolumes
+		x.LogicalVolumes = nil
+		for j, line := range nonEmptyLines(r.LogicalVols) {
+			fields := strings.Fields(line)
+			var lv blueprint.LVCustomization
+			if j < len(baseLVs) {
+				lv = baseLVs[j]
+			}
+			lv.Name, lv.Mountpoint, lv.FSType, lv.MinSize = "", "", "", 0
+			if len(fields) < 4 {
+				errs = append(errs, fieldError{Field: fmt.Sprintf("%s.logical_volumes[%d]", p, j),
+					Msg: fmt.Sprintf("logical volume %q: write NAME MOUNTPOINT FSTYPE SIZE (- for no mount point)", line)})
+			} else {
+				lv.Name, lv.Mountpoint, lv.FSType = fields[0], fields[1], fields[2]
+				if lv.Mountpoint == "-" {
+					lv.Mountpoint = ""
+				}
+				lv.MinSize = size(fmt.Sprintf("%s.logical_volumes[%d].minsize", p, j), strings.Join(fields[3:], " "))
+			}
+			x.LogicalVolumes = append(x.LogicalVolumes, lv)
+		}
+		x.Subvolumes = nil
+		for j, line := range nonEmptyLines(r.Subvolumes) {
+			fields := strings.Fields(line)
+			if len(fields) != 2 {
+				errs = append(errs, fieldError{Field: fmt.Sprintf("%s.subvolumes[%d]", p, j),
+					Msg: fmt.Sprintf("subvolume %q: write NAME MOUNTPOINT", line)})
+				continue
+			}
+			x.Subvolumes = append(x.Subvolumes, blueprint.BtrfsSubvolumeCustomization{Name: fields[0], Mountpoint: fields[1]})
+		}
+		d.Partitions = append(d.Partitions, x)
+	}
+	cu.Disk = &d
+	return errs
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // ownerValue reads a file's owner: a number is an id, anything else a name.
@@ -349,6 +479,34 @@ func formFromBlueprint(bp *blueprint.Blueprint, base string) bpForm {
 	}
 	for i, x := range cu.Filesystem {
 		f.Filesystems = append(f.Filesystems, fsRow{Base: i, Mountpoint: x.Mountpoint, MinSize: formatSize(x.MinSize)})
+	}
+	if d := cu.Disk; d != nil {
+		f.DiskType = d.Type
+		if d.MinSize > 0 {
+			f.DiskMinSize = formatSize(d.MinSize)
+		}
+		for i, x := range d.Partitions {
+			r := partRow{Base: i, Type: x.Type, Mountpoint: x.Mountpoint, FSType: x.FSType, Label: x.Label, VGName: x.Name}
+			if r.Type == "" {
+				r.Type = "plain"
+			}
+			if x.MinSize > 0 {
+				r.MinSize = formatSize(x.MinSize)
+			}
+			var lvs, subs []string
+			for _, lv := range x.LogicalVolumes {
+				mp := lv.Mountpoint
+				if mp == "" {
+					mp = "-"
+				}
+				lvs = append(lvs, fmt.Sprintf("%s %s %s %s", lv.Name, mp, lv.FSType, formatSize(lv.MinSize)))
+			}
+			for _, sv := range x.Subvolumes {
+				subs = append(subs, sv.Name+" "+sv.Mountpoint)
+			}
+			r.LogicalVols, r.Subvolumes = strings.Join(lvs, "\n"), strings.Join(subs, "\n")
+			f.Partitions = append(f.Partitions, r)
+		}
 	}
 	return f
 }
@@ -428,6 +586,12 @@ func (f bpForm) controls() map[string]bool {
 			m[fmt.Sprintf("customizations.filesystem[%d].%s", i, k)] = true
 		}
 	}
+	m["customizations.disk.type"], m["customizations.disk.minsize"] = true, true
+	for i := range f.Partitions {
+		for _, k := range []string{"type", "minsize", "mountpoint", "fs_type", "label", "name", "logical_volumes", "subvolumes"} {
+			m[fmt.Sprintf("customizations.disk.partitions[%d].%s", i, k)] = true
+		}
+	}
 	return m
 }
 
@@ -445,6 +609,10 @@ func (e *editor) place(errs []fieldError) {
 		for p := fe.Field; p != ""; p = parentField(p) {
 			if ctl[p] {
 				target = p
+				break
+			}
+			if ctl[p+".type"] { // a partition: its type
+				target = p + ".type"
 				break
 			}
 			if ctl[p+".name"] { // a row: its first control

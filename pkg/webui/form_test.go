@@ -167,3 +167,122 @@ func TestFromTOML(t *testing.T) {
 		t.Errorf("form %+v lines %v other %v", e.Form, e.Lines, e.Other)
 	}
 }
+
+// customizations.disk through the form: plain, lvm and btrfs partitions
+// come back the same, fields the form does not show are kept, and errors
+// land at the partition's controls and at their TOML line.
+func TestDiskForm(t *testing.T) {
+	base := `name = "d"
+distro = "debian-12"
+
+[customizations.disk]
+type = "gpt"
+minsize = "10 GiB"
+
+[[customizations.disk.partitions]]
+minsize = "1 GiB"
+mountpoint = "/boot"
+fs_type = "ext4"
+part_label = "boot"
+
+[[customizations.disk.partitions]]
+type = "lvm"
+name = "rootvg"
+minsize = "6 GiB"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "rootlv"
+mountpoint = "/"
+fs_type = "ext4"
+minsize = "4 GiB"
+label = "root"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "swaplv"
+fs_type = "swap"
+minsize = "1 GiB"
+
+`
+	btrfs := `name = "b"
+distro = "debian-13"
+
+[customizations.disk]
+[[customizations.disk.partitions]]
+type = "btrfs"
+minsize = "2 GiB"
+
+[[customizations.disk.partitions.subvolumes]]
+name = "root"
+mountpoint = "/"
+
+[[customizations.disk.partitions.subvolumes]]
+name = "srv"
+mountpoint = "/srv"
+`
+	for _, base := range []string{base, btrfs} {
+		want, errs := check(context.Background(), defs(t), []byte(base))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		f := formFromBlueprint(want, base)
+		if base == btrfs && f.Partitions[0].Subvolumes != "root /\nsrv /srv" || base != btrfs && f.Partitions[1].LogicalVols != "rootlv / ext4 4 GiB\nswaplv - swap 1 GiB" {
+			t.Fatalf("form: %+v", f.Partitions)
+		}
+		bp, ferrs := f.blueprint()
+		if len(ferrs) > 0 {
+			t.Fatal(ferrs)
+		}
+		text, _ := encodeTOML(bp)
+		got, errs := check(context.Background(), defs(t), []byte(text))
+		if len(errs) > 0 {
+			t.Fatalf("%v\n%s", errs, text)
+		}
+		if d := cmp.Diff(want.Customizations.Disk, got.Customizations.Disk); d != "" {
+			t.Errorf("disk after the form (-want +got):\n%s", d)
+		}
+	}
+
+	s := &Server{defs: defs(t)}
+	disk := func(kv ...string) url.Values {
+		v := url.Values{"name": {"d"}, "distro": {"debian-12"}, "customizations.disk.type": {"gpt"},
+			"customizations.disk.partitions.rows":    {"2"},
+			"customizations.disk.partitions[0].type": {"plain"}, "customizations.disk.partitions[0].mountpoint": {"/"},
+			"customizations.disk.partitions[0].fs_type": {"ext4"}, "customizations.disk.partitions[0].minsize": {"4 GiB"},
+			"customizations.disk.partitions[1].type": {"plain"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	if e := s.fromForm(context.Background(), formFromValues(disk()), false); e.HasErrors() {
+		t.Fatalf("a good disk: %v %v %v\n%s", e.Errors, e.Other, e.Lines, e.TOML)
+	}
+	for _, tc := range []struct {
+		name    string
+		values  url.Values
+		control string
+		msg     string
+		line    bool
+	}{
+		{"table type", disk("customizations.disk.type", "zfs"), "customizations.disk.type", "zfs", true},
+		{"partition size", disk("customizations.disk.partitions[0].minsize", "big"), "customizations.disk.partitions[0].minsize", "size", false},
+		{"fs type", disk("customizations.disk.partitions[0].fs_type", "ntfs"), "customizations.disk.partitions[0].fs_type", "ntfs", true},
+		{"lv line", disk("customizations.disk.partitions[1].type", "lvm", "customizations.disk.partitions[1].logical_volumes", "data /data"),
+			"customizations.disk.partitions[1].logical_volumes", "NAME MOUNTPOINT FSTYPE SIZE", false},
+		{"lv mount point", disk("customizations.disk.partitions[1].type", "lvm", "customizations.disk.partitions[1].logical_volumes", "datalv data ext4 1 GiB"),
+			"customizations.disk.partitions[1].logical_volumes", "mountpoint", true},
+		{"kind", disk("customizations.disk.partitions[1].type", "zfs", "customizations.disk.partitions[1].minsize", "1 GiB"),
+			"customizations.disk.partitions[1].type", "zfs", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := s.fromForm(context.Background(), formFromValues(tc.values), false)
+			errs := strings.Join(e.Errors[tc.control], "\n")
+			if !strings.Contains(strings.ToLower(errs), strings.ToLower(tc.msg)) {
+				t.Fatalf("errors at %s: %q; all: %v %v\n%s", tc.control, errs, e.Errors, e.Other, e.TOML)
+			}
+			if tc.line && len(e.Lines) == 0 {
+				t.Errorf("no TOML line for the error")
+			}
+		})
+	}
+}

@@ -22,13 +22,15 @@ func Mount(auth Authenticator, uploads map[string]compose.UploadTarget) serve.Mo
 		}
 		sort.Strings(names)
 		s, err := New(Options{
-			Auth:       auth,
-			Blueprints: NewOwnerBlueprints(filepath.Join(env.Dir, "webui", "blueprints")),
-			Composes:   &ServiceComposes{Service: env.Compose, Uploads: uploads},
-			Defs:       env.Compose.Defs(),
-			Uploads:    names,
-			Logger:     env.Logger,
-			Done:       ctx.Done(),
+			Auth:        auth,
+			Blueprints:  NewOwnerBlueprints(filepath.Join(env.Dir, "webui", "blueprints")),
+			SessionFile: filepath.Join(env.Dir, "webui", "sessions.json"),
+			Composes:    &ServiceComposes{Service: env.Compose, Uploads: uploads},
+			Defs:        env.Compose.Defs(),
+			Uploads:     names,
+			Packages:    ServicePackages(env.Compose),
+			Logger:      env.Logger,
+			Done:        ctx.Done(),
 		})
 		if err != nil {
 			return "", nil, err

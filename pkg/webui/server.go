@@ -29,6 +29,12 @@ type Options struct {
 	Defs *distro.Defs
 	// Uploads name the upload targets the service can send images to.
 	Uploads []string
+	// Packages, when set, gives the editor a search over the packages the
+	// repositories offer.
+	Packages PackageSearcher
+	// SessionFile, when set, keeps the logins there so that they survive
+	// a restart (ibuild serve: DIR/webui/sessions.json).
+	SessionFile string
 	// SecureCookies marks the session cookie Secure: set it when the page
 	// is served over TLS.
 	SecureCookies bool
@@ -74,6 +80,10 @@ func New(opts Options) (*Server, error) {
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
+	s.sessions.file = opts.SessionFile
+	if err := s.sessions.load(); err != nil {
+		return nil, err
+	}
 	static, _ := fs.Sub(files, "static")
 	m := http.NewServeMux()
 	m.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
@@ -92,6 +102,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /blueprints/{name}/export", s.auth(s.blueprintExport))
 	m.HandleFunc("GET /blueprints/{name}/diff", s.auth(s.blueprintDiff))
 	m.HandleFunc("POST /blueprints/{name}/delete", s.auth(s.blueprintDelete))
+	m.HandleFunc("GET /packages", s.auth(s.packageSearch))
 	m.HandleFunc("GET /build", s.auth(s.buildPage))
 	m.HandleFunc("POST /build", s.auth(s.build))
 	m.HandleFunc("GET /images", s.auth(s.imageList))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
 // tokens is an Authenticator over a fixed map, as tests configure the
@@ -54,6 +55,25 @@ func services(t *testing.T, workers int) (*OwnerBlueprints, *compose.Service) {
 	return NewOwnerBlueprints(filepath.Join(dir, "blueprints")), svc
 }
 
+// fixturePackages searches lock's test index (27 real Debian stanzas).
+func fixturePackages(t *testing.T) *RepoPackages {
+	return &RepoPackages{DefaultDistro: "debian-12", Index: func(ctx context.Context, distro, arch string) (*repo.Index, error) {
+		if distro != "debian-12" || arch != "x86_64" {
+			return nil, fmt.Errorf("no repositories for %s/%s", distro, arch)
+		}
+		f, err := os.Open("../../testdata/lock/Packages")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		pkgs, err := repo.ParsePackages(f, "http://archive.invalid/debian", 0)
+		if err != nil {
+			return nil, err
+		}
+		return &repo.Index{Releases: []repo.Release{{Source: repo.Source{Suite: "bookworm"}}}, Packages: pkgs}, nil
+	}}
+}
+
 type client struct {
 	t    *testing.T
 	base string
@@ -64,7 +84,8 @@ type client struct {
 func newTestServer(t *testing.T) *client {
 	t.Helper()
 	bps, svc := services(t, 0)
-	s, err := New(Options{Auth: tokens{"tok-alice": "alice", "tok-bob": "bob"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc}})
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice", "tok-bob": "bob"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc},
+		Packages: fixturePackages(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +207,7 @@ func TestPagesEscapeAndCSP(t *testing.T) {
 	// A second version, for the diff page.
 	c.do("POST", "/blueprints/edit", url.Values{"csrf": {c.csrf}, "action": {"save-toml"}, "toml": {strings.Replace(toml, "alert(1)", "alert(3)", 1)}})
 	for _, path := range []string{"/blueprints", "/blueprints?q=evil", "/blueprints/evil", "/blueprints/evil/edit",
-		"/blueprints/evil/diff?a=1&b=2", "/blueprints/new", "/build", "/images", "/login"} {
+		"/blueprints/evil/diff?a=1&b=2", "/blueprints/new", "/build", "/images", "/login", "/packages?pkgq=ta"} {
 		resp, body := c.do("GET", path, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: %s", path, resp.Status)
@@ -245,5 +266,128 @@ func TestInlineCode(t *testing.T) {
 		if got := inlineCode(in); got != want {
 			t.Errorf("inlineCode(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The editor's package search: results from the repositories' index, an
+// Add button that puts the name in the form and the TOML.
+func TestPackageSearch(t *testing.T) {
+	c := newTestServer(t)
+	c.login("tok-alice")
+	resp, body := c.do("GET", "/packages?pkgq=ta&distro=debian-12", nil, "HX-Request", "true")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="tar"`) || strings.Contains(body, "<html") {
+		t.Fatalf("search: %s\n%s", resp.Status, body)
+	}
+	// Names that start with the query come first ("tar", then "libacl1"-like names that only contain it).
+	if i, j := strings.Index(body, "<code>tar</code>"), strings.Index(body, "<code>base-files</code>"); i < 0 || j >= 0 {
+		t.Errorf("results:\n%s", body)
+	}
+	if _, body = c.do("GET", "/packages?pkgq=nosuchpkg", nil, "HX-Request", "true"); !strings.Contains(body, "No package named like") {
+		t.Errorf("no hits:\n%s", body)
+	}
+	if _, body = c.do("GET", "/packages?pkgq=ta&distro=debian-13", nil, "HX-Request", "true"); !strings.Contains(body, "no repositories for debian-13") {
+		t.Errorf("failed search:\n%s", body)
+	}
+	// Without htmx: a whole page, and no Add buttons outside the editor.
+	if _, body = c.do("GET", "/packages?pkgq=ta", nil); !strings.Contains(body, "<html") || strings.Contains(body, "add-package") {
+		t.Errorf("plain search page:\n%s", body)
+	}
+	form := url.Values{"csrf": {c.csrf}, "name": {"pk"}, "version": {"0.0.1"}, "distro": {"debian-12"}, "packages": {"dpkg\n"}, "add-package": {"tar"}}
+	resp, body = c.do("POST", "/blueprints/edit", form, "HX-Request", "true")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "dpkg\ntar</textarea>") || !strings.Contains(body, `name = &#39;tar&#39;`) {
+		t.Fatalf("add: %s\n%s", resp.Status, body)
+	}
+	// Added once only.
+	form.Set("packages", "dpkg\ntar=1.34")
+	if _, body = c.do("POST", "/blueprints/edit", form, "HX-Request", "true"); !strings.Contains(body, "dpkg\ntar=1.34</textarea>") {
+		t.Errorf("added twice:\n%s", body)
+	}
+}
+
+// A blueprint saved as TOML comes back as written, with the version the
+// store gave it; one saved from the form comes back as the form wrote it.
+func TestTOMLKeptAsWritten(t *testing.T) {
+	ctx := context.Background()
+	o := NewOwnerBlueprints(t.TempDir())
+	text := "# my web server\nname = \"kept\"\nversion = \"1.0.0\" # bump me\n\n[customizations]\nhostname = \"a\" # the host\n"
+	for i, want := range []string{text, strings.Replace(text, `"1.0.0"`, `"1.0.1"`, 1)} {
+		sb, err := o.Put(ctx, "alice", "kept", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(sb.Data) != want {
+			t.Errorf("save %d: got\n%s\nwant\n%s", i+1, sb.Data, want)
+		}
+	}
+	// An older version reads back as it was written, too.
+	if sb, _ := o.Get(ctx, "alice", "kept", 1); string(sb.Data) != text {
+		t.Errorf("version 1:\n%s", sb.Data)
+	}
+	// A "version" key in a table is not the blueprint's.
+	other := "name = \"pk\"\n\n[[packages]]\nname = \"tar\"\nversion = \"1.34\" # pinned\n"
+	o.Put(ctx, "alice", "pk", []byte(other))
+	sb, err := o.Put(ctx, "alice", "pk", []byte(other))
+	if err != nil || !strings.Contains(string(sb.Data), `version = "1.34" # pinned`) {
+		t.Errorf("package version: %v\n%s", err, sb.Data)
+	}
+	if err := o.Delete(ctx, "alice", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(o.textDir("alice"), "*.toml")); len(left) != 2 {
+		t.Errorf("texts left after delete: %v", left)
+	}
+}
+
+// Logins survive a restart when the server keeps a sessions file, which
+// holds no session id.
+func TestSessionsSurviveRestart(t *testing.T) {
+	bps, svc := services(t, 0)
+	file := filepath.Join(t.TempDir(), "webui", "sessions.json")
+	start := func() *httptest.Server {
+		s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc}, SessionFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	first := start()
+	jar, _ := cookiejar.New(nil)
+	c := &client{t: t, base: first.URL, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	c.login("tok-alice")
+	first.Close()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(first.URL)
+	for _, ck := range jar.Cookies(u) {
+		if strings.Contains(string(data), ck.Value) {
+			t.Errorf("the sessions file holds the session id")
+		}
+	}
+	// The same cookie, at a new server on the same file.
+	second := start()
+	u2, _ := url.Parse(second.URL)
+	jar.SetCookies(u2, jar.Cookies(u))
+	c.base = second.URL
+	if resp, body := c.do("GET", "/blueprints", nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, c.csrf) {
+		t.Fatalf("after a restart: %s", resp.Status)
+	}
+	// The old cookie, presented again after a logout and a restart.
+	old := jar.Cookies(u2)
+	if resp, _ := c.do("POST", "/logout", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	third := start()
+	u3, _ := url.Parse(third.URL)
+	if len(old) != 1 {
+		t.Fatalf("cookies %v", old)
+	}
+	jar.SetCookies(u3, old)
+	c.base = third.URL
+	if resp, _ := c.do("GET", "/blueprints", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logged out, then restarted: %s", resp.Status)
 	}
 }

@@ -9,13 +9,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/weldr"
 )
@@ -61,19 +64,100 @@ func (o *OwnerBlueprints) store(owner string) (*weldr.Store, error) {
 	return s, nil
 }
 
-// stored turns a weldr change (JSON) into a version with TOML.
-func stored(name string, n int, c weldr.Change) (StoredBlueprint, error) {
+// textDir is where the TOML of an owner's saves is kept as the user
+// wrote it (comments, order), one file per weldr change: the weldr store
+// keeps JSON only.
+func (o *OwnerBlueprints) textDir(owner string) string {
+	sum := sha256.Sum256([]byte(owner))
+	return filepath.Join(o.dir, hex.EncodeToString(sum[:16])+".toml")
+}
+
+// stored turns a weldr change (JSON) into a version with TOML: the text
+// saved with it when there is one, else the JSON written as TOML.
+func stored(textDir, name string, n int, c weldr.Change) (StoredBlueprint, error) {
 	bp, err := blueprint.Parse(name+".json", c.Blueprint)
 	if err != nil {
 		return StoredBlueprint{}, fmt.Errorf("reading stored blueprint %s: %w", name, err)
 	}
 	bp.Source = nil
+	saved, _ := time.Parse(time.RFC3339, c.Timestamp)
+	out := StoredBlueprint{Name: name, Version: n, Description: bp.Description, Saved: saved}
+	if validCommit(c.Commit) {
+		if text, err := os.ReadFile(filepath.Join(textDir, c.Commit+".toml")); err == nil {
+			out.Data = text
+			return out, nil
+		}
+	}
 	text, err := encodeTOML(bp)
 	if err != nil {
 		return StoredBlueprint{}, err
 	}
-	saved, _ := time.Parse(time.RFC3339, c.Timestamp)
-	return StoredBlueprint{Name: name, Version: n, Description: bp.Description, Data: []byte(text), Saved: saved}, nil
+	out.Data = []byte(text)
+	return out, nil
+}
+
+func validCommit(c string) bool {
+	if c == "" || len(c) > 128 {
+		return false
+	}
+	for _, r := range c {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// tableRE is the first table header of a TOML text.
+var tableRE = regexp.MustCompile(`(?m)^\s*\[`)
+
+// versionLineRE is a top-level version key, as a user writes it.
+var versionLineRE = regexp.MustCompile(`(?m)^(\s*version\s*=\s*)("[^"\n]*"|'[^'\n]*')`)
+
+// keepText saves data, the TOML a user saved, beside the change the store
+// made of it. The store may have bumped the version (as composer does):
+// then the text's version line is set to the stored one. The text is kept
+// only if it decodes to exactly the stored blueprint, so what is shown
+// is always what is built.
+func (o *OwnerBlueprints) keepText(owner string, c weldr.Change, data []byte) error {
+	if !validCommit(c.Commit) {
+		return fmt.Errorf("change %q: not a commit id", c.Commit)
+	}
+	want, err := blueprint.Parse("stored.json", c.Blueprint)
+	if err != nil {
+		return err
+	}
+	text := data
+	// Only before the first table: a later "version" is another table's.
+	head, tail := text, []byte(nil)
+	if loc := tableRE.FindIndex(text); loc != nil {
+		head, tail = slices.Clip(text[:loc[0]]), text[loc[0]:]
+	}
+	switch {
+	case versionLineRE.Match(head):
+		head = versionLineRE.ReplaceAll(head, []byte(`${1}"`+want.Version+`"`))
+	case want.Version != "":
+		// The store gave it one: written before the first table.
+		if len(head) > 0 && head[len(head)-1] != '\n' {
+			head = append(head, '\n')
+		}
+		head = append(head, "version = \""+want.Version+"\"\n"...)
+	}
+	text = append(append([]byte{}, head...), tail...)
+	got, err := blueprint.Parse("saved.toml", text)
+	if err != nil {
+		return err
+	}
+	a, err1 := lock.BlueprintDigest(want)
+	b, err2 := lock.BlueprintDigest(got)
+	if err1 != nil || err2 != nil || a != b {
+		return fmt.Errorf("the saved text is not the stored blueprint")
+	}
+	dir := o.textDir(owner)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, c.Commit+".toml"), text, 0o600)
 }
 
 // List implements Blueprints.
@@ -117,7 +201,7 @@ func (o *OwnerBlueprints) Versions(_ context.Context, owner, name string) ([]Sto
 	out := make([]StoredBlueprint, len(cs))
 	for i, c := range cs { // newest first
 		n := len(cs) - i
-		if out[n-1], err = stored(name, n, c); err != nil {
+		if out[n-1], err = stored(o.textDir(owner), name, n, c); err != nil {
 			return nil, err
 		}
 	}
@@ -153,6 +237,11 @@ func (o *OwnerBlueprints) Put(ctx context.Context, owner, name string, data []by
 	if err := s.Push(bp); err != nil {
 		return StoredBlueprint{}, err
 	}
+	if cs, err := s.Changes(bp.Name); err == nil && len(cs) > 0 {
+		// Without it the TOML is written from the stored JSON: the
+		// blueprint is the same, only comments and layout are lost.
+		_ = o.keepText(owner, cs[0], data)
+	}
 	return o.Get(ctx, owner, bp.Name, 0)
 }
 
@@ -165,7 +254,16 @@ func (o *OwnerBlueprints) Delete(ctx context.Context, owner, name string) error 
 	if err != nil {
 		return err
 	}
-	return s.Delete(name)
+	cs, _ := s.Changes(name)
+	if err := s.Delete(name); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if validCommit(c.Commit) {
+			os.Remove(filepath.Join(o.textDir(owner), c.Commit+".toml"))
+		}
+	}
+	return nil
 }
 
 // ServiceComposes runs the page's composes on the compose service.

@@ -2,17 +2,29 @@ package webui
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
 )
 
 // A session is what a login with an API token gives the browser: a random
 // id in an HttpOnly, SameSite=Strict cookie, and a CSRF token that every
-// form and htmx request sends back. The token itself is not kept; sessions
-// live in memory, so a restart of the server logs everyone out.
+// form and htmx request sends back. The token itself is not kept.
+// Sessions live in memory and, when the server has a state directory, in
+// a file there (the sha256 of each id, never the id itself), so that a
+// restart does not log everyone out.
 
 const (
 	sessionCookie = "ibuild_session"
@@ -27,9 +39,70 @@ type session struct {
 	expires time.Time
 }
 
+// sessions are keyed by the sha256 of their id: the file that keeps them
+// holds nothing a browser could present.
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
+	mu   sync.Mutex
+	m    map[string]*session
+	file string
+}
+
+func sessionKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+type savedSession struct {
+	Owner   string    `json:"owner"`
+	CSRF    string    `json:"csrf"`
+	Expires time.Time `json:"expires"`
+}
+
+// load reads the sessions file; a missing file is no sessions, expired
+// ones are dropped.
+func (s *sessions) load() error {
+	s.m = map[string]*session{}
+	if s.file == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading sessions: %w", err)
+	}
+	var saved map[string]savedSession
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return fmt.Errorf("reading sessions %s: %w", s.file, err)
+	}
+	now := time.Now()
+	for k, v := range saved {
+		if now.Before(v.Expires) {
+			s.m[k] = &session{owner: v.Owner, csrf: v.CSRF, expires: v.Expires}
+		}
+	}
+	return nil
+}
+
+// save writes the sessions file (with s.mu held). A failure costs the
+// users a login after a restart, nothing more: it is not the request's.
+func (s *sessions) save() error {
+	if s.file == "" {
+		return nil
+	}
+	out := make(map[string]savedSession, len(s.m))
+	for k, v := range s.m {
+		out[k] = savedSession{Owner: v.owner, CSRF: v.csrf, Expires: v.expires}
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.file), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(s.file, data, 0o600)
 }
 
 func randomToken() string {
@@ -54,7 +127,8 @@ func (s *sessions) create(owner string) (id string, sess *session) {
 	}
 	id = randomToken()
 	sess = &session{owner: owner, csrf: randomToken(), expires: now.Add(sessionTTL)}
-	s.m[id] = sess
+	s.m[sessionKey(id)] = sess
+	_ = s.save()
 	return id, sess
 }
 
@@ -65,9 +139,10 @@ func (s *sessions) lookup(r *http.Request) *session {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess := s.m[c.Value]
+	key := sessionKey(c.Value)
+	sess := s.m[key]
 	if sess == nil || time.Now().After(sess.expires) {
-		delete(s.m, c.Value)
+		delete(s.m, key)
 		return nil
 	}
 	return sess
@@ -76,7 +151,8 @@ func (s *sessions) lookup(r *http.Request) *session {
 func (s *sessions) remove(r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
-		delete(s.m, c.Value)
+		delete(s.m, sessionKey(c.Value))
+		_ = s.save()
 		s.mu.Unlock()
 	}
 }
