@@ -13,6 +13,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
 
@@ -178,10 +179,11 @@ func TestOwnersCancelDelete(t *testing.T) {
 	}
 }
 
-// A whole compose in one process: lock, build, artifact, log, lockfile.
+// A whole compose in one process: lock, build, artifact, log, lockfile;
+// artifacts in an S3 bucket (versitygw), where any API node reads them.
 func TestComposeTar(t *testing.T) {
 	needBuild(t)
-	s := openService(t, Config{Workers: 1})
+	s := openService(t, Config{Workers: 1, Artifacts: sourcestest.S3(t, "artifacts", "")})
 	ctx := context.Background()
 	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}})
 	if err != nil {
@@ -223,6 +225,13 @@ func TestComposeTar(t *testing.T) {
 	lr.Close()
 	if !strings.Contains(string(log), "built root.tar.zst") {
 		t.Fatalf("log:\n%s", log)
+	}
+	if _, ok := s.store.(*S3Store); !ok {
+		t.Fatalf("artifact store %T, want S3", s.store)
+	}
+	// The whole log is in the store: the live chunks are gone.
+	if live, err := s.db.liveLog(ctx, c.ID, 0); err != nil || len(live) != 0 {
+		t.Fatalf("live log after the build: %v %q", err, live)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.cfg.Dir, "work")); len(entries) != 0 {
 		t.Fatalf("work area left behind: %v", entries)

@@ -32,6 +32,16 @@ var schema = []string{
 		record TEXT NOT NULL,
 		PRIMARY KEY (compose_id, idx)
 	)`,
+	// The log of a build in progress, in chunks a worker appends while
+	// it builds, so an API node on another machine shows it live; the
+	// whole log goes to the artifact store at the end.
+	`CREATE TABLE IF NOT EXISTS ibuild_log (
+		compose_id TEXT NOT NULL,
+		idx INTEGER NOT NULL,
+		seq INTEGER NOT NULL,
+		chunk TEXT NOT NULL,
+		PRIMARY KEY (compose_id, idx, seq)
+	)`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -65,6 +75,15 @@ type db struct {
 	sql *sql.DB
 	// read serves load and ids (the same handle on PostgreSQL).
 	read *sql.DB
+	// view serves API reads from memory; every write below drops the
+	// compose from it.
+	view *view
+}
+
+// cached is the compose as load reads it, from the view when it holds
+// it. For API reads only: jobs read the rows themselves.
+func (d *db) cached(ctx context.Context, id string) (*loaded, error) {
+	return d.view.get(ctx, id, d.load)
 }
 
 func (d *db) insertCompose(ctx context.Context, id, owner string, created time.Time, row *composeRow, bp []byte, images []ImageStatus) error {
@@ -164,6 +183,7 @@ func (d *db) blueprintAndLockfile(ctx context.Context, id string) (bp, lf []byte
 }
 
 func (d *db) updateCompose(ctx context.Context, id string, status Status, row *composeRow) error {
+	defer d.view.drop(id)
 	rec, err := json.Marshal(row)
 	if err != nil {
 		return err
@@ -175,6 +195,7 @@ func (d *db) updateCompose(ctx context.Context, id string, status Status, row *c
 }
 
 func (d *db) setLockfile(ctx context.Context, id string, row *composeRow, lockfile []byte) error {
+	defer d.view.drop(id)
 	rec, err := json.Marshal(row)
 	if err != nil {
 		return err
@@ -187,6 +208,7 @@ func (d *db) setLockfile(ctx context.Context, id string, row *composeRow, lockfi
 }
 
 func (d *db) setStatus(ctx context.Context, id string, status Status) error {
+	defer d.view.drop(id)
 	if _, err := d.sql.ExecContext(ctx, `UPDATE ibuild_compose SET status = $1 WHERE id = $2`, string(status), id); err != nil {
 		return fmt.Errorf("updating compose %s: %w", id, err)
 	}
@@ -194,6 +216,7 @@ func (d *db) setStatus(ctx context.Context, id string, status Status) error {
 }
 
 func (d *db) updateImage(ctx context.Context, id string, idx int, im *ImageStatus) error {
+	defer d.view.drop(id)
 	r, err := json.Marshal(im)
 	if err != nil {
 		return err
@@ -205,6 +228,7 @@ func (d *db) updateImage(ctx context.Context, id string, idx int, im *ImageStatu
 }
 
 func (d *db) setImageJob(ctx context.Context, id string, idx int, job int64) error {
+	defer d.view.drop(id)
 	if _, err := d.sql.ExecContext(ctx, `UPDATE ibuild_image SET job_id = $1 WHERE compose_id = $2 AND idx = $3`, job, id, idx); err != nil {
 		return fmt.Errorf("updating compose %s image %d: %w", id, idx, err)
 	}
@@ -273,12 +297,16 @@ func (d *db) count(ctx context.Context, owner string, statuses []Status) (int, e
 }
 
 func (d *db) deleteCompose(ctx context.Context, id string) error {
+	defer d.view.drop(id)
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("deleting compose %s: %w", id, err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM ibuild_image WHERE compose_id = $1`, id); err != nil {
+		return fmt.Errorf("deleting compose %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ibuild_log WHERE compose_id = $1`, id); err != nil {
 		return fmt.Errorf("deleting compose %s: %w", id, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM ibuild_compose WHERE id = $1`, id); err != nil {
@@ -316,4 +344,41 @@ func (d *db) jobState(ctx context.Context, job int64) (string, error) {
 		return "", nil
 	}
 	return s, err
+}
+
+// appendLog adds a chunk of an image's live log. Chunks are text: both
+// databases' TEXT wants valid UTF-8 (PostgreSQL refuses NUL too).
+func (d *db) appendLog(ctx context.Context, id string, idx, seq int, chunk []byte) error {
+	text := strings.ToValidUTF8(strings.ReplaceAll(string(chunk), "\x00", ""), "\uFFFD")
+	if _, err := d.sql.ExecContext(ctx, `INSERT INTO ibuild_log (compose_id, idx, seq, chunk) VALUES ($1, $2, $3, $4)`, id, idx, seq, text); err != nil {
+		return fmt.Errorf("appending to the log of compose %s image %d: %w", id, idx, err)
+	}
+	return nil
+}
+
+// liveLog is the chunks of an image's log appended so far.
+func (d *db) liveLog(ctx context.Context, id string, idx int) ([]byte, error) {
+	rows, err := d.read.QueryContext(ctx, `SELECT chunk FROM ibuild_log WHERE compose_id = $1 AND idx = $2 ORDER BY seq`, id, idx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the log of compose %s image %d: %w", id, idx, err)
+	}
+	defer rows.Close()
+	var out []byte
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("reading the log of compose %s image %d: %w", id, idx, err)
+		}
+		out = append(out, c...)
+	}
+	return out, rows.Err()
+}
+
+// deleteLog removes an image's live log (a new attempt starts one; the
+// store has the whole log once the build ended).
+func (d *db) deleteLog(ctx context.Context, id string, idx int) error {
+	if _, err := d.sql.ExecContext(ctx, `DELETE FROM ibuild_log WHERE compose_id = $1 AND idx = $2`, id, idx); err != nil {
+		return fmt.Errorf("deleting the log of compose %s image %d: %w", id, idx, err)
+	}
+	return nil
 }

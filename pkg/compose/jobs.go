@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -316,10 +317,15 @@ func (w *buildWorker) build(ctx context.Context, log interface {
 	if err != nil {
 		return err
 	}
+	stopShip := s.shipLog(ctx, id, idx, logf.Name())
 	defer func() {
 		logf.Close()
+		stopShip()
+		bg := context.WithoutCancel(ctx)
 		if f, oerr := os.Open(logf.Name()); oerr == nil {
-			_ = s.store.Put(context.WithoutCancel(ctx), artifactKey(id, idx, "build.log"), f)
+			if s.store.Put(bg, artifactKey(id, idx, "build.log"), f) == nil {
+				_ = s.db.deleteLog(bg, id, idx)
+			}
 			f.Close()
 		}
 	}()
@@ -508,4 +514,58 @@ func orGone(state string) string {
 		return "gone"
 	}
 	return state
+}
+
+// shipLog appends the lines the build writes to path to the database
+// every Config.LiveLogInterval, until the returned stop is called, so an API
+// node that does not share this machine shows the log while the build
+// runs. Whole lines only: a chunk never splits a character.
+func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	if err := s.db.deleteLog(ctx, id, idx); err != nil {
+		s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
+	}
+	go func() {
+		defer close(done)
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		var (
+			pending []byte
+			buf     = make([]byte, 64<<10)
+			seq     int
+		)
+		t := time.NewTicker(s.cfg.LiveLogInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for {
+				n, _ := f.Read(buf)
+				if n == 0 {
+					break
+				}
+				pending = append(pending, buf[:n]...)
+			}
+			i := bytes.LastIndexByte(pending, '\n')
+			if i < 0 {
+				continue
+			}
+			if err := s.db.appendLog(ctx, id, idx, seq, pending[:i+1]); err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
+				}
+				continue
+			}
+			seq++
+			pending = append(pending[:0], pending[i+1:]...)
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -45,8 +45,13 @@ type Config struct {
 	// Arches are the architectures whose queues this process works
 	// (default: the host's).
 	Arches []string
-	// ArtifactStore keeps images and logs (default: Dir/artifacts).
+	// ArtifactStore keeps images and logs (default: the store Artifacts
+	// names, else Dir/artifacts).
 	ArtifactStore ArtifactStore
+	// Artifacts names the artifact store when ArtifactStore is nil: a
+	// directory, or s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (see
+	// OpenArtifactStore).
+	Artifacts string
 	// CacheDir is pkg/ibuild's cache root (default: Dir/cache).
 	CacheDir string
 	// Repositories are where locks find package metadata (their
@@ -82,6 +87,10 @@ type Config struct {
 	// PollInterval is how often workers look for jobs (River's
 	// FetchPollInterval; default 1s).
 	PollInterval time.Duration
+	// LiveLogInterval is how often a build's new log lines go to the
+	// database, where API nodes on other machines read them (default
+	// 2s).
+	LiveLogInterval time.Duration
 }
 
 // Service runs composes.
@@ -170,6 +179,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.LiveLogInterval == 0 {
+		cfg.LiveLogInterval = 2 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -179,6 +191,11 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, store: cfg.ArtifactStore, defs: defs, log: log, changed: make(chan struct{})}
+	if s.store == nil && cfg.Artifacts != "" {
+		if s.store, err = OpenArtifactStore(ctx, cfg.Artifacts); err != nil {
+			return nil, err
+		}
+	}
 	if s.store == nil {
 		s.store = DirStore{Dir: filepath.Join(cfg.Dir, "artifacts")}
 	}
@@ -212,7 +229,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.q, s.db, s.closeDB = q, &db{sql: sdb, read: rdb}, closeDB
+	s.q, s.db, s.closeDB = q, &db{sql: sdb, read: rdb, view: newView(sdb == rdb)}, closeDB
 	if err := migrate(ctx, sdb); err != nil {
 		closeDB()
 		return nil, err
@@ -485,7 +502,7 @@ func (s *Service) owned(ctx context.Context, owner, id string) (*loaded, error) 
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, ErrNotFound
 	}
-	l, err := s.db.load(ctx, id)
+	l, err := s.db.cached(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -577,7 +594,7 @@ func (s *Service) List(ctx context.Context, owner string, o ListOptions) ([]*Com
 	}
 	out := make([]*Compose, 0, len(ids))
 	for _, id := range ids {
-		l, err := s.db.load(ctx, id)
+		l, err := s.db.cached(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted meanwhile
 		}
@@ -708,7 +725,8 @@ func artifactKey(id string, image int, name string) string {
 }
 
 // Log opens the build log of one image of a compose: the stored log once
-// the build ended, the live one while this process builds it.
+// the build ended; while it builds, the log file when this process builds
+// it, else the chunks its worker appended to the database.
 func (s *Service) Log(ctx context.Context, owner, id string, image int) (io.ReadCloser, error) {
 	l, err := s.owned(ctx, owner, id)
 	if err != nil {
@@ -724,11 +742,22 @@ func (s *Service) Log(ctx context.Context, owner, id string, image int) (io.Read
 	if f, ferr := os.Open(filepath.Join(s.workDir(id, image), "build.log")); ferr == nil {
 		return f, nil
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		// Not built yet, or built by another process that is still at it.
-		return io.NopCloser(strings.NewReader("")), nil
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
-	return nil, err
+	// Not built yet, or built by another process that is still at it:
+	// what its worker appended so far.
+	live, lerr := s.db.liveLog(ctx, id, image)
+	if lerr != nil {
+		return nil, lerr
+	}
+	if len(live) == 0 {
+		// The build may have ended between the two reads.
+		if r, _, err := s.store.Open(ctx, artifactKey(id, image, "build.log")); err == nil {
+			return r, nil
+		}
+	}
+	return io.NopCloser(bytes.NewReader(live)), nil
 }
 
 // Artifact opens the image file of one image of a finished compose.

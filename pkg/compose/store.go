@@ -31,10 +31,18 @@ type DirStore struct{ Dir string }
 
 var _ ArtifactStore = DirStore{}
 
-func (d DirStore) path(key string) (string, error) {
+// checkKey refuses keys that would leave the store's root.
+func checkKey(key string) error {
 	clean := path.Clean("/" + key)
 	if key == "" || clean != "/"+key || strings.Contains(key, "\\") {
-		return "", fmt.Errorf("artifact key %q is not a clean relative path", key)
+		return fmt.Errorf("artifact key %q is not a clean relative path", key)
+	}
+	return nil
+}
+
+func (d DirStore) path(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(d.Dir, filepath.FromSlash(key)), nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
 	"github.com/image-builder-action/image-builder-action/pkg/weldr"
 )
 
@@ -39,11 +41,12 @@ type role struct {
 	Workers                 int
 	JobTimeout, RescueAfter time.Duration
 	PollInterval            time.Duration
+	LiveLogInterval         time.Duration
 }
 
 func (r role) config() compose.Config {
-	return compose.Config{Dir: r.Dir, Database: r.Database, CacheDir: r.CacheDir, Workers: r.Workers,
-		JobTimeout: r.JobTimeout, RescueAfter: r.RescueAfter, PollInterval: r.PollInterval}
+	return compose.Config{Dir: r.Dir, Database: r.Database, CacheDir: r.CacheDir, Workers: r.Workers, Artifacts: r.Artifact,
+		JobTimeout: r.JobTimeout, RescueAfter: r.RescueAfter, PollInterval: r.PollInterval, LiveLogInterval: r.LiveLogInterval}
 }
 
 func TestMain(m *testing.M) {
@@ -64,7 +67,6 @@ func runRole(v string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg := r.config()
 	cfg.Logger = log
-	cfg.ArtifactStore = compose.DirStore{Dir: r.Artifact}
 	var err error
 	switch r.Role {
 	case "serve":
@@ -253,7 +255,10 @@ func TestScaleOut(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(pgdir) })
 	db := postgres(t, pgdir)
 	dir := t.TempDir()
-	artifacts := filepath.Join(dir, "artifacts")
+	// Artifacts in an S3 bucket (versitygw): no file system shared
+	// between the nodes. The roles inherit its credentials from the
+	// environment.
+	artifacts := sourcestest.S3(t, "artifacts", "scale")
 	cache := os.Getenv("IBUILD_TEST_CACHE")
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "ibuild-test-cache")
@@ -262,7 +267,8 @@ func TestScaleOut(t *testing.T) {
 	// A dead worker's build is retried RescueAfter after it started.
 	cfg := func(r, name string, workers int) role {
 		return role{Role: r, Socket: sock, Artifact: artifacts, Dir: filepath.Join(dir, name), Database: db, CacheDir: cache,
-			Workers: workers, JobTimeout: 75 * time.Second, RescueAfter: 80 * time.Second, PollInterval: 200 * time.Millisecond}
+			Workers: workers, JobTimeout: 75 * time.Second, RescueAfter: 80 * time.Second, PollInterval: 200 * time.Millisecond,
+			LiveLogInterval: 300 * time.Millisecond}
 	}
 	srv := start(t, "serve", cfg("serve", "serve", 0))
 	w1 := start(t, "worker1", cfg("worker", "worker1", 1))
@@ -289,6 +295,9 @@ func TestScaleOut(t *testing.T) {
 	begin := time.Now()
 	killed := false
 	seen := map[string]bool{}
+	// The log of a build running on a worker, read on this node, which
+	// shares only the database with it.
+	liveLog := ""
 	for {
 		done := 0
 		for _, id := range ids {
@@ -305,6 +314,18 @@ func TestScaleOut(t *testing.T) {
 			}
 			pid, _ := strconv.Atoi(im.Worker[strings.LastIndex(im.Worker, ":")+1:])
 			seen[pids[pid]] = true
+			if liveLog == "" {
+				r, err := svc.Log(ctx, "weldr", id, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(r)
+				r.Close()
+				if again, _ := svc.Get(ctx, "weldr", id); again.Images[0].Status == compose.StatusBuilding && strings.Contains(string(b), "compose "+id) {
+					liveLog = string(b)
+					t.Logf("live log of compose %s on %s:\n%s", id, im.Worker, b)
+				}
+			}
 			if !killed && pid == w1.cmd.Process.Pid {
 				t.Logf("killing worker1 (pid %d) while it builds compose %s (stage %d of %d)", pid, id, im.Progress.Done, im.Progress.Total)
 				w1.kill()
@@ -325,6 +346,9 @@ func TestScaleOut(t *testing.T) {
 	}
 	if !seen["worker1"] || !seen["worker2"] {
 		t.Fatalf("builds ran on %v, want both workers", seen)
+	}
+	if liveLog == "" {
+		t.Fatal("no build's log was seen while it ran")
 	}
 	retried := 0
 	for _, id := range ids {

@@ -30,7 +30,7 @@ type composeFlags struct {
 func (f *composeFlags) add(fl *pflag.FlagSet, dir string, workers int) {
 	fl.StringVar(&f.dir, "dir", dir, "state directory (database, artifacts, cache, work areas)")
 	fl.StringVar(&f.database, "database", "", "postgres://… URL of a database shared with workers (default: SQLite in --dir)")
-	fl.StringVar(&f.artifacts, "artifacts", "", "directory shared by every node where images and logs go (default: DIR/artifacts)")
+	fl.StringVar(&f.artifacts, "artifacts", "", "where images and logs go, shared by every node: a directory, or s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (default: DIR/artifacts)")
 	fl.StringVar(&f.cache, "cache", "", "package and tree cache (default: DIR/cache)")
 	fl.IntVar(&f.workers, "workers", workers, "builds run at once per architecture in this process")
 	fl.StringSliceVar(&f.arches, "arch", nil, "architectures whose queues this process works (default: the host's)")
@@ -45,10 +45,7 @@ func (f *composeFlags) config(log *slog.Logger) compose.Config {
 	cfg := compose.Config{
 		Dir: f.dir, Database: f.database, CacheDir: f.cache, Workers: f.workers, Arches: f.arches,
 		AllowSchemes: f.allowSchemes, JobTimeout: f.jobTimeout, RescueAfter: f.rescueAfter,
-		RegisterBinfmt: f.binfmt, Logger: log,
-	}
-	if f.artifacts != "" {
-		cfg.ArtifactStore = compose.DirStore{Dir: f.artifacts}
+		RegisterBinfmt: f.binfmt, Logger: log, Artifacts: f.artifacts,
 	}
 	return cfg
 }
