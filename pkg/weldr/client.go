@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // Client speaks the weldr API over a unix socket, as composer-cli does:
@@ -24,7 +26,11 @@ func NewClient(path string) *Client {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
-	}}
+	},
+		// A client shared by many goroutines keeps their connections
+		// instead of dialling anew for all but two.
+		MaxIdleConnsPerHost: 64,
+	}
 	return &Client{http: &http.Client{Transport: tr}}
 }
 
@@ -121,6 +127,34 @@ type ComposeStatus struct {
 // `composer-cli compose start NAME TYPE`, and returns its id.
 func (c *Client) StartCompose(ctx context.Context, name, typ string, size uint64) (string, error) {
 	body, _ := json.Marshal(map[string]any{"blueprint_name": name, "compose_type": typ, "branch": "master", "size": size})
+	var out struct {
+		ID string `json:"build_id"`
+	}
+	if err := c.JSON(ctx, "POST", "/compose", "application/json", body, &out); err != nil {
+		return "", err
+	}
+	return out.ID, nil
+}
+
+// StartComposeUpload starts a compose whose image goes to a cloud
+// target, as `composer-cli compose start NAME TYPE IMAGE-NAME
+// PROFILE.toml` does: profile is the TOML of an upload profile, a
+// provider and its [settings].
+func (c *Client) StartComposeUpload(ctx context.Context, name, typ, imageName string, profile []byte) (string, error) {
+	var p struct {
+		Provider string         `toml:"provider"`
+		Settings map[string]any `toml:"settings"`
+	}
+	dec := toml.NewDecoder(bytes.NewReader(profile))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return "", fmt.Errorf("reading upload profile: %w", err)
+	}
+	body, err := json.Marshal(map[string]any{"blueprint_name": name, "compose_type": typ, "branch": "master",
+		"upload": map[string]any{"image_name": imageName, "provider": p.Provider, "settings": p.Settings}})
+	if err != nil {
+		return "", err
+	}
 	var out struct {
 		ID string `json:"build_id"`
 	}

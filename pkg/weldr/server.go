@@ -597,7 +597,12 @@ func uploads(c *compose.Compose) []any {
 		u := map[string]any{"uuid": c.ID, "provider_name": req.Target, "image_name": "", "status": "WAITING", "creation_time": unix(&c.Created)}
 		switch {
 		case im.Upload != nil:
-			u["status"], u["image_name"] = "FINISHED", im.Upload.ID+im.Upload.URL
+			// image_name is what the target calls the image (an AMI id,
+			// an s3:// object); url is where to fetch it, when it has one.
+			u["status"], u["image_name"] = "FINISHED", im.Upload.ID
+			if im.Upload.URL != "" {
+				u["url"] = im.Upload.URL
+			}
 		case im.Status == compose.StatusFailure:
 			u["status"] = "FAILED"
 		case im.Status == compose.StatusUploading:

@@ -4,7 +4,10 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
 )
 
@@ -64,7 +69,10 @@ func TestFirstBootSession(t *testing.T) {
 	}
 	boottest.Need(t, "x86_64")
 	locktest.NeedArchive(t)
-	c, _, _ := serve(t, 1)
+	// Artifacts in an S3 bucket (versitygw), the bucket uploads go to as
+	// well.
+	ref := sourcestest.S3(t, "weldr", "artifacts")
+	c, _, _ := serveWith(t, 1, serveOptions{artifacts: ref})
 	ctx := context.Background()
 
 	if err := c.PushTOML(ctx, []byte(secondDisk)); err != nil {
@@ -144,6 +152,9 @@ func TestFirstBootSession(t *testing.T) {
 		}
 	}
 
+	// The upload compose locks and builds while the image boots.
+	upload := startUpload(t, c, ref)
+
 	res, err := boottest.Boot(ctx, boottest.Options{
 		Disks: []boottest.Disk{{Path: img, Snapshot: true}}, Dir: dir, Label: "weldr",
 		Host: "weldr-session", Marker: "IBUILD-MARKER-WELDR", Timeout: 10 * time.Minute,
@@ -155,6 +166,7 @@ func TestFirstBootSession(t *testing.T) {
 	if !strings.HasPrefix(res.Marker, "IBUILD-MARKER-WELDR file=from-the-blueprint enabled=enabled") {
 		t.Fatalf("marker %q", res.Marker)
 	}
+	checkUpload(t, c, ref, upload, dir)
 }
 
 func indexOf(list []string, s string) int {
@@ -195,4 +207,90 @@ func tarHas(t *testing.T, path, name string) bool {
 			return true
 		}
 	}
+}
+
+// startUpload starts the blueprint again with an upload profile, as
+// `composer-cli compose start second-disk qcow2 IMAGE aws-s3.toml` does,
+// to the bucket of the artifact store ref, and returns the compose's id.
+func startUpload(t *testing.T, c *Client, ref string) string {
+	t.Helper()
+	u, err := url.Parse(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := fmt.Sprintf("provider = \"aws.s3\"\n\n[settings]\nbucket = %q\nregion = \"us-east-1\"\nendpoint = %q\n", u.Host, u.Query().Get("endpoint"))
+	id, err := c.StartComposeUpload(context.Background(), "second-disk", "qcow2", "second-disk-image", []byte(profile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// checkUpload waits for the upload compose: the status shows the upload
+// finished with its URL, and that URL alone (no credentials) gives the
+// image the compose built.
+func checkUpload(t *testing.T, c *Client, ref, id, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	u, _ := url.Parse(ref)
+	type upload struct {
+		Status       string `json:"status"`
+		ProviderName string `json:"provider_name"`
+		ImageName    string `json:"image_name"`
+		URL          string `json:"url"`
+	}
+	var st struct {
+		UUIDs []struct {
+			QueueStatus string   `json:"queue_status"`
+			Uploads     []upload `json:"uploads"`
+		} `json:"uuids"`
+	}
+	start := time.Now()
+	for {
+		if err := c.JSON(ctx, "GET", "/compose/status/"+id, "", nil, &st); err != nil {
+			t.Fatal(err)
+		}
+		if q := st.UUIDs[0].QueueStatus; q == "FINISHED" || q == "FAILED" {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Fatal("upload compose not finished after 10 minutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	got := st.UUIDs[0]
+	t.Logf("upload compose %s in %s: %+v", got.QueueStatus, time.Since(start).Round(time.Second), got.Uploads)
+	if got.QueueStatus != "FINISHED" || len(got.Uploads) != 1 {
+		t.Fatalf("upload compose: %+v", got)
+	}
+	up := got.Uploads[0]
+	if up.Status != "FINISHED" || up.ProviderName != "aws.s3" || !strings.HasPrefix(up.ImageName, "s3://"+u.Host+"/") || up.URL == "" {
+		t.Fatalf("upload status: %+v", up)
+	}
+	img := filepath.Join(dir, "upload.qcow2")
+	if _, err := c.GetFile(ctx, "/compose/image/"+id, img); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", up.URL, resp.Status)
+	}
+	fetched := filepath.Join(dir, "fetched.qcow2")
+	f, err := os.Create(fetched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if a, b := testutil.FileSHA256(t, img), testutil.FileSHA256(t, fetched); a != b {
+		t.Fatalf("the uploaded image (sha256 %s) is not the compose's (%s)", b, a)
+	}
+	os.Remove(img)
+	os.Remove(fetched)
 }

@@ -22,10 +22,24 @@ func testCache(t testing.TB) string { return testutil.Cache(t) }
 // temporary directory and returns a client of it.
 func serve(t testing.TB, workers int) (*Client, string, *compose.Service) {
 	t.Helper()
+	return serveWith(t, workers, serveOptions{})
+}
+
+type serveOptions struct {
+	// wrap, when set, wraps the API's handler.
+	wrap func(http.Handler) http.Handler
+	// artifacts names the artifact store (default: in the state dir).
+	artifacts string
+}
+
+func serveWith(t testing.TB, workers int, o serveOptions) (*Client, string, *compose.Service) {
+	t.Helper()
+	wrap := o.wrap
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(testutil.LogWriter(t), nil))
 	svc, err := compose.Open(context.Background(), compose.Config{
 		Dir: filepath.Join(dir, "state"), Workers: workers, CacheDir: testCache(t), Logger: log, PollInterval: 100 * time.Millisecond,
+		Artifacts: o.artifacts,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +53,11 @@ func serve(t testing.TB, workers int) (*Client, string, *compose.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: New(svc, store, WithLogger(log)), ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = New(svc, store, WithLogger(log))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
