@@ -2,9 +2,13 @@ package webui
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +21,9 @@ import (
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil"
+	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
 // The page in a real browser: Debian's chromium, headless, driven over
@@ -181,9 +187,23 @@ func TestBrowser(t *testing.T) {
 	if os.Geteuid() == 0 {
 		workers = 1
 	}
+	// An aws.s3 upload target against versitygw on 127.0.0.1 (.ci/deps
+	// installs it), for the second compose of the compose subtest.
+	var uploads map[string]compose.UploadTarget
+	var uploadNames []string
+	if workers > 0 && haveTool("versitygw") {
+		ref := sourcestest.S3(t, "images", "")
+		u, err := url.Parse(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uploads = map[string]compose.UploadTarget{"aws.s3": {Target: "aws.s3",
+			Options: upload.Options{Bucket: "images", Prefix: "composes/", Endpoint: u.Query().Get("endpoint")}}}
+		uploadNames = []string{"aws.s3"}
+	}
 	bps, svc := services(t, workers)
-	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc},
-		Packages: fixturePackages(t)})
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: bps, Composes: &ServiceComposes{Service: svc, Uploads: uploads},
+		Packages: fixturePackages(t), Uploads: uploadNames})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +219,17 @@ func TestBrowser(t *testing.T) {
 			t.Skip("building needs root")
 		}
 		locktest.NeedArchive(t)
-		testCompose(t, ctx, srv.URL, shots, svc)
+		testCompose(t, ctx, srv.URL, shots, svc, uploads != nil)
 	})
+}
+
+func haveTool(name string) bool {
+	if _, err := exec.LookPath(name); err == nil {
+		return true
+	}
+	home, _ := os.UserHomeDir()
+	_, err := os.Stat(filepath.Join(home, "go", "bin", name))
+	return err == nil
 }
 
 func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
@@ -340,6 +369,33 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 		t.Errorf("the imported blueprint is not kept as written:\n%s", got)
 	}
 
+	// The disk form: an LVM partition, checked into the TOML; a logical
+	// volume written wrong is refused at its field.
+	const lvs = "f-customizations-disk-partitions-0--logical-volumes"
+	do(t, ctx, "an lvm partition",
+		chromedp.Navigate(base+"/blueprints/imported/edit"),
+		chromedp.WaitVisible(chromedp.ID("f-customizations-disk-type")),
+		chromedp.SetValue(chromedp.ID("f-customizations-disk-type"), "gpt"),
+		chromedp.SetValue(chromedp.ID("f-customizations-disk-partitions-0--type"), "lvm"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-disk-partitions-0--minsize"), "6 GiB"),
+		chromedp.SendKeys(chromedp.ID("f-customizations-disk-partitions-0--name"), "rootvg"),
+		chromedp.SendKeys(chromedp.ID(lvs), "rootlv / ext4 4 GiB"),
+		chromedp.Click(chromedp.ID("check-form")),
+	)
+	run(t, ctx, "the disk in the TOML", chromedp.Poll[bool](`document.getElementById('toml').value.includes("[[customizations.disk.partitions.logical_volumes]]")`, chromedp.WithPollingTimeout(30*time.Second)))
+	if toml := run(t, ctx, "TOML", chromedp.Value(chromedp.ID("toml"))); !strings.Contains(toml, "name = 'rootlv'") || !strings.Contains(toml, "type = 'lvm'") {
+		t.Errorf("the disk form's TOML:\n%s", toml)
+	}
+	do(t, ctx, "a bad logical volume",
+		chromedp.SetValue(chromedp.ID(lvs), "rootlv root ext4 4 GiB"),
+		chromedp.Click(chromedp.ID("check-form")),
+		chromedp.WaitVisible(chromedp.ID(lvs+"-err")),
+	)
+	if msg := run(t, ctx, "its error", chromedp.Text(chromedp.ID(lvs+"-err"))); !strings.Contains(msg, "mountpoint") && !strings.Contains(msg, "mount point") {
+		t.Errorf("error at the logical volumes: %q", msg)
+	}
+	shoot(t, ctx, shots, "06a-disk-form")
+
 	do(t, ctx, "list", chromedp.Navigate(base+"/blueprints"), chromedp.WaitVisible(chromedp.ID("q")))
 	checkLabels(t, ctx, "blueprints")
 	shoot(t, ctx, shots, "06-blueprints")
@@ -355,7 +411,7 @@ func testBlueprintPages(t *testing.T, ctx context.Context, base, shots string) {
 
 const browserXSS = `<script>window.pwned=true</script>"><img src=x onerror="window.pwned=true">`
 
-func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *compose.Service) {
+func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *compose.Service, withUpload bool) {
 	do(t, ctx, "start a compose",
 		chromedp.Navigate(base+"/build?blueprint=web-test"),
 		chromedp.WaitVisible(chromedp.ID("start-build")),
@@ -450,6 +506,11 @@ func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *com
 		chromedp.WaitVisible(chromedp.ID("start-build")),
 		chromedp.Focus(chromedp.ID("type-tar")),
 		chromedp.KeyEvent(" "),
+	)
+	if withUpload {
+		do(t, ctx, "choose the upload", chromedp.SetValue(chromedp.ID("upload"), "aws.s3"))
+	}
+	do(t, ctx, "start the second compose",
 		chromedp.Focus(chromedp.ID("start-build")),
 		chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.ID("compose-state")),
@@ -476,6 +537,28 @@ func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *com
 		t.Errorf("the diff does not show the new host name:\n%s", d)
 	}
 	shoot(t, ctx, shots, "11-image-diff")
+
+	if withUpload {
+		// The upload's result: its target and a URL that serves the image.
+		if up := run(t, ctx, "upload", chromedp.Text(chromedp.ID("upload-0"))); !strings.HasPrefix(up, "aws.s3") {
+			t.Errorf("upload cell: %q", up)
+		}
+		href := run(t, ctx, "upload URL", chromedp.Evaluate[string](`document.querySelector('#upload-0 a').href`))
+		c2, err := svc.Get(context.Background(), "alice", id2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get(href)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || hex.EncodeToString(h.Sum(nil)) != c2.Images[0].Artifact.SHA256 {
+			t.Errorf("the upload URL %s: %s %v, sha256 %x, the build's %s", href, resp.Status, err, h.Sum(nil), c2.Images[0].Artifact.SHA256)
+		}
+	}
 
 	// The images pages on a phone: nothing wider than the screen.
 	do(t, ctx, "phone", chromedp.EmulateViewport(390, 844))
