@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 )
 
@@ -390,4 +391,26 @@ func TestSessionsSurviveRestart(t *testing.T) {
 	if resp, _ := c.do("GET", "/blueprints", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("logged out, then restarted: %s", resp.Status)
 	}
+}
+
+// The search ibuild serve mounts, over the Debian archive through the
+// host's apt sources and the shared metadata cache.
+func TestServicePackagesArchive(t *testing.T) {
+	locktest.NeedArchive(t)
+	_, svc := services(t, 0)
+	p := ServicePackages(svc)
+	start := time.Now()
+	hits, err := p.SearchPackages(context.Background(), "debian-12", "x86_64", "openssh-serv", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first search (fetch and parse the indices): %s", time.Since(start).Round(time.Millisecond))
+	if len(hits) == 0 || hits[0].Name != "openssh-server" || hits[0].Version == "" || !strings.HasPrefix(hits[0].Suite, "bookworm") {
+		t.Fatalf("hits: %+v", hits)
+	}
+	start = time.Now()
+	if hits, err = p.SearchPackages(context.Background(), "", "", "nginx", 3); err != nil || len(hits) == 0 {
+		t.Fatalf("second search: %+v %v", hits, err)
+	}
+	t.Logf("a search of the kept index: %s", time.Since(start).Round(time.Millisecond))
 }
