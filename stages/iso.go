@@ -18,7 +18,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/ctxio"
 )
 
-func init() { register[ISO]("iso", 1) }
+func init() { register[ISO]("iso", 2) }
 
 // ISO writes a hybrid ISO 9660 image that boots a live system: the root
 // tree squashed into /live/filesystem.squashfs (Debian's live-boot mounts
@@ -214,9 +214,12 @@ func (s *ISO) Run(ctx context.Context, env *Env) error {
 	// 4.4, writes the same bytes whatever its thread count. Its
 	// SOURCE_DATE_EPOCH sets the file system's time only, and it refuses
 	// -all-time beside it: the options pin both, without the variable.
+	// zstd at level 6, not mksquashfs's 15: on a tree of libraries and
+	// modules, level 15 took 14 times the CPU (40.7 s against 2.9 s on
+	// 251 MiB) for a file 8% smaller.
 	epoch := strconv.FormatInt(env.SourceDateEpoch, 10)
 	sq := []string{"env", "-u", "SOURCE_DATE_EPOCH", "mksquashfs", inMount, isoStage + "/tree/live/filesystem.squashfs",
-		"-noappend", "-no-progress", "-quiet", "-comp", "zstd", "-mkfs-time", epoch, "-all-time", epoch}
+		"-noappend", "-no-progress", "-quiet", "-comp", "zstd", "-Xcompression-level", "6", "-mkfs-time", epoch, "-all-time", epoch}
 	if err := runTool(ctx, env, append(binds, Bind{Src: root, Dst: inMount, ReadOnly: true}), tz, toolIO{}, sq...); err != nil {
 		return err
 	}
