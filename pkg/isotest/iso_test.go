@@ -2,7 +2,12 @@ package isotest_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-builder-action/image-builder-action/pkg/action"
 	"github.com/image-builder-action/image-builder-action/pkg/build/buildtest"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
 )
 
@@ -57,6 +64,95 @@ func lockAndBuild(t *testing.T, ctx context.Context, dir, cache, blueprint strin
 	return out
 }
 
+// actionBuild locks the blueprint for typ (x86_64) and builds it the way
+// a workflow does, through the Action's lock and build commands with a
+// runner's environment, and returns the image the build output names.
+func actionBuild(t *testing.T, ctx context.Context, dir, cache, blueprint, typ string) built {
+	t.Helper()
+	locktest.NeedArchive(t)
+	root := filepath.Join(dir, "action-"+typ)
+	ws := filepath.Join(root, "workspace")
+	vars := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": ws, "RUNNER_TEMP": filepath.Join(root, "temp")}
+	for _, d := range []string{ws, vars["RUNNER_TEMP"]} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(blueprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := filepath.Base(blueprint)
+	if err := os.WriteFile(filepath.Join(ws, bp), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lockfile := strings.TrimSuffix(bp, ".toml") + ".lock.json"
+	var outputs string
+	for _, in := range []map[string]string{
+		{"command": "lock", "blueprint": bp, "types": typ, "arches": "x86_64", "cache-dir": cache},
+		{"command": "build", "lockfile": lockfile, "output-dir": "out", "cache-dir": cache},
+	} {
+		env := maps.Clone(vars)
+		for k, v := range in {
+			env["INPUT_"+strings.ToUpper(k)] = v
+		}
+		for _, v := range []string{"GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV"} {
+			env[v] = filepath.Join(root, in["command"]+"-"+v)
+			if err := os.WriteFile(env[v], nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		var log strings.Builder
+		if err := action.Run(ctx, func(k string) string { return env[k] }, &log); err != nil {
+			t.Fatalf("the action's %s of %s: %v\n%s", in["command"], bp, err, log.String())
+		}
+		b, err := os.ReadFile(env["GITHUB_OUTPUT"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs = string(b)
+		t.Logf("the action's %s of %s %s: %.0f s", in["command"], bp, typ, time.Since(start).Seconds())
+	}
+	var images []action.Image
+	if err := json.Unmarshal([]byte(fileCommand(outputs, "images")), &images); err != nil || len(images) != 1 {
+		t.Fatalf("the action's images output %q: %v", fileCommand(outputs, "images"), err)
+	}
+	im := images[0]
+	if im.Type != typ || im.Arch != "x86_64" {
+		t.Fatalf("the action built %s/%s, want x86_64/%s", im.Arch, im.Type, typ)
+	}
+	p := filepath.Join(ws, im.Path)
+	if got := testutil.FileSHA256(t, p); got != im.SHA256 {
+		t.Fatalf("%s: sha256 %s, the action's output says %s", p, got, im.SHA256)
+	}
+	t.Logf("built %s of %s through the action: %s, %d bytes (%.0f MiB), sha256 %s", typ, bp, im.Path, im.Size, float64(im.Size)/(1<<20), im.SHA256)
+	return built{path: p, sha256: im.SHA256, size: im.Size}
+}
+
+// fileCommand is the value of name in a GITHUB_OUTPUT file (NAME=VALUE or
+// the NAME<<DELIMITER form).
+func fileCommand(data, name string) string {
+	lines := strings.Split(data, "\n")
+	for i, l := range lines {
+		if v, ok := strings.CutPrefix(l, name+"="); ok {
+			return v
+		}
+		delim, ok := strings.CutPrefix(l, name+"<<")
+		if !ok {
+			continue
+		}
+		var val []string
+		for _, v := range lines[i+1:] {
+			if v == delim {
+				return strings.Join(val, "\n")
+			}
+			val = append(val, v)
+		}
+	}
+	return ""
+}
+
 func need(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
@@ -97,31 +193,102 @@ func isoFile(t *testing.T, iso, name string) string {
 	return string(data)
 }
 
-// boots runs the boots two at a time (one vCPU each; the CI machine has
-// two cores) and fails t for each that fails.
-func boots(t *testing.T, ctx context.Context, opts ...boottest.Options) []boottest.Result {
+// job is one boot of the pool: it starts once the job at index after (if
+// not -1) has passed, and is skipped when that one failed.
+type job struct {
+	opts  boottest.Options
+	after int
+	// check looks at the result of a boot that passed.
+	check func(boottest.Result) error
+	// before runs just before the boot (after its dependency).
+	before func() error
+}
+
+// runPool boots the jobs two at a time (one vCPU each; the CI machine has
+// two cores), each as soon as a slot is free and its dependency passed,
+// and fails t for each that fails.
+func runPool(t *testing.T, ctx context.Context, jobs []job) {
 	t.Helper()
-	res := make([]boottest.Result, len(opts))
-	errs := make([]error, len(opts))
-	for i := 0; i < len(opts); i += 2 {
-		var wg sync.WaitGroup
-		for j := i; j < min(i+2, len(opts)); j++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				res[j], errs[j] = boottest.Boot(ctx, opts[j])
-			}()
+	const slots = 2
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	state := make([]int, len(jobs)) // 0 waiting, 1 running, 2 passed, 3 failed or skipped
+	errs := make([]error, len(jobs))
+	res := make([]boottest.Result, len(jobs))
+	// next picks a job that may start, -1 when every job has been taken;
+	// it waits while only blocked jobs are left.
+	next := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		for {
+			left := false
+			for i, j := range jobs {
+				if state[i] != 0 {
+					continue
+				}
+				left = true
+				if j.after >= 0 && state[j.after] == 3 {
+					state[i], errs[i] = 3, fmt.Errorf("skipped: %s failed", jobs[j.after].opts.Label)
+					cond.Broadcast()
+					continue
+				}
+				if j.after < 0 || state[j.after] == 2 {
+					state[i] = 1
+					return i
+				}
+			}
+			if !left {
+				return -1
+			}
+			cond.Wait()
 		}
-		wg.Wait()
 	}
+	var wg sync.WaitGroup
+	for range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next(); i >= 0; i = next() {
+				j := jobs[i]
+				var err error
+				if j.before != nil {
+					err = j.before()
+				}
+				if err == nil {
+					res[i], err = boottest.Boot(ctx, j.opts)
+				}
+				if err == nil && j.check != nil {
+					err = j.check(res[i])
+				}
+				mu.Lock()
+				errs[i] = err
+				state[i] = 2
+				if err != nil {
+					state[i] = 3
+				}
+				cond.Broadcast()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Errorf("boot %s: %v", opts[i].Label, err)
+			t.Errorf("boot %s: %v", jobs[i].opts.Label, err)
 		} else {
-			t.Logf("boot %s: %.0f s; %s", opts[i].Label, res[i].Seconds, res[i].Marker)
+			t.Logf("boot %s: %.0f s; %s", jobs[i].opts.Label, res[i].Seconds, res[i].Marker)
 		}
 	}
-	return res
+}
+
+// marker checks the first-boot marker's line.
+func marker(fw string) func(boottest.Result) error {
+	return func(r boottest.Result) error {
+		if want := "IBUILD-MARKER-OK firmware=" + fw; !strings.HasPrefix(r.Marker, want) {
+			return fmt.Errorf("marker %q, want %q (console in %s)", r.Marker, want, r.ConsoleLog)
+		}
+		return nil
+	}
 }
 
 // emptyDisk makes a sparse raw disk of size bytes.
@@ -139,74 +306,107 @@ func emptyDisk(t *testing.T, p string, size int64) {
 	}
 }
 
-// TestInstaller builds raw and image-installer from the end-to-end test's
-// blueprint, checks that the installer carries raw's bytes, lets it
-// install onto empty disks by UEFI and by BIOS, boots each disk alone to
-// the blueprint's login prompt and first-boot marker, and checks that the
-// installer refuses a disk that holds partitions.
-func TestInstaller(t *testing.T) {
+// TestISO builds the installer (with raw, from the end-to-end test's
+// blueprint) and the live ISO (from a small blueprint of its own), once
+// each, then boots, two at a time:
+//   - the installer by UEFI and by BIOS, each with an empty virtio disk,
+//     until it has written the image and powered off: by UEFI onto a disk
+//     of the image's size, which then holds raw's bytes (same sha256); by
+//     BIOS onto a larger one, whose root then ends at the disk's end;
+//   - each installed disk alone, to the blueprint's login prompt and
+//     first-boot marker;
+//   - the installer with a disk that holds partitions: it refuses, says so,
+//     and writes nothing;
+//   - the live ISO by UEFI and by BIOS, to its login prompt and marker.
+func TestISO(t *testing.T) {
 	skipUnlessBuilds(t)
 	need(t, "xorriso", "sfdisk")
 	ctx := context.Background()
 	dir := t.TempDir()
-	img := lockAndBuild(t, ctx, dir, buildtest.CacheDir(t), "../../testdata/e2e/boot.toml", "raw", "image-installer")
-	raw, iso := img["raw"], img["image-installer"]
+	cache := buildtest.CacheDir(t)
+	img := lockAndBuild(t, ctx, dir, cache, "../../testdata/e2e/boot.toml", "raw", "image-installer")
+	raw, installer := img["raw"], img["image-installer"]
+	// The live ISO as a workflow builds it: through the Action.
+	live := actionBuild(t, ctx, dir, cache, "testdata/live.toml", "live-iso")
 
 	// The payload is raw's disk, to the byte.
-	sums := isoFile(t, iso.path, "/install/SHA256SUMS")
+	sums := isoFile(t, installer.path, "/install/SHA256SUMS")
 	if !strings.Contains(sums, raw.sha256+"  disk.raw\n") {
 		t.Fatalf("the installer's SHA256SUMS does not name raw's sha256 %s:\n%s", raw.sha256, sums)
 	}
 
-	const diskSize = 6 << 30 // larger than the image: the root grows
-	var installs []boottest.Options
+	// By UEFI onto a disk of the image's size: nothing to grow, so the disk
+	// must hold raw's bytes exactly. By BIOS onto a larger disk: the root
+	// grows to its end.
+	const bigDisk = 6 << 30
+	var jobs []job
 	for _, fw := range []string{"uefi", "bios"} {
 		disk := filepath.Join(dir, "target-"+fw+".raw")
-		emptyDisk(t, disk, diskSize)
-		installs = append(installs, boottest.Options{Firmware: fw, CDROM: iso.path, Disks: []boottest.Disk{{Path: disk, Format: "raw"}},
-			Dir: dir, Label: "install-" + fw, UntilPowerOff: true, Memory: 1024,
-			Want:    []string{"IBUILD-INSTALL: written: sha256 " + raw.sha256, "IBUILD-INSTALL: DONE"},
+		size, check := raw.size, func() error { return sameSHA256(disk, raw.sha256) }
+		if fw == "bios" {
+			size, check = bigDisk, func() error { return checkGrown(disk, bigDisk) }
+		}
+		emptyDisk(t, disk, size)
+		install := len(jobs)
+		jobs = append(jobs, job{after: -1, opts: boottest.Options{Firmware: fw, CDROM: installer.path,
+			Disks: []boottest.Disk{{Path: disk, Format: "raw"}}, Dir: dir, Label: "install-" + fw, UntilPowerOff: true,
+			Want:    []string{"IBUILD-INSTALL: written: disk.raw onto /dev/vda", "IBUILD-INSTALL: DONE"},
 			Refuse:  []string{"IBUILD-INSTALL: FAILED", "IBUILD-INSTALL: REFUSED"},
-			Timeout: 12 * time.Minute})
-	}
-	if res := boots(t, ctx, installs...); t.Failed() {
-		for _, r := range res {
-			t.Logf("console: %s", r.ConsoleLog)
-		}
-		t.FailNow()
-	}
-
-	var firstBoots []boottest.Options
-	for _, fw := range []string{"uefi", "bios"} {
-		disk := filepath.Join(dir, "target-"+fw+".raw")
-		checkGrown(t, disk, diskSize)
-		firstBoots = append(firstBoots, boottest.Options{Firmware: fw, Disks: []boottest.Disk{{Path: disk, Format: "raw", Snapshot: true}},
-			Dir: dir, Label: "installed-" + fw, Host: "ibuild-boot", Marker: "IBUILD-MARKER-", Timeout: 8 * time.Minute})
-	}
-	for i, r := range boots(t, ctx, firstBoots...) {
-		if want := "IBUILD-MARKER-OK firmware=" + firstBoots[i].Firmware; r.Marker != "" && !strings.HasPrefix(r.Marker, want) {
-			t.Errorf("boot %s: marker %q, want %q", firstBoots[i].Label, r.Marker, want)
-		}
+			Timeout: 25 * time.Minute}})
+		jobs = append(jobs, job{after: install, before: check,
+			opts: boottest.Options{Firmware: fw, Disks: []boottest.Disk{{Path: disk, Format: "raw", Snapshot: true}},
+				Dir: dir, Label: "installed-" + fw, Host: "ibuild-boot", Marker: "IBUILD-MARKER-", Timeout: 15 * time.Minute},
+			check: marker(fw)})
 	}
 
 	// A disk that holds partitions is refused, and nothing is written.
-	disk := filepath.Join(dir, "target-uefi.raw")
-	before := fileSHA256(t, disk)
-	boots(t, ctx, boottest.Options{CDROM: iso.path, Disks: []boottest.Disk{{Path: disk, Format: "raw"}}, Dir: dir, Label: "refuse",
-		Want: []string{"IBUILD-INSTALL: REFUSED: /dev/vda already holds partitions"}, NoLogin: true, AllowFailures: true,
-		Refuse: []string{"IBUILD-INSTALL: writing"}, Timeout: 8 * time.Minute})
-	if after := fileSHA256(t, disk); after != before {
+	used := filepath.Join(dir, "used.raw")
+	emptyDisk(t, used, raw.size)
+	sfdisk := exec.Command("sfdisk", "--quiet", used)
+	sfdisk.Stdin = strings.NewReader("label: gpt\n,1GiB\n")
+	if out, err := sfdisk.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk %s: %v\n%s", used, err, out)
+	}
+	before := testutil.FileSHA256(t, used)
+	jobs = append(jobs, job{after: -1, opts: boottest.Options{CDROM: installer.path, Disks: []boottest.Disk{{Path: used, Format: "raw"}},
+		Dir: dir, Label: "refuse", NoLogin: true, AllowFailures: true,
+		Want:    []string{"IBUILD-INSTALL: REFUSED: /dev/vda already holds partitions"},
+		Refuse:  []string{"IBUILD-INSTALL: writing"},
+		Timeout: 15 * time.Minute}})
+
+	for _, fw := range []string{"uefi", "bios"} {
+		jobs = append(jobs, job{after: -1, opts: boottest.Options{Firmware: fw, CDROM: live.path, Dir: dir, Label: "live-" + fw,
+			Host: "ibuild-live", Marker: "IBUILD-MARKER-", Timeout: 15 * time.Minute}, check: marker(fw)})
+	}
+	runPool(t, ctx, jobs)
+	if after := testutil.FileSHA256(t, used); after != before {
 		t.Errorf("the refused disk changed: sha256 %s, was %s", after, before)
 	}
 }
 
+// sameSHA256 checks that the file at p has sha256 want.
+func sameSHA256(p, want string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s has sha256 %s, not the raw image's %s", p, got, want)
+	}
+	return nil
+}
+
 // checkGrown checks that the installed disk's last (root) partition ends
 // at the end of the disk.
-func checkGrown(t *testing.T, disk string, size int64) {
-	t.Helper()
+func checkGrown(disk string, size int64) error {
 	out, err := exec.Command("sfdisk", "--json", disk).Output()
 	if err != nil {
-		t.Fatalf("sfdisk --json %s: %v", disk, err)
+		return fmt.Errorf("sfdisk --json %s: %w", disk, err)
 	}
 	var pt struct {
 		PartitionTable struct {
@@ -217,45 +417,15 @@ func checkGrown(t *testing.T, disk string, size int64) {
 		}
 	}
 	if err := json.Unmarshal(out, &pt); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	parts := pt.PartitionTable.Partitions
 	if len(parts) == 0 {
-		t.Fatalf("%s: no partitions", disk)
+		return fmt.Errorf("%s: no partitions", disk)
 	}
 	last := parts[len(parts)-1]
 	if end := last.Start + last.Size - 1; pt.PartitionTable.LastLBA != size/512-34 || pt.PartitionTable.LastLBA-end > 2048 {
-		t.Errorf("%s: root partition ends at sector %d, the disk's last usable sector is %d (want the root grown to the disk)", disk, end, pt.PartitionTable.LastLBA)
+		return fmt.Errorf("%s: root partition ends at sector %d, the disk's last usable sector is %d (want the root grown to the disk)", disk, end, pt.PartitionTable.LastLBA)
 	}
-}
-
-func fileSHA256(t *testing.T, p string) string {
-	t.Helper()
-	out, err := exec.Command("sha256sum", p).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, _ := strings.Cut(string(out), " ")
-	return s
-}
-
-// TestLiveISO builds the live ISO twice (the second from scratch, for the
-// same sha256) and boots it by UEFI and by BIOS to the blueprint's login
-// prompt and marker.
-func TestLiveISO(t *testing.T) {
-	skipUnlessBuilds(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	img := lockAndBuild(t, ctx, dir, buildtest.CacheDir(t), "testdata/live.toml", "live-iso")
-	iso := img["live-iso"]
-	var opts []boottest.Options
-	for _, fw := range []string{"uefi", "bios"} {
-		opts = append(opts, boottest.Options{Firmware: fw, CDROM: iso.path, Dir: dir, Label: "live-" + fw, Host: "ibuild-live",
-			Marker: "IBUILD-MARKER-", Timeout: 8 * time.Minute})
-	}
-	for i, r := range boots(t, ctx, opts...) {
-		if want := "IBUILD-MARKER-OK firmware=" + opts[i].Firmware; r.Marker != "" && !strings.HasPrefix(r.Marker, want) {
-			t.Errorf("boot %s: marker %q, want %q", opts[i].Label, r.Marker, want)
-		}
-	}
+	return nil
 }
