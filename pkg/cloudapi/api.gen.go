@@ -117,6 +117,39 @@ func (e ImageRequestV1Architecture) Valid() bool {
 	}
 }
 
+// Defines values for ImageSBOMPipelinePurpose.
+const (
+	Buildroot ImageSBOMPipelinePurpose = "buildroot"
+	Image     ImageSBOMPipelinePurpose = "image"
+)
+
+// Valid indicates whether the value is a known member of the ImageSBOMPipelinePurpose enum.
+func (e ImageSBOMPipelinePurpose) Valid() bool {
+	switch e {
+	case Buildroot:
+		return true
+	case Image:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ImageSBOMSbomType.
+const (
+	Spdx ImageSBOMSbomType = "spdx"
+)
+
+// Valid indicates whether the value is a known member of the ImageSBOMSbomType enum.
+func (e ImageSBOMSbomType) Valid() bool {
+	switch e {
+	case Spdx:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ImageStatusValue.
 const (
 	ImageStatusValueBuilding    ImageStatusValue = "building"
@@ -373,6 +406,16 @@ type ComposeResponseV1 struct {
 	Id string `json:"id"`
 }
 
+// ComposeSBOMs defines model for ComposeSBOMs.
+type ComposeSBOMs struct {
+	Href string `json:"href"`
+	Id   string `json:"id"`
+
+	// Items one list per image request, in their order
+	Items [][]ImageSBOM `json:"items"`
+	Kind  string        `json:"kind"`
+}
+
 // ComposeStatus defines model for ComposeStatus.
 type ComposeStatus struct {
 	Href          string             `json:"href"`
@@ -570,6 +613,22 @@ type ImageRequestV1 struct {
 
 // ImageRequestV1Architecture defines model for ImageRequestV1.Architecture.
 type ImageRequestV1Architecture string
+
+// ImageSBOM defines model for ImageSBOM.
+type ImageSBOM struct {
+	PipelineName string `json:"pipeline_name"`
+
+	// PipelinePurpose image (what the image installs); the build root's packages are in the lockfile
+	PipelinePurpose ImageSBOMPipelinePurpose `json:"pipeline_purpose"`
+	Sbom            json.RawMessage          `json:"sbom"`
+	SbomType        ImageSBOMSbomType        `json:"sbom_type"`
+}
+
+// ImageSBOMPipelinePurpose image (what the image installs); the build root's packages are in the lockfile
+type ImageSBOMPipelinePurpose string
+
+// ImageSBOMSbomType defines model for ImageSBOM.SbomType.
+type ImageSBOMSbomType string
 
 // ImageStatus defines model for ImageStatus.
 type ImageStatus struct {
@@ -870,6 +929,9 @@ type ServerInterface interface {
 	// GetComposeMetadata The packages of a compose's images and the request that made it
 	// (GET /api/image-builder-composer/v2/composes/{id}/metadata)
 	GetComposeMetadata(w http.ResponseWriter, r *http.Request, id ComposeID)
+	// GetComposeSBOMs The SPDX SBOM of each image, from the lockfile
+	// (GET /api/image-builder-composer/v2/composes/{id}/sboms)
+	GetComposeSBOMs(w http.ResponseWriter, r *http.Request, id ComposeID)
 	// GetDistributions The distributions, their architectures and the suites resolved against
 	// (GET /api/image-builder-composer/v2/distributions)
 	GetDistributions(w http.ResponseWriter, r *http.Request)
@@ -1090,6 +1152,32 @@ func (siw *ServerInterfaceWrapper) GetComposeMetadata(w http.ResponseWriter, r *
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetComposeMetadata(w, r, id)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetComposeSBOMs operation middleware
+func (siw *ServerInterfaceWrapper) GetComposeSBOMs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "id" -------------
+	var id ComposeID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", r.PathValue("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "id", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetComposeSBOMs(w, r, id)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1367,6 +1455,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}", wrapper.GetComposeStatus)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}/metadata", wrapper.GetComposeMetadata)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}/manifests", wrapper.GetComposeManifests)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}/sboms", wrapper.GetComposeSBOMs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}/logs", wrapper.GetComposeLogs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/image-builder-composer/v2/composes/{id}/download", wrapper.GetComposeDownload)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/image-builder/v1/compose", wrapper.PostComposeV1)
@@ -1705,6 +1794,45 @@ func (response GetComposeMetadatadefaultJSONResponse) VisitGetComposeMetadataRes
 	return err
 }
 
+type GetComposeSBOMsRequestObject struct {
+	Id ComposeID `json:"id"`
+}
+
+type GetComposeSBOMsResponseObject interface {
+	VisitGetComposeSBOMsResponse(w http.ResponseWriter) error
+}
+
+type GetComposeSBOMs200JSONResponse ComposeSBOMs
+
+func (response GetComposeSBOMs200JSONResponse) VisitGetComposeSBOMsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetComposeSBOMsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response GetComposeSBOMsdefaultJSONResponse) VisitGetComposeSBOMsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDistributionsRequestObject struct {
 }
 
@@ -1963,6 +2091,9 @@ type StrictServerInterface interface {
 	// GetComposeMetadata The packages of a compose's images and the request that made it
 	// (GET /api/image-builder-composer/v2/composes/{id}/metadata)
 	GetComposeMetadata(ctx context.Context, request GetComposeMetadataRequestObject) (GetComposeMetadataResponseObject, error)
+	// GetComposeSBOMs The SPDX SBOM of each image, from the lockfile
+	// (GET /api/image-builder-composer/v2/composes/{id}/sboms)
+	GetComposeSBOMs(ctx context.Context, request GetComposeSBOMsRequestObject) (GetComposeSBOMsResponseObject, error)
 	// GetDistributions The distributions, their architectures and the suites resolved against
 	// (GET /api/image-builder-composer/v2/distributions)
 	GetDistributions(ctx context.Context, request GetDistributionsRequestObject) (GetDistributionsResponseObject, error)
@@ -2234,6 +2365,32 @@ func (sh *strictHandler) GetComposeMetadata(w http.ResponseWriter, r *http.Reque
 	}
 }
 
+// GetComposeSBOMs operation middleware
+func (sh *strictHandler) GetComposeSBOMs(w http.ResponseWriter, r *http.Request, id ComposeID) {
+	var request GetComposeSBOMsRequestObject
+
+	request.Id = id
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetComposeSBOMs(ctx, request.(GetComposeSBOMsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetComposeSBOMs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetComposeSBOMsResponseObject); ok {
+		if err := validResponse.VisitGetComposeSBOMsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetDistributions operation middleware
 func (sh *strictHandler) GetDistributions(w http.ResponseWriter, r *http.Request) {
 	var request GetDistributionsRequestObject
@@ -2396,80 +2553,84 @@ func (sh *strictHandler) GetComposeMetadataV1(w http.ResponseWriter, r *http.Req
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"5Hzbbtu4m/irEPr/gSSAYjtOmnbcq7TNr8hOOw2aTveiLhxa+mxzIpEakorjCXK7D7CPuE+y4EFnypaS",
-	"tP0BexMoFvmR3/lE8d4LWJwwClQKb3LvJZjjGCRw/d9b9U7AxTv1Twgi4CSRhFFv4skVoMC83hOIhJ7v",
-	"EfV7guXK8z2KY/Amnv6dw98p4RB6E8lT8D0RrCDGCuSC8RhLb+KlqR4pN4maJSQndOk9PPjFDr4ePXYP",
-	"dsTF07byoCaLhFEBmjTnnDOuHgJGJVCpHnGSRCTAanfDv4Ta4n1phf/PYeFNvP83LCg+NG/F0EDTq1RR",
-	"PKMbBOqljwjNkOV7AokVTmCCrgMWwjUiAgmJ5xH46JoDFoxeI4E3Aq1XWCIipnTNGV0iTEOkyCKQop2i",
-	"Bgi5J9CCQBSi9QooYhQQEYMp1fS3G1T7fxOlkHBiUQ1DoraIo0vOEuCSKLIYotYwQOsViwDNs+l1TPIX",
-	"yPAA7au9mV2yxZRek3lKohBFLLi5ro4nEYiD1yhYQXADIZpvNFoCx4BCUJThA3QhxZTqkUjiG1AjCEeW",
-	"a4jQiFCYIKyBoeuUE01NDotUQKjI4HtJCcV7K1b3DmEtpOubGfU9lyM2/wsC6fne3eGSHdoflYwMPuP1",
-	"RxACL8F78Asif4aECSIZ32i1rOxgjgWkPNLPREIsHNvJV8ac4436v6ro3eeR0DmshQy+J1IiodcaNdKR",
-	"sEm4kinQ28FR9GnhTb5tV6tPevJnWAAHGoD38L2A84EI2R2SHv3g1zmRY5g/bANiV76SWKZiNxk0yCYl",
-	"yjiwpXgCNZroxHgJM61u3bG6UJPeqDkfWAfmlpfYitxHTMkChHxWDOMy0Lp8dlXSrQgWK2zHDiQOscTP",
-	"iVyCgxu8hO6suzQT8r04tN/6CLfztS+RVF4mxqG2rplt93oav4cu5DJhQBVtJiQHmAUsjol0mpvnJ8xD",
-	"u4H6XFDM7SUXOBLge5TpMWXZCVIhWUz+0SGE8Hwv93WeokXNC5T98TZkCsetvEB1iV0WqzpahSdEkXWe",
-	"Gim49+AOx0mkCBHCnGB6eDRuRk++VfuSMO20KBkZ65N7GqYSmBjfXZh5R6e+FxOa/bdDoysof9/JeCOi",
-	"W1lfZWQQEaByZvws0DRWi+KEeL6XktKCBTV/KRMrZkBZ1LsPQJdy5U3GL0ats7JwoTT8aDTaJSmPY/bX",
-	"o2djd2M/W/lv8gOXjTLM3Z5kVO1jS1y5PTiyocWzhwQih7uTB0V0U54KPTnZFiP5XretVOjxFUcpNChp",
-	"AVX3ud1pG3B56lelVAgSEx2U14NmQiUsgRt3im1iuJPN+eCd/HYK3OP5VrLSfR14M9JrJWsdB82jkgEU",
-	"aRCAUPxZYBKlXMUTCdBQUctlEy00kWmh0nYXYQIOWEI4w+5Q4fGKWrd0jdfPRdeskKFg+WV8thBZbDNO",
-	"WRzaJ4mp09mhqRGhN6K52oJw4aZ9hJ0vavib+Xa0C+UYDDo1vrOUSpdS1sCbcU249TBfLZLh6BsSOumv",
-	"nW81m+8RG9hUv8Kdsscdnbxy6ELV9TUKASsIbmbLZFmixpyxCDAtXnNI2JYxHWsJ2zcCFM8jCN1LLEgE",
-	"raq0TJY3sGmjyumLF8envcliNL8SzjiBgMSK6258ifINEWkR8JiFaQSzFZMLcgfCjXgr0gknjBO5cXsW",
-	"IaLZLXCy2LjBdinLbCNQxzikEZluFfZqSlkqCgYRS0N0dnmBqrHua51hrpiQECJtb5GuJehJqYCiAKgL",
-	"iI3inYGmpVvrI+kRmDRUuUKx43FTpELCIei5yjs7pwb+aDQ+aS6g65qdQf+LRNAZ6kZIiHuBtlMqC5w6",
-	"wXNY4yjaDdOMq8iU1n7O0qQ72u/V8Oq2yqqd70tJlSNNGb84dpiBG+AUdqLwuxmlfBsLcAS7xn8wo9pK",
-	"FruNU47hyeg3B4oJ3kQMh4+T/z6SL4DfkgB2wrzKxqn4gcTwD6M7ifQlG/fge6mwrapOGPwpjK3cKgiu",
-	"0k6hlP3cN1CRcpglmGe+smmYtTTv2vmnNbVbZ2GLd8BKLCoyUpGBYqSiWcf1akZfr/HdSZ8iZ84L604y",
-	"tf/eiYOu/ogj9GxssOpoyim+dhTof/7rvxHmwYpICGTKzQ+mxFloCiIScRAsugWB8BITqgPRxmJ5gvhc",
-	"SXhgmV7UaS4+nr0/P3zz58WHd+efD99++nj56er88+GJq2xTSUwVWG1IZy19na4Zqt5TPrwG2J1Fa//T",
-	"T4Gy1KQs1Ue/nRyPTlyIYolnQAOmk8RSLplEmKg9qmj69MSZPv5f0dR/VXx7D07EhM4E+Qcq6TGh8lTJ",
-	"XEwoiRWti4peKTSNVUqVMEI7ZHelsX6xphsTV3jQD6mEccPsXLO+eePxRAaJ53uvRvaBxDjRj9/9Hn3T",
-	"ri4ww6NwhQ9bsL0qQe2jR0TkuVZ3FEoJWo9ebmPv7zO96bHhZVsF7Snt9wffq3YrG1WCiC13A1eDWmF3",
-	"bf9U1y37nrLlunt1OtMahtWIFttl6k7m5w6Vvi+bBGyhrxoFVp3kF5VJ6aQRSZb5vcztIfUHcIjYQrvJ",
-	"skfdE/oIx5SqgHpPIJxIJFjKAxAHA2TrRxxZiuqjKPFrZE95hAwEokyakxfPH5daC9bsZWoi7gmkRiBC",
-	"0XwjQbxGIxQDpua8jMk3Fcg9gUJY4DRSVqqnNUwTHYKzpFPz5k89+lOS927sdIn5Enr0RwycL3pWLQfc",
-	"kelXRLMibLt0oHcn7JdowSOdmuVDx5amIX+pP9WZyI2VWqleNH+2U7UZ+2TxaueOij2vVid6VauMRu8J",
-	"E2FbQ1HokC7cSFfAmnC25CB2d+mzcZ3bQiU62aZQTt5uAAwfi15JZTL0VceOJ4G29FAaCHXsoPieZo55",
-	"NEiYZw5LIiTwtjZLSXcaDH9b1O/M8b39pZLYQ81zH+G18NEySHyE/0k5+OhWJCsoPRyyW+xP6VpEPtLK",
-	"h6NDjtcH+thiLk1sTY1zyFvla4Wjhun53lKHbKWFM002wDzfs6sVT2pdz/fWIlJwYuL5+lQnJiqyVhDV",
-	"WDPm74Ctx4pMGpLE6v3tKlR/4/DGSbHf80pRH0uYKE71OXjnCryyVLwK+4a0QE4UtdzFZWsjm28kkzjq",
-	"0FbRi9olLLxsskuuP+Tlsh5Eu4HNnGEetjSX6DJtVNQeEc3W0/UGfVda71t7i81SopsfrrafpaJewUU2",
-	"kww2FBMjlUkixpFOYbV2+upfjGgaAyeBOT3NKNh6RX2TDf5We5bGZeokv350yumOnHTQjSeRxtVKh1jh",
-	"8YvTyYvxi5evXoVwHIYnJye/vQzGL8OTo5fjF6evjk9P5+PR8asRPp2fvhy9XIzw0W8vRycvj+EkVA+n",
-	"+GTh8jOQsJatbOnhRoAFbBGd2mka17q3wAXpUmOxAYDeTTHNNyR08f+y5DmrIiCkkn20zzgSEhJxgEJG",
-	"AbFUGs/MbO8kC4NNNL7CzRZKaEu0j7cFGsI27e/RLq0fNn+nDzAVZbvNANkeKiImitfh0K3CkTMm0f4c",
-	"FoybDEYMD15PqU16lNMpPDfCHAofBHcSqGIG2i+aVlNaKRaqCZ8vPyJGQRz4Wb5A6FKlU82cyXXUvNT9",
-	"LU4kcOWfdveA/226vEWvtkOLliwp4zATInJvqdx97dAHr7RjO4zv0p+1nZmZgL4n6flKxD+sOdtQon/3",
-	"SpHCSNw8vbr0pdQ26oEnlYkAfltvH+3cdLlL1SEEq+bvfa2ZyfJV0GsA+NpwpFRZHrYof0Vz9p9X6Pzt",
-	"2NcPV8c+ev/2UpmwKT1TgTEyMX4GZ4DepMENSOEjoKEut1qDxyEEKgmOjAHTdRxDpz2B9rNvcfQv12gR",
-	"4aWZp7Z19e53sZfZORSsMKHiwGnW9NqdGpqrTQJ8djtbArXthXKG8/XI872v4y3lAGc/17VQxIIcfDMw",
-	"TucRCdyqqxKmxknYU1d7goOpgs3yPkLz25kV5jBbE7ma4UCfROpsFFyddkFxIlZMdieDSOe5BLZ1iCRQ",
-	"nJ9X7qwCj60JPbZO1qUQZItiphLkjr2y5b+3ItZWdum1cQOktP3+5Yi8oPFUzPODsT1JUDJyzUpybsk4",
-	"iDSSE3Sd8ugaLVQSshYDceyjaxyTa21Nro1S5a/9Kb1OOFOLzkhoxxQKbsbpykLjV10WcBkhlec7k7Tt",
-	"hziLbbTkB8s2I2IDuc4K86iqDk8pbSvdVErA/ZSwt0g9sczt1sUayHZ5zOtTtRKRFrS8RmQqRk5K2b5r",
-	"n35V80zSzlDChsXds88EC7FmLQUOIVYzC7HZ3Wg5Macrs0pN1ET/cT013eoMUk7k5kpx09DjDWBuiKhZ",
-	"rJ2m+SkHsJIyMd88E7pgbrNhIxx9EpAtUDX+GKALiUQC+EYgJvSbQ9cZwindT2kIHA1xQoaaBoeWBvn4",
-	"4e14eJCHMm5yTWm2nQTLlUCtUIe3R8MDTVcFLMFcCps7TimJkwhiJfw+Uo6+HMTpqukAneVoRyy4EYjI",
-	"8lfPhEqG8JSqd/qj5X31Pvvs8MA3+xXmQ26NQALcPtkegm/DQQV6SvVn3zoU1/jfACT6qIvaf8jWVI0c",
-	"TOmUnt8C3+Qf/VGAUCCMDFuRZDdAaxGi/dEcUUd/nH08v1YJNra/CwC1zWhT/mxQmA8JNWmIbQNGJABq",
-	"qi72o/6zBAcrQOPByLOWVYuTmAyH6/V6gPXrAePLoZ0rhh8u3p7/cXV+OB6MBisZRyaYl7pQYzdtJKYk",
-	"c6Wqy8Qbe+b8DMUJ8Sbe8WA0OPbMcQ4t8jukK/ssUh87cH1R+UEzu/phfsH2fcZrZ2GNhIFmil52SnP+",
-	"SsXTv1NIwQiCwa8hCIrhPlqvgIORAH9KlTRZ8RigP5hcEbpERBhooXGq1S8/lSMS6BZHJNQ7M0zLDwRd",
-	"hN7Eu2RCvs0/DLXT37Bw82x3KNQ+v3yomi/JU6jf4TAeHT336heh6xaHknijNc5Iac5mmS5yC/R8u/kN",
-	"ESpEj2PMN97Eu5KYS4TzD27V225CKIbaZ5k4oMqo9yDLX8g3SDZ6bpKZT+ubRMu26iMKayVr5sOPpxJN",
-	"exUcRcZF2DV6ke6ehA9GeyOQ0KTgO/17Wdh/EAEbBwebRDR7fLqoGZwKWfNRgGkAUaSNgxToLzbXYd8O",
-	"mbrKcosfLVVZa3WrMu7pa1NkamoYgINVVv9+MsHOGmuYAK64XqflVGgxZFhcv6M7K33kc5g57g56/i4b",
-	"2osrLJAgD4XkgOMqd/JS9ZxQRQznZTotB3D0NSye760Ah/klRHr9w3dE6Oo6qUtDA/qThd0SRN8KQ4lY",
-	"QVi+Zyi210A8mpl+46QEDeGuekIic7Br3ZmxpyZYHo+hfRuy5J2I13nlbXSQXYT0dwqa/tltTLYdXpAu",
-	"xnfmiMvp8fbzLv0FMLJ3k+xyMmrYT3AyahmH4OldPotLyeUju61o+XMVvnKzyQ6iF1er/HjKF2s5yK9C",
-	"02zjpradZzWluFbHTPq0EFpwFj8zv4r11yuiPIBJuLKN/GQultrmu5iYDf0JPMzvQWmyMC7dkfJkrmRf",
-	"PSlbiOs2t+g0NO+dIfJH86ncrd2qY+8qA38gcxof3bjiv8pmnoNFFYi+vU6tfMSwYJNtpNujw2H+yUyH",
-	"YDtPs9vp/MkOeSKF69UsZ2yi1jq7vEAhC9IY6HNkIUTk0HyEBfqPq09/tFBmeHvkqh60Jti6LfbjU2x9",
-	"jPVXJNmluwx+WbJtbilsKata2h/s5mcXby00P2u2zRXfRSQmshLf5Rjru3byaM/8l4V7R45wz3evwBYL",
-	"AS1LjHZFkD/eT4ntkvEzKwpov0U2ItJNMIb3+cWlDx2EJL8J5mel1m4SF6nuM2fPrfTUF6EePMH7K0S+",
-	"92LHY6K0n8KZ0mK/NFJ7MjdKPSU9O+smffuuzEh+bufbva39D9Wk/w0AAP//",
+	"5Dzbbts4m69CaBdIAiix46Rpx71Km/5F9m+nQdPpLlAXDi19tjmRSA1JxfEUud0H2EfcJ1nwoDNlS4mb",
+	"/sDeBI7E03c+ij+8gMUJo0Cl8MY/vARzHIMErv97q94JuLxQ/4QgAk4SSRj1xp5cAgrM6z2BSOj5HlHP",
+	"EyyXnu9RHIM39vRzDn+lhEPojSVPwfdEsIQYqyXnjMdYemMvTfVIuU7ULCE5oQvv4cEvTvD1+LFnsCMu",
+	"n3aUBzVZJIwK0Kh5xznj6kfAqAQq1U+cJBEJsDrd4E+hjvijtMO/c5h7Y+/fBgXGB+atGJjV9C5VEM/p",
+	"GoF66SNCM2D5nkBiiRMYo5uAhXCDiEBC4lkEPrrhgAWjN0jgtUCrJZaIiAldcUYXCNMQKbQIpHCnsAFC",
+	"7gk0JxCFaLUEihgFRMTRhGr82wOq87+JUkg4saCGIVFHxNEVZwlwSRRaDFJrEKDVkkWAZtn0OiT5C2Ro",
+	"gPbV2cwp2XxCb8gsJVGIIhbc3lTHkwjEwWsULCG4hRDN1hosgWNAISjM8CN0KcWE6pFI4ltQIwhHlmqI",
+	"0IhQGCOsF0M3KScamxzmqYBQocH3khKIPyxb/XAwa8Fd38yo7zkfsdmfEEjP9+4PF+zQPlQ8cvQZrz6C",
+	"EHgB3oNfIPkzJEwQyfhai2XlBDMsIOWR/k0kxMJxnHxnzDleq/+rgt59Hgmdw1rQ4HsiJRJ67VFDHQmb",
+	"iCupAn0cHEWf5t7422ax+qQnf4Y5cKABeA/fi3U+ECG7r6RHP/h1SuQQ5j82LWJ3vpZYpmI7GvSSTUyU",
+	"YWAL8QRsNMGJ8QKmWty6Q3WpJr1Rcz6wDsQtb7ERuI+YkjkIuVMI4/Kidf7sKqQbASx22AwdSBxiiXcJ",
+	"XIKDW7yA7qS7MhPyszik39oIt/G1L5FUVibGodaumW73eiq/hy7oMm5AFWwmJAeYBiyOiXSqm90j5qFd",
+	"QX0uMOa2knMcCfA9yvSYMu8EqZAsJn9rF0J4vpfbOk/homYFyvZ4EzCF4VZWoLrFNo1VHa3cE6LQOksN",
+	"F/zw4B7HSaQQEcKMYHp4PGp6T74V+xIzbdUoGRrrk3sqptIyMb6/NPOOz3wvJjT7b4tEV0D+vpXwhkU3",
+	"kr5KyCAiQOXU2Fmgaaw2xQnxfC8lpQ0LbP5SIlbUgNKo9x+ALuTSG49eDFtnZe5CafjxcLiNUx5H7K/H",
+	"OyN34zwb6W/iA5eOMsTdHGRU9WOLX7nZObp+8+njbj2CDPdV5a+ChIgIiRLgSGMoswXauzc+NuMhcIXB",
+	"Xk6SJqSCw2WNnuowWddr5y6TyNfdDlru/ZWnQl8EtfiQvtftKBV8fMVRCg102oWq5+yC3jw0rmIqBImJ",
+	"DlrqQQWhEhbAjbuBbeC8VQzywZvkwcDnEsjH061kxfo6OE1PuBWtdRg0jUoGQqRBAELRZ45JlHLlbyVA",
+	"Q4Utl82wq4lMSylt6EJMwAFLCKfY7Uo9XpHVLUHj9a7wmiV61Fp+GZ4NSBablHfmp/cJ8up4dkhqROit",
+	"aO42J1y4cR9h54sa/Ga+He0COQYDTo3uLKXSJZS15c245rr1MEhtksHoGxQ68a+dk2q2o4fvZFMhFeqU",
+	"PZLh6SuHLFRdg0aiZAnB7XSRLErYmDEWAabFaw4J2zCmY65l80GA4lkEoXuLOYmgVZQWyeIW1m1YOXvx",
+	"4uSsN1qM5FfcPeciILGiuhteomxDRFoYPGZhGsF0yeSc3INwA94KdMIJ40Su3ZZFiGh6B5zM1+5lu6St",
+	"NiGoo5/W8Nw3MnvV6yolTYOIpSE6v7pE1VjgtY7Al0xICK1jpnMtelIqoEiQ6gRrI7lpVtPcreWR9HBM",
+	"GqJcwdjJqMlSIeEQ9Nzlws6pLX88HJ02N9B5385L/4NE0HnVtZAQ91raTqlscOZcnsMKR9H2Nc24Ck9p",
+	"6ecsTbqD/V4Nrx6rLNr5uRRXOcK40YsThxq4BU5hKwj/NKOUbWMBjmDb+A9mVFtKZ7tyyiE8Hf7mADHB",
+	"64jh8HH834fzBfA7EsDWNa+zccp/IDH8zehWJH3Jxj34XipsKa8TBH8Ioys3MoIr9VUIZT/zDVSkHKYJ",
+	"5pmtbCpmzc3bTv5pRe3RWdhiHbBiiwqPVHigGKlw1nG/mtLXe3x34qfIKeSFByea2p93oqCrftQeRxcH",
+	"rBqacgpEGwr0v//9PwjzYEkkBDLl5oFJAReSgohEHASL7kAgvMCEake0sVkeIO4qCA8s0Ys81uXH8/fv",
+	"Dt/8cfnh4t3nw7efPl59un73+fDUldaqBKZqWa1Ipy11r64Rqj5TPry2sDuK1vannwBloUmZq49/Oz0Z",
+	"nroAxRJPgQZMB4mlWDKJMFFnVN702akzfPz/Iqn/qNj2HpSICZ0K8jdUwmNC5ZniuZhQEitcFxnPkmsa",
+	"q5AqYYR2iO5KY/1iTzckLvegH1AJ44bYuWR980ajsQwSz/deDe0PEuNE//zu96grdzWBGRyFKXzYAO11",
+	"adU+ckREHmt1B6EUoPWodTfO/j6Tmx4HXrRl0J7SnvDge9VqbiNLELHF9sXVoNa1u5bHqvuWbU9Zc92/",
+	"OptqCcNqRIvuMnkn87hDpu/LOgGb6Kt6gVUj+UVFUjpoRJJldi8ze0j9ARwiNtdmsmxR94RucZlQ5VDv",
+	"CYQTiQRLeQDi4AjZ/BFHFqO6VSd+jWwXTMhAIMqk6UzZvV9qNViz1quRuCeQGoEIRbO1BPEaDVEMmJp+",
+	"IhNvqiX3BAphjtNIaame2jBNtAvOkk7FrT/06E9JXtuy0yXmC+hRPzLrfNGzajHglki/wpoVZtsmA70r",
+	"hb9ECh5p1CwdOpZ8DfpL9bvOSG7s1Ip1XVRqaLSEJBARuiEvnY9IUq4bGxryYRh/XzfbFYKgVACOInFg",
+	"kjJGfjljSuaz8BVhDrZiphvc5soF9HPC6jlqSgazk7JixuJHtLGoaTk/5GWFJLx3bFJ3nypIc6DIHqq8",
+	"STtd8iLMZm5v+qRZHNG50mX7LOvCUKOmxvqeMJGPVeCFbtOElK5AIuFswUFs7y7JxnUu15XwZIt1Odt3",
+	"W8DIV1HDqkyGvmqyYwfbhtpWA6COlS3fiIT5aYAwvzksiJDA28pfJZ3WIPjbIq9q2k73F0qTHGqa+wiv",
+	"hI8WQeIj/HfKwUd3IllC6cchu8P+hK5E5COtFHF0yPHqQLfb5tzEVtQY7bzFY6Vg1Gt6vrfQrnRp40zD",
+	"msU837O7Fb/Uvp7vrUSk1omJ5+tuZEyorrsvAjXWjPkrYKuRQpNeSWL1/m4Zqr9xeOvE2D/zDF4fC5Uo",
+	"SvVpGHU5xFmKpLr2LWlZOVHYcif9re1qvpFM4qhDuUtvarew62WTXXz9IU9j9kDaLaxnDPOwpehHF2kj",
+	"0/mIKKOeRmngd6nlvrXm20zxuunhKsdaLOodXGgzQXpDMDFSET5iHOnUgpZOX/2LEU1j4CQwXf+Mgs0j",
+	"1Q/ZoG/VKhpXRidf6i1/TnPkxIMuCIo0rmagxBKPXpyNX4xevHz1KoSTMDw9Pf3tZTB6GZ4evxy9OHt1",
+	"cnY2Gw1PXg3x2ezs5fDlfIiPf3s5PH15Aqeh+nGGT+cuOwMJaznKhtp6BFjABtapdYG59r0DLkiX3Jd1",
+	"zKxzkE3zDQpd9L8qWc4qCwip3aR9xpGQkIgDFDIKiKXSWGZma1pZeGK8rCVulrZCmzp/vC7QK2yS/h5l",
+	"7PpHEhe68a5Ip66PkK1tI2KiK+0O3SkYlUOI9mcwZ9xElmJw8HpCbTCqjE5huY2DmdkguJdAFTHQflFM",
+	"nNBKEldN+Hz1ETEK4sDP4jhCFyrMbcayrk8kSlX5olOEK/u0vTb/L1N9L2roHUrnZEEZh6kQkftI5ap4",
+	"h/6ESpm8w/gudXMbckwF9P0ChC9F/NOK5g0h+lfP4CmIxO3Ts35fSuW8HnBSmQjgd/Wy3tZDl6uHHVyw",
+	"al6lrzYz2Rfl9JoFfK04Uqo0D5uXv/46/89r9O7tyNc/rk989P7tlVJhE3quHGNkfPxsnSP0Jg1uQQof",
+	"AQ11GtwqPA4hUElwZBSYzq8ZPO0JtJ99Q6af3KB5hBdmnjrW9cU/xV6m51CwxISKA6da03t3KjQv1wnw",
+	"6d10AdSWfcoRztdjz/e+jjakaZx1dtdGEQvy5ZuOcTqLSOAWXRUwNTq4z1xlIw4mOznN6zvNDMQSc5iu",
+	"iFxOcaA7xDorBVcHhKA4EUsmu6NBpLOcA9sqdxIozvvsO4vAY3N1j81fdknQ2WSlydC5fa9s+++tgLWl",
+	"XXod3CxSOn7/dESe0Hgq5HnDck8UlJRcM8OfazIOIo3kGN2kPLpBcxWErMSROPHRDY7JjdYmN0ao8tf+",
+	"hN4knKlNpyS0YwoBN+N0ZqHxVKcFXEpIxfnOIG1zc21xjJb4YNGmRKwj11lgHpXV4SmlbambSmq+nxD2",
+	"Zqknlh/cslhbsp0f8/xULUWkGS3PEZmMkRNTth7ep47Y7BXb6kpYt7h79JlgIVasJcEhxHJqV2xWnVo6",
+	"GXVmVomJmug/rtapS9BByolcXytqGny8AcwNEjWJtdE0j/IFllIm5lt9QufMrTash6M7NNkcVf2PI3Qp",
+	"kUgA3wrEhH5z6OrtnND9lIbA0QAnZKBxcGhxkI8f3I0GB7kr40bXhGbHSbBcCtS66uDueHCg8aoWSzCX",
+	"wsaOE0riJIJYMb+PlKEvO3E6a3qEznOwIxbcCkRk+Wt9QiVDeEKzMgfaV++zz2UPfHNeYS4g0AA4Pi4y",
+	"oqSWnlB9XYF2xTX8twCJbkFS5w/ZiqqRRxM6oe/ugK/zj1UpQCgQRoasSLJboDUP0T40nw6g388/vrtR",
+	"ATa2zwWAOma0Ln/uKswHsBo1xJZnIxIANVkXexnFeYKDJaDR0dCzmlWzkxgPBqvV6gjr10eMLwZ2rhh8",
+	"uHz77vfrd4ejo+HRUsaRcealTtTYQxuOKfFcKesy9kae6WuiOCHe2Ds5Gh6deKbNRrP8Fu7KPufV7SCu",
+	"L4E/aGJXL5QoyL7PeK1H2XAYaKLobSc0p69UNP0rhRQMIxj4GoygCO6j1RI4GA7wJ1Rxk2WPI/Q7k0tC",
+	"F4gIs1pojGr1i2VliAS6wxEJ9ckM0fJGrcvQG3tXTMi3+QfNdvobFq53dvdH7bPhh6r6kjyF+t0jo+Hx",
+	"rne/DF23j5TYG61whkrTM2eq+y2r58fNbzZRLnocY772xt61xFwinH8ort52Y0Ix0DbL+AFVQr0HWb7Z",
+	"oYGy4a5RZq6EaCItO6qPKKwUr5kPcp6KNG1VcBQZE2H36IW6HyR8MNIbgYQmBi/08zKz/yQENho6m0g0",
+	"Z3w6qxmYCl7zUYBpAFGklYMU6E82027fFp66zmKLn81VWWl1ozDu6et+ZGpyGICDZZb/fjLCzht7GAeu",
+	"uBaqpVu3GDIoro3SlZU+/DnIDHcHOb/IhvaiCgskyEMhOeC4Sp08VT0jVCHDeQlUS2MUso0bS8BhfnmW",
+	"3v/wggidXSd1bmis/mRmtwjRtxlRIpYQlu/Him3fx6OJ6Tc6JWgI99UOiczArnRlxnZNsNwfQ/vWZckr",
+	"Ea/zzNvwILvA668UNP6zW8RsObxAXYzvTevR2cnmPqT+DBjZO3W2GRk17BmMjNrGwXj6lDsxKTl/ZLds",
+	"LZ5X4Cs38mxBenEl0M/HfLGXA/3KNc0O7leat8p+rfaZdLcQmnMW75hexf6rJVEWwARceRfZ81KxVDbf",
+	"RsRs6DPQML+/p0nCuHS3z5OpkrfzsXnha2Q6t6g0NO9LIvJ56SRmLO4iaeYikWdwd/Q+DvLkIZ8RLzVO",
+	"IVdxuD0zXSDzoQaSHGAnZLy+uvivfKvCrfK1+FZ7NH8y1co19o30uqgM/IkEa3zC5vLaK4fZBUUqK/r2",
+	"YplyY2ghXLb9wTbih/kHaB1CpDw50o7nT3bIEzFcz0E6PUq11/nVJQpZkMZAdxE7EpGv5iMs0H9cf/q9",
+	"BTODu2NXzqc1LaKLmT8/MaKbwn9FaqR0M8gvS5GYO1FbkuEW9wfb6dlF8wtNz5puc3nlEYmJrHjlOcT6",
+	"Zq/cRzf/ZU76scNJ9907sPlcQMsWw21+/8+3XWIzZzxnHgjtt/BGRLoxxuBHfk3yQxf3ILtX6bkSIm4U",
+	"FwmKHec8WvGpr10+eIL1V4B870WOx/jWz0KZ0ma/1L9+MjVKlUA9O6sBfvuu1EjebfXth63YDNSk/wsA",
+	"AP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -202,6 +202,27 @@ func TestCurlHostedCompose(t *testing.T) {
 		!strings.Contains(string(mf.Manifests[0]), `"content_sha256"`) {
 		t.Fatalf("manifests: %v", err)
 	}
+	// The SBOM of the image, from the lockfile: SPDX naming the packages.
+	var sb ComposeSBOMs
+	if err := json.Unmarshal(curl(t, a.Alice, a.URL+PrefixV2+"composes/"+created.Id+"/sboms"), &sb); err != nil || len(sb.Items) != 1 || len(sb.Items[0]) != 1 {
+		t.Fatalf("sboms: %+v %v", sb, err)
+	}
+	var spdx struct {
+		SPDXVersion string `json:"spdxVersion"`
+		Packages    []struct {
+			Name string `json:"name"`
+		} `json:"packages"`
+	}
+	if it := sb.Items[0][0]; it.SbomType != Spdx || it.PipelinePurpose != Image || json.Unmarshal(it.Sbom, &spdx) != nil || !strings.HasPrefix(spdx.SPDXVersion, "SPDX-") {
+		t.Fatalf("sbom: %s %s %.300s", it.SbomType, it.PipelinePurpose, it.Sbom)
+	}
+	inSBOM := map[string]bool{}
+	for _, p := range spdx.Packages {
+		inSBOM[p.Name] = true
+	}
+	if !inSBOM["cockpit"] || !inSBOM["npm"] {
+		t.Fatalf("the SBOM's %d packages lack cockpit or npm", len(spdx.Packages))
+	}
 	var v2 ComposeStatus
 	if err := json.Unmarshal(curl(t, a.Alice, a.URL+PrefixV2+"composes/"+created.Id), &v2); err != nil || v2.Status != "success" {
 		t.Fatalf("v2 status: %+v %v", v2, err)

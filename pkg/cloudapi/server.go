@@ -23,6 +23,8 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/auth"
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
 	"github.com/image-builder-action/image-builder-action/pkg/distro"
+	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/sbom"
 	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
@@ -338,6 +340,46 @@ func (s *server) GetComposeManifests(ctx context.Context, req GetComposeManifest
 	}
 	return GetComposeManifests200JSONResponse{Id: id, Kind: "ComposeManifests", Href: href(PrefixV2, id, "/manifests"),
 		Manifests: []json.RawMessage{json.RawMessage(lf)}}, nil
+}
+
+// GetComposeSBOMs returns, per image, the SPDX SBOM of its operating
+// system tree, made from the lockfile (as ibuild publish attaches it):
+// the lockfile pins every package, so the SBOM needs no scan of the image.
+func (s *server) GetComposeSBOMs(ctx context.Context, req GetComposeSBOMsRequestObject) (GetComposeSBOMsResponseObject, error) {
+	id := req.Id.String()
+	c, err := s.cfg.Composes.Get(ctx, owner(ctx), id)
+	if err != nil {
+		return nil, err
+	}
+	data, err := s.cfg.Composes.Lockfile(ctx, owner(ctx), id)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := manifest.Parse("lockfile", data)
+	if err != nil {
+		return nil, err
+	}
+	out := GetComposeSBOMs200JSONResponse{Id: id, Kind: "ComposeSBOMs", Href: href(PrefixV2, id, "/sboms"), Items: [][]ImageSBOM{}}
+	for _, im := range c.Images {
+		e, err := lf.Entry(im.Arch, im.Type)
+		if err != nil {
+			return nil, err
+		}
+		opts := []sbom.Option{sbom.WithLockfileDigest(c.LockfileDigest), sbom.WithName(fmt.Sprintf("%s-%s-%s", c.BlueprintName, im.Arch, im.Type))}
+		if im.Artifact != nil {
+			opts = append(opts, sbom.WithImageFile(im.Artifact.Name, im.Artifact.SHA256))
+		}
+		doc, err := sbom.New(lf, e, opts...)
+		if err != nil {
+			return nil, err
+		}
+		b, err := sbom.Marshal(doc)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, []ImageSBOM{{PipelineName: sbom.OSPipeline, PipelinePurpose: Image, Sbom: json.RawMessage(b), SbomType: Spdx}})
+	}
+	return out, nil
 }
 
 // maxLog bounds each image's log in a logs response: the end is kept,

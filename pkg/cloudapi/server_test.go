@@ -198,7 +198,7 @@ func TestOwners(t *testing.T) {
 		t.Fatalf("status %s: %v", b, err)
 	}
 	for _, p := range []string{"composes/" + id.Id, "composes/" + id.Id + "/metadata", "composes/" + id.Id + "/logs",
-		"composes/" + id.Id + "/manifests", "composes/" + id.Id + "/download"} {
+		"composes/" + id.Id + "/manifests", "composes/" + id.Id + "/sboms", "composes/" + id.Id + "/download"} {
 		if status, b := a.do(t, a.Bob, "GET", PrefixV2+p, nil); status != 404 || !bytes.Contains(b, []byte("IMAGE-BUILDER-COMPOSER-14")) {
 			t.Errorf("bob GET %s: %d %s", p, status, b)
 		}
