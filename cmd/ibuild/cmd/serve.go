@@ -69,8 +69,9 @@ cloud API, the web page, /metrics), the job queue in a SQLite database
 under --dir and builds in this process.
 
 To scale out, give every node the same --database postgres://… and
---artifacts directory, and run 'ibuild worker' on the build machines
-(serve --workers 0 then only queues and serves).`,
+--artifacts store (s3://BUCKET[/PREFIX], or a directory all of them
+mount), and run 'ibuild worker' on the build machines (serve --workers 0
+then only queues and serves).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			log := serviceLogger(c)
@@ -106,11 +107,12 @@ func newWorker() *cobra.Command {
 		metrics string
 	)
 	c := &cobra.Command{
-		Use:   "worker --database postgres://… --artifacts DIR",
+		Use:   "worker --database postgres://… --artifacts s3://BUCKET|DIR",
 		Short: "Work the compose service's build queues from another machine",
 		Long: `Worker takes lock and build jobs from the queues of its architectures in the
 shared PostgreSQL database and puts what it builds into the shared
-artifact directory. Stopping it (SIGTERM) lets running builds finish for
+artifact store; while it builds, it appends the build's log to the
+database, where every API node reads it. Stopping it (SIGTERM) lets running builds finish for
 --drain; a worker killed outright has its build retried by the queue
 after --rescue-after.`,
 		Args: cobra.NoArgs,
