@@ -426,10 +426,16 @@ func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *com
 	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.noReload = true`))
 	start := time.Now()
 	sawBuilding := false
+	// The running stages' names the page showed (a cached build may show
+	// none: only stages that run are named).
+	stagesSeen := map[string]bool{}
 	for {
 		st := run(t, ctx, "status", chromedp.Evaluate[string](`document.getElementById('compose-state').dataset.status`))
 		if st == "building" {
 			sawBuilding = true
+		}
+		if name := run(t, ctx, "stage", chromedp.Evaluate[string](`(document.querySelector('table.images td:nth-child(3) .hint') || {}).textContent || ''`)); name != "" {
+			stagesSeen[name] = true
 		}
 		if st == "success" || st == "failure" {
 			break
@@ -439,7 +445,7 @@ func testCompose(t *testing.T, ctx context.Context, base, shots string, svc *com
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Logf("compose %s ended after %s (building seen: %v)", id, time.Since(start).Round(time.Second), sawBuilding)
+	t.Logf("compose %s ended after %s (building seen: %v; stages named: %v)", id, time.Since(start).Round(time.Second), sawBuilding, stagesSeen)
 	if !run(t, ctx, "no reload", chromedp.Evaluate[bool](`window.noReload === true`)) {
 		t.Errorf("the page was reloaded to show the status")
 	}
