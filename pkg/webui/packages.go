@@ -119,7 +119,10 @@ func (p *RepoPackages) list(ctx context.Context, distro, arch string) (*packageL
 	// One fetch per key at a time; the others wait for it. The fetch is not
 	// tied to one request: a search that gives up does not spoil it.
 	l.once.Do(func() {
-		idx, err := p.Index(context.WithoutCancel(ctx), distro, arch)
+		// Bounded: the searches that wait for it would hang with it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		idx, err := p.Index(fctx, distro, arch)
 		l.fetched = time.Now()
 		if err != nil {
 			l.err = err
