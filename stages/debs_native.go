@@ -27,7 +27,7 @@ var debsNativeHosts = map[string]struct{ multiarch, loaderDir, loaderLink string
 // dpkg starts for every package, and the file tools scripts call most.
 // None of them says what machine it runs on (uname, arch and dpkg itself,
 // which does, stay the tree's).
-var debsNativeTools = []struct{ path, pkg string }{
+var debsNativeTools = []nativeTool{
 	{"/usr/bin/dash", "dash"},
 	{"/usr/bin/perl", "perl-base"},
 	{"/usr/bin/dpkg-deb", "dpkg"},
@@ -70,6 +70,29 @@ var debsNativeTools = []struct{ path, pkg string }{
 // the tree's own programs. Perl is left alone when a libperl is in the
 // set: a native perl could not load the target's XS modules.
 func debsNative(env *Env, pkgs []*debInfo) []Bind {
+	installing := map[string]bool{}
+	libperl := false
+	for _, p := range pkgs {
+		installing[p.name] = true
+		libperl = libperl || strings.HasPrefix(p.name, "libperl")
+	}
+	return nativeBinds(env, debsNativeTools, func(pkg string) bool {
+		return installing[pkg] || (pkg == "perl-base" && libperl)
+	})
+}
+
+// nativeTool is a program of a foreign tree and the package shipping it.
+type nativeTool struct{ path, pkg string }
+
+// nativeBinds returns the binds that make those of tools whose package
+// skip does not refuse the programs of env.Native, the build root of this
+// host's architecture, instead of the foreign tree's; nil when none can
+// be. A program is replaced only when the build root has the same version
+// of its package as the tree (a binNMU of the same source counts: see
+// debsSourceVersion). The first two binds are the host's loader and
+// libraries; the tree needs the link debsNativeLink makes while they are
+// mounted.
+func nativeBinds(env *Env, tools []nativeTool, skip func(pkg string) bool) []Bind {
 	host, ok := debsNativeHosts[runtime.GOARCH]
 	if !ok || !debsForeign(env.Arch) || env.Native == "" {
 		return nil
@@ -92,15 +115,9 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 	if err != nil {
 		return nil
 	}
-	installing := map[string]bool{}
-	libperl := false
-	for _, p := range pkgs {
-		installing[p.name] = true
-		libperl = libperl || strings.HasPrefix(p.name, "libperl")
-	}
-	var tools []Bind
-	for _, t := range debsNativeTools {
-		if installing[t.pkg] || (t.pkg == "perl-base" && libperl) {
+	var binds []Bind
+	for _, t := range tools {
+		if skip != nil && skip(t.pkg) {
 			continue
 		}
 		br, ok1 := brStatus[t.pkg+":"+runtime.GOARCH]
@@ -116,9 +133,9 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 		if fi, err := os.Lstat(filepath.Join(env.Tree, t.path)); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		tools = append(tools, Bind{Src: src, Dst: t.path, ReadOnly: true})
+		binds = append(binds, Bind{Src: src, Dst: t.path, ReadOnly: true})
 	}
-	if len(tools) == 0 {
+	if len(binds) == 0 {
 		return nil
 	}
 	runtimeDirs := []Bind{
@@ -130,7 +147,7 @@ func debsNative(env *Env, pkgs []*debInfo) []Bind {
 			return nil
 		}
 	}
-	return append(runtimeDirs, tools...)
+	return append(runtimeDirs, binds...)
 }
 
 // debsBinNMURE matches a binary-only upload's suffix ("+b1").

@@ -139,29 +139,49 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 
+	var native []Bind
+	if s.Compress == "" || s.Compress == "zstd" || s.Compress == "gzip" {
+		// initramfsHostProgram reads these.
+		native = nativeBinds(env, initramfsNativeTools, nil)
+	}
+	unlink := func() error { return nil }
+	if native != nil {
+		if unlink, err = debsNativeLink(tree); err != nil {
+			return err
+		}
+	}
+	defer func() { unlink() }()
+	if native != nil && env.Log != nil {
+		fmt.Fprintf(env.Log, "initramfs: %d of the tree's programs run natively (the build root's, same versions)\n", len(native)-2)
+	}
 	for _, k := range kernels {
 		initrd, err := hostPath("/boot/initrd.img-" + k)
 		if err != nil {
 			return err
 		}
-		// -c refuses to overwrite; the image is rebuilt from scratch.
-		if err := os.Remove(initrd); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.build(ctx, env, k, initrd, native); err != nil {
 			return err
 		}
-		cmd := &Cmd{
-			Root:   tree,
-			Args:   []string{"update-initramfs", "-c", "-k", k},
-			Env:    []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", env.SourceDateEpoch)},
-			Stdout: env.Log,
-			Stderr: env.Log,
+		if native == nil {
+			continue
 		}
-		if err := env.Runner.Run(ctx, cmd); err != nil {
-			return fmt.Errorf("building the initramfs of %s: %w", k, err)
+		host, err := initramfsHostProgram(initrd)
+		if err != nil {
+			return fmt.Errorf("checking the initramfs of %s: %w", k, err)
 		}
-		fi, err := os.Stat(initrd)
-		if err != nil || fi.Size() == 0 {
-			return fmt.Errorf("building the initramfs of %s: no /boot/initrd.img-%s afterwards", k, k)
+		if host != "" {
+			// A hook copied a stand-in: build it again with the tree's
+			// own programs only.
+			if env.Log != nil {
+				fmt.Fprintf(env.Log, "initramfs: %d of the tree's programs ran natively, but the initramfs of %s holds the host's %s: building it again with the tree's programs\n", len(native)-2, k, host)
+			}
+			if err := s.build(ctx, env, k, initrd, nil); err != nil {
+				return err
+			}
 		}
+	}
+	if err := unlink(); err != nil {
+		return err
 	}
 	// The kernel's postinst skipped /vmlinuz and /initrd.img (INITRD=No
 	// while installing): point them at the newest kernel, and .old at the
@@ -179,6 +199,32 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 		if err := env.Runner.Run(ctx, cmd); err != nil {
 			return fmt.Errorf("linking /vmlinuz and /initrd.img to %s: %w", k, err)
 		}
+	}
+	return nil
+}
+
+// build builds the initramfs of kernel k at initrd (a host path) with the
+// tree's update-initramfs, some of whose programs are the native ones
+// binds mount over the tree's.
+func (s *Initramfs) build(ctx context.Context, env *Env, k, initrd string, binds []Bind) error {
+	// -c refuses to overwrite; the image is rebuilt from scratch.
+	if err := os.Remove(initrd); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	cmd := &Cmd{
+		Root:   env.Tree,
+		Args:   []string{"update-initramfs", "-c", "-k", k},
+		Env:    []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", env.SourceDateEpoch)},
+		Binds:  binds,
+		Stdout: env.Log,
+		Stderr: env.Log,
+	}
+	if err := env.Runner.Run(ctx, cmd); err != nil {
+		return fmt.Errorf("building the initramfs of %s: %w", k, err)
+	}
+	fi, err := os.Stat(initrd)
+	if err != nil || fi.Size() == 0 {
+		return fmt.Errorf("building the initramfs of %s: no /boot/initrd.img-%s afterwards", k, k)
 	}
 	return nil
 }
