@@ -17,8 +17,8 @@ import (
 // system of the host's architecture: systemd's preinst refuses a tree
 // whose /lib64 is a directory. Only amd64 for now: on arm64 the loader is
 // in /usr/lib, which every tree has.
-var debsNativeHosts = map[string]struct{ multiarch, loaderDir, loaderLink string }{
-	"amd64": {multiarch: "x86_64-linux-gnu", loaderDir: "/usr/lib64", loaderLink: "/lib64"},
+var debsNativeHosts = map[string]struct{ multiarch, loaderDir, loaderLink, loader string }{
+	"amd64": {multiarch: "x86_64-linux-gnu", loaderDir: "/usr/lib64", loaderLink: "/lib64", loader: "ld-linux-x86-64.so.2"},
 }
 
 // debsNativeTools are the programs of a foreign tree that the build root's

@@ -142,15 +142,15 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 	var native []Bind
 	if s.Compress == "" || s.Compress == "zstd" || s.Compress == "gzip" {
 		// initramfsHostProgram reads these.
-		native = nativeBinds(env, initramfsNativeTools, nil)
-	}
-	unlink := func() error { return nil }
-	if native != nil {
-		if unlink, err = debsNativeLink(tree); err != nil {
+		tmp, err := os.MkdirTemp(env.TempDir, "initramfs-native-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if native, err = initramfsNative(env, tmp); err != nil {
 			return err
 		}
 	}
-	defer func() { unlink() }()
 	if native != nil && env.Log != nil {
 		fmt.Fprintf(env.Log, "initramfs: %d of the tree's programs run natively (the build root's, same versions)\n", len(native)-2)
 	}
@@ -179,9 +179,6 @@ func (s *Initramfs) Run(ctx context.Context, env *Env) error {
 				return err
 			}
 		}
-	}
-	if err := unlink(); err != nil {
-		return err
 	}
 	// The kernel's postinst skipped /vmlinuz and /initrd.img (INITRD=No
 	// while installing): point them at the newest kernel, and .old at the

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -98,5 +99,52 @@ func TestInitramfsHostProgram(t *testing.T) {
 				t.Errorf("initramfsHostProgram = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCopyWithInterp(t *testing.T) {
+	host, ok := debsNativeHosts[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no native programs in foreign trees on %s hosts", runtime.GOARCH)
+	}
+	loader := filepath.Join(host.loaderDir, host.loader)
+	prog, err := exec.LookPath("echo")
+	if err != nil {
+		t.Skip(err)
+	}
+	// An interpreter path as short as the one the stage binds.
+	dir, err := os.MkdirTemp("/tmp", "ld")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	interp := filepath.Join(dir, "ld.so")
+	if err := os.Symlink(loader, interp); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "echo")
+	if err := copyWithInterp(prog, dst, interp); err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			p.ReadAt(b, 0)
+			if got := string(bytes.TrimRight(b, "\x00")); got != interp {
+				t.Errorf("interpreter %q, want %q", got, interp)
+			}
+		}
+	}
+	out, err := exec.Command(dst, "hello").Output()
+	if err != nil || string(out) != "hello\n" {
+		t.Errorf("patched echo: %q, %v", out, err)
+	}
+	if err := copyWithInterp(prog, dst, "/"+strings.Repeat("x", 200)); err == nil {
+		t.Error("an interpreter longer than the field was written")
 	}
 }

@@ -10,11 +10,84 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 
 	"github.com/image-builder-action/image-builder-action/pkg/decompress"
+	"github.com/image-builder-action/image-builder-action/pkg/treepath"
 )
+
+// initramfsNativeLoader is where the host's dynamic loader is bound in the
+// tree while mkinitramfs runs: not under /lib*, which mkinitramfs mirrors
+// into the initramfs (a /lib64 link would appear there), and no longer
+// than the host programs' own interpreter path, which it replaces in
+// their copies.
+const initramfsNativeLoader = "/run/ibuild-ld.so"
+
+// initramfsNative returns the binds that run initramfsNativeTools natively
+// (nil when none can): copies of the build root's programs whose ELF
+// interpreter is initramfsNativeLoader, written under tmp, the loader
+// there and the host's libraries at their multiarch path.
+func initramfsNative(env *Env, tmp string) ([]Bind, error) {
+	binds := nativeBinds(env, initramfsNativeTools, nil)
+	if binds == nil {
+		return nil, nil
+	}
+	host := debsNativeHosts[runtime.GOARCH]
+	loader, err := treepath.Resolve(env.Native, host.loaderDir+"/"+host.loader, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(loader); err != nil {
+		return nil, nil
+	}
+	if _, err := os.Lstat(filepath.Join(env.Tree, initramfsNativeLoader)); !errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	out := []Bind{binds[0], {Src: loader, Dst: initramfsNativeLoader, ReadOnly: true}}
+	for _, b := range binds[2:] {
+		dst := filepath.Join(tmp, filepath.Base(b.Dst))
+		if err := copyWithInterp(b.Src, dst, initramfsNativeLoader); err != nil {
+			return nil, err
+		}
+		out = append(out, Bind{Src: dst, Dst: b.Dst, ReadOnly: true})
+	}
+	return out, nil
+}
+
+// copyWithInterp copies the dynamically linked program src to dst with its
+// ELF interpreter (PT_INTERP) replaced by interp.
+func copyWithInterp(src, dst, interp string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", src, err)
+	}
+	found := false
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		if uint64(len(interp)) >= p.Filesz || p.Off+p.Filesz > uint64(len(data)) {
+			return fmt.Errorf("%s: its interpreter's field is too short for %s", src, interp)
+		}
+		field := data[p.Off : p.Off+p.Filesz]
+		clear(field)
+		copy(field, interp)
+		found = true
+	}
+	if !found {
+		return fmt.Errorf("%s: no ELF interpreter", src)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	return nil
+}
 
 // initramfsNativeTools are the programs of a foreign tree that the build
 // root's build of the same version stands in for while mkinitramfs runs.
