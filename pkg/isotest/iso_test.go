@@ -350,9 +350,12 @@ func TestISO(t *testing.T) {
 		install := len(jobs)
 		jobs = append(jobs, job{after: -1, opts: boottest.Options{Firmware: fw, CDROM: installer.path,
 			Disks: []boottest.Disk{{Path: disk, Format: "raw"}}, Dir: dir, Label: "install-" + fw, UntilPowerOff: true,
-			Want:    []string{"IBUILD-INSTALL: written: disk.raw onto /dev/vda", "IBUILD-INSTALL: DONE"},
-			Refuse:  []string{"IBUILD-INSTALL: FAILED", "IBUILD-INSTALL: REFUSED"},
-			Timeout: 25 * time.Minute}})
+			Want: []string{"IBUILD-INSTALL: written: disk.raw onto /dev/vda", "IBUILD-INSTALL: DONE"},
+			// A live system cannot unmount its own medium at power-off
+			// ("[FAILED] Failed unmounting run-live-medium.mount"): the
+			// failures that count are the install's, a unit's start, a panic.
+			Refuse:        []string{"IBUILD-INSTALL: FAILED", "IBUILD-INSTALL: REFUSED", "Failed to start", "Kernel panic"},
+			AllowFailures: true, Timeout: 25 * time.Minute}})
 		jobs = append(jobs, job{after: install, before: check,
 			opts: boottest.Options{Firmware: fw, Disks: []boottest.Disk{{Path: disk, Format: "raw", Snapshot: true}},
 				Dir: dir, Label: "installed-" + fw, Host: "ibuild-boot", Marker: "IBUILD-MARKER-", Timeout: 15 * time.Minute},
