@@ -89,6 +89,23 @@ type ImageRequest struct {
 	Size uint64 `json:"size,omitempty"`
 	// Upload, when set, sends the built image to a cloud target.
 	Upload *UploadTarget `json:"upload,omitempty"`
+	// Publish, when set, pushes the built image to an OCI registry
+	// repository the operator allows (Config.Publish).
+	Publish *PublishTarget `json:"publish,omitempty"`
+}
+
+// PublishTarget is where an image is pushed, with pkg/ibuild.Publish:
+// the image as an OCI artifact, in an index per type, then, when signed,
+// a cosign signature, an SPDX SBOM and SLSA provenance. Registry
+// credentials and the signing key are the operator's (the worker's
+// keychain, Config.Publish.Sign), never the request's.
+type PublishTarget struct {
+	// Ref is a repository, optionally with a tag (HOST/PATH[:TAG]),
+	// under one of Config.Publish.Repositories.
+	Ref string `json:"ref"`
+	// Sign asks for a signature, SBOM and provenance made with the
+	// operator's key.
+	Sign bool `json:"sign,omitempty"`
 }
 
 // UploadTarget names a pkg/upload target (aws, aws.s3, gcp, azure) and
@@ -139,6 +156,26 @@ type ImageStatus struct {
 	Artifact *Artifact      `json:"artifact,omitempty"`
 	Files    []Artifact     `json:"files,omitempty"`
 	Upload   *upload.Result `json:"upload,omitempty"`
+	// Published is where the image was pushed, when the request asked.
+	Published *Published `json:"published,omitempty"`
+}
+
+// Published is an image pushed to a registry.
+type Published struct {
+	// Ref is the image's manifest by digest, REPO@sha256:HEX: what
+	// `oras pull` fetches the file from and `cosign verify` checks.
+	Ref string `json:"ref"`
+	// Index is the index of the image's type by digest (REPO@sha256:HEX).
+	Index string `json:"index,omitempty"`
+	// Tags are the tags set on the index (REPO:TAG).
+	Tags []string `json:"tags,omitempty"`
+	// Signed says the manifest was signed with the operator's key;
+	// Signature is where the signature is (a referrer REPO@sha256:… or
+	// cosign's tag REPO:sha256-HEX.sig) and Attach how ("referrers" or
+	// "tags").
+	Signed    bool   `json:"signed,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	Attach    string `json:"attach,omitempty"`
 }
 
 // Progress is a count of build stages.

@@ -6,13 +6,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+
 	"github.com/image-builder-action/image-builder-action/pkg/blueprint"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
+	"github.com/image-builder-action/image-builder-action/pkg/publish/publishtest"
 	"github.com/image-builder-action/image-builder-action/pkg/sources/sourcestest"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 )
@@ -92,8 +99,11 @@ hostname = "compose-test"
 
 // Requests refused before anything is queued name the field.
 func TestSubmitRefusals(t *testing.T) {
-	s := openService(t, Config{})
+	s := openService(t, Config{Publish: PublishConfig{Repositories: []string{"127.0.0.1:5000/allowed", "registry.example"}}})
 	ctx := context.Background()
+	pub := func(ref string, sign bool) Request {
+		return Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar", Publish: &PublishTarget{Ref: ref, Sign: sign}}}}
+	}
 	for _, tc := range []struct {
 		name  string
 		req   Request
@@ -112,6 +122,12 @@ func TestSubmitRefusals(t *testing.T) {
 			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.files[0].uri"},
 		{"file by file URL", Request{Blueprint: []byte(tarBlueprint + "[[customizations.files]]\npath = \"/etc/stolen\"\nuri = \"file:///etc/shadow\"\n"),
 			Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}}, "blueprint.customizations.files[0].uri"},
+		{"publish elsewhere", pub("127.0.0.1:5000/other/x", false), "images[0].publish.ref"},
+		{"publish beside the prefix", pub("127.0.0.1:5000/allowedx", false), "images[0].publish.ref"},
+		{"publish to another port", pub("127.0.0.1:5001/allowed/x", false), "images[0].publish.ref"},
+		{"publish by digest", pub("127.0.0.1:5000/allowed/x@sha256:"+strings.Repeat("a", 64), false), "images[0].publish.ref"},
+		{"publish nowhere", pub(" ", false), "images[0].publish.ref"},
+		{"publish signed without a key", pub("127.0.0.1:5000/allowed/x:v1", true), "images[0].publish.sign"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Submit(ctx, "alice", tc.req)
@@ -183,9 +199,27 @@ func TestOwnersCancelDelete(t *testing.T) {
 // artifacts in an S3 bucket (versitygw), where any API node reads them.
 func TestComposeTar(t *testing.T) {
 	needBuild(t)
-	s := openService(t, Config{Workers: 1, Artifacts: sourcestest.S3(t, "artifacts", "")})
+	tools := publishtest.RequireTools(t, "oras", "cosign")
+	reg := publishtest.DockerRegistry(t)
+	keyDir := t.TempDir()
+	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pub := filepath.Join(keyDir, "cosign.key"), filepath.Join(keyDir, "cosign.pub")
+	if err := os.WriteFile(key, kb.PrivateBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, kb.PublicBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openService(t, Config{Workers: 1, Artifacts: sourcestest.S3(t, "artifacts", ""), Publish: PublishConfig{
+		Repositories: []string{reg + "/composes"},
+		Sign:         ibuild.SignRequest{Mode: ibuild.SignKey, Key: key, Password: func() ([]byte, error) { return []byte("pw"), nil }},
+	}})
 	ctx := context.Background()
-	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}})
+	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar",
+		Publish: &PublishTarget{Ref: reg + "/composes/tar:v1", Sign: true}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +270,38 @@ func TestComposeTar(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(s.cfg.Dir, "work")); len(entries) != 0 {
 		t.Fatalf("work area left behind: %v", entries)
 	}
+
+	// Published: the record names the manifest by digest; the registry
+	// has it, oras pulls the same file, cosign verifies the signature
+	// with the operator's public key.
+	p := im.Published
+	if p == nil || !strings.HasPrefix(p.Ref, reg+"/composes/tar@sha256:") || !p.Signed || p.Signature == "" ||
+		len(p.Tags) != 1 || p.Tags[0] != reg+"/composes/tar:v1" {
+		t.Fatalf("published: %+v", p)
+	}
+	d, err := name.NewDigest(p.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(d)
+	if err != nil || desc.Digest.String() != d.DigestStr() {
+		t.Fatalf("registry has %v (%v), record says %s", desc, err, d.DigestStr())
+	}
+	pulled := t.TempDir()
+	if out, err := exec.Command(tools["oras"], "pull", "--plain-http", "-o", pulled, p.Ref).CombinedOutput(); err != nil {
+		t.Fatalf("oras pull %s: %v\n%s", p.Ref, err, out)
+	}
+	if got := testutil.FileSHA256(t, filepath.Join(pulled, a.Name)); got != a.SHA256 {
+		t.Fatalf("oras pulled sha256 %s, the build's is %s", got, a.SHA256)
+	}
+	verify := exec.Command(tools["cosign"], "verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry", "--allow-insecure-registry", p.Ref)
+	verify.Env = append(os.Environ(), "COSIGN_EXPERIMENTAL=0", "TUF_ROOT="+t.TempDir())
+	if out, err := verify.CombinedOutput(); err != nil {
+		t.Fatalf("cosign verify %s: %v\n%s", p.Ref, err, out)
+	}
+	if !strings.Contains(string(log), "published "+p.Ref) {
+		t.Fatalf("log does not name the published reference:\n%s", log)
+	}
 }
 
 // What cannot be locked fails the compose at once, naming the cause,
@@ -263,5 +329,32 @@ func TestLockFailure(t *testing.T) {
 	}
 	if im := c.Images[0]; im.Status != StatusFailure || im.Started != nil || !strings.Contains(im.Error, "no-such-package-ibuild") {
 		t.Fatalf("image: %+v, want failed, never started", im)
+	}
+}
+
+// Allowed repositories: a whole registry, or a repository and those
+// under it, never a neighbour that shares the prefix's text.
+func TestPublishAllowed(t *testing.T) {
+	c := PublishConfig{Repositories: []string{"127.0.0.1:5000/team/", "registry.example", "docker.io/acme"}}
+	for ref, want := range map[string]bool{
+		"127.0.0.1:5000/team":         true,
+		"127.0.0.1:5000/team/img":     true,
+		"127.0.0.1:5000/teams/img":    false,
+		"127.0.0.1:5000/other":        false,
+		"localhost:5000/team/img":     false,
+		"registry.example/any/path":   true,
+		"registry.example:443/any":    false,
+		"acme/img":                    true,
+		"index.docker.io/acme/img":    true,
+		"ghcr.io/acme/img":            false,
+		"registry.example.evil.com/x": false,
+	} {
+		r, err := name.NewRepository(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.allowed(r); got != want {
+			t.Errorf("%s allowed: %v, want %v", ref, got, want)
+		}
 	}
 }

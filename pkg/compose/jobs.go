@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -421,6 +422,11 @@ func (w *buildWorker) build(ctx context.Context, log interface {
 		}
 	}
 	fmt.Fprintf(logf, "built %s (%d bytes, sha256 %s) in %s\n", im.Artifact.Name, im.Artifact.Size, im.Artifact.SHA256, time.Since(start).Round(time.Millisecond))
+	if req.Publish != nil {
+		if err := w.publish(ctx, log, l, lockPath, out, idx, im, logf); err != nil {
+			return err
+		}
+	}
 	if req.Upload == nil {
 		return nil
 	}
@@ -447,6 +453,31 @@ func (w *buildWorker) build(ctx context.Context, log interface {
 		im.Upload = &u
 		fmt.Fprintf(logf, "uploaded to %s: %s%s\n", u.Target, u.ID, u.URL)
 	}
+	return nil
+}
+
+// publish pushes the built image to the request's repository; the
+// "uploading" status covers it (composer has no word of its own).
+func (w *buildWorker) publish(ctx context.Context, log interface {
+	InfoContext(context.Context, string, ...any)
+}, l *loaded, lockPath, out string, idx int, im *ImageStatus, logf io.Writer) error {
+	s, id := w.s, l.id
+	req := l.row.Request.Images[idx]
+	im.Status = StatusUploading
+	if err := s.db.updateImage(ctx, id, idx, im); err != nil {
+		return err
+	}
+	s.refresh(ctx, id)
+	log.InfoContext(ctx, "publishing", "ref", req.Publish.Ref, "sign", req.Publish.Sign)
+	start := time.Now()
+	p, err := s.publishImage(ctx, lockPath, out, req)
+	s.metrics.stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+	if err != nil {
+		fmt.Fprintf(logf, "publishing to %s failed: %v\n", req.Publish.Ref, err)
+		return fmt.Errorf("publishing to %s: %w", req.Publish.Ref, err)
+	}
+	im.Published = p
+	fmt.Fprintf(logf, "published %s (signed %v) in %s\n", p.Ref, p.Signed, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -84,6 +84,8 @@ type Config struct {
 	// NewTarget makes upload targets (default upload.New; tests inject
 	// endpoints).
 	NewTarget func(name string, o upload.Options) (upload.Target, error)
+	// Publish is where requests may push images, and the signing key.
+	Publish PublishConfig
 	// PollInterval is how often workers look for jobs (River's
 	// FetchPollInterval; default 1s).
 	PollInterval time.Duration
@@ -181,6 +183,14 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.LiveLogInterval == 0 {
 		cfg.LiveLogInterval = 2 * time.Second
+	}
+	if cfg.Publish.Sign.Mode == ibuild.SignKey {
+		// A key that cannot be read fails here, not at each publish.
+		_, release, err := ibuild.Signer(ctx, cfg.Publish.Sign)
+		if err != nil {
+			return nil, fmt.Errorf("opening compose service: the signing key: %w", err)
+		}
+		release()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -412,6 +422,11 @@ func (s *Service) prepare(req *Request) (*blueprint.Blueprint, []byte, string, s
 		if im.Upload != nil {
 			if _, err := s.cfg.NewTarget(im.Upload.Target, im.Upload.Options); err != nil {
 				return nil, nil, "", "", &RequestError{Field: fmt.Sprintf("images[%d].upload", i), Msg: err.Error()}
+			}
+		}
+		if im.Publish != nil {
+			if err := s.checkPublish(fmt.Sprintf("images[%d].publish", i), im.Publish); err != nil {
+				return nil, nil, "", "", err
 			}
 		}
 		size = max(size, im.Size)

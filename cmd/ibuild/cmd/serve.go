@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
+	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/serve"
 )
 
@@ -22,7 +25,8 @@ var httpMounts []serve.Mount
 type composeFlags struct {
 	dir, database, artifacts, cache string
 	workers                         int
-	arches, allowSchemes            []string
+	arches, allowSchemes, publishTo []string
+	signKey                         string
 	jobTimeout, rescueAfter, drain  time.Duration
 	binfmt                          bool
 }
@@ -38,6 +42,8 @@ func (f *composeFlags) add(fl *pflag.FlagSet, dir string, workers int) {
 	fl.DurationVar(&f.jobTimeout, "job-timeout", 2*time.Hour, "longest time one build may take")
 	fl.DurationVar(&f.rescueAfter, "rescue-after", 0, "retry a build whose worker died after this long (default: job timeout + 10m)")
 	fl.DurationVar(&f.drain, "drain", 5*time.Minute, "on shutdown, how long running builds may finish before they are cancelled (and retried later)")
+	fl.StringSliceVar(&f.publishTo, "publish-to", nil, "registries (HOST[:PORT]) or repository prefixes (HOST/PATH) requests may publish images to, with this machine's registry credentials (default: none)")
+	fl.StringVar(&f.signKey, "sign-key", "", "cosign private key that signs what requests publish (password from COSIGN_PASSWORD; default: no signing)")
 	fl.BoolVar(&f.binfmt, "register-binfmt", true, "register qemu-user's binfmt_misc handler for builds of another architecture")
 }
 
@@ -46,6 +52,17 @@ func (f *composeFlags) config(log *slog.Logger) compose.Config {
 		Dir: f.dir, Database: f.database, CacheDir: f.cache, Workers: f.workers, Arches: f.arches,
 		AllowSchemes: f.allowSchemes, JobTimeout: f.jobTimeout, RescueAfter: f.rescueAfter,
 		RegisterBinfmt: f.binfmt, Logger: log, Artifacts: f.artifacts,
+		Publish: compose.PublishConfig{Repositories: f.publishTo},
+	}
+	if f.signKey != "" {
+		cfg.Publish.Sign = ibuild.SignRequest{Mode: ibuild.SignKey, Key: f.signKey, Password: func() ([]byte, error) {
+			// A service has no terminal to ask on.
+			pw, ok := os.LookupEnv("COSIGN_PASSWORD")
+			if !ok {
+				return nil, errors.New("--sign-key: set COSIGN_PASSWORD (empty for a key without one)")
+			}
+			return []byte(pw), nil
+		}}
 	}
 	return cfg
 }
