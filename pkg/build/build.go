@@ -35,6 +35,8 @@ type options struct {
 	workDir      string
 	// freshTrees ignores the stage trees in the cache (WithFreshTrees).
 	freshTrees bool
+	// rerun names pipelines whose stages run though cached (WithRerun).
+	rerun map[string]bool
 	// commitAfter is the stage duration from which an intermediate tree is
 	// committed (debs and last stages always are).
 	commitAfter time.Duration
@@ -113,6 +115,22 @@ func WithWorkDir(dir string) Option {
 // their digests. Verify uses it so a rebuild proves something.
 func WithFreshTrees() Option {
 	return func(o *options) error { o.freshTrees = true; return nil }
+}
+
+// WithRerun runs every stage of the named pipelines again, their inputs
+// and build roots still coming from the cache: a second build of an image
+// pipeline shows that the disk assembly alone repeats its bytes, without
+// rebuilding the trees it reads (WithFreshTrees rebuilds everything).
+func WithRerun(pipelines ...string) Option {
+	return func(o *options) error {
+		if o.rerun == nil {
+			o.rerun = map[string]bool{}
+		}
+		for _, p := range pipelines {
+			o.rerun[p] = true
+		}
+		return nil
+	}
 }
 
 // WithLog receives the output of the tools the stages run (default:
@@ -202,6 +220,7 @@ type pipelinePlan struct {
 	arch, execArch string
 	stages         []*stagePlan
 	cached         int // leading stages whose trees are in the store
+	rerun          bool
 	needed         bool
 	// final marks the last pipeline, whose files are the outputs: its
 	// tree is built in the store's temp area and moved into the store.
@@ -277,6 +296,9 @@ func Build(ctx context.Context, lf *manifest.Lockfile, arch, typ string, opts ..
 	}
 	defer work.Close()
 
+	for _, pp := range plans {
+		pp.rerun = o.rerun[pp.p.Name]
+	}
 	markNeeded(store, plans, len(plans)-1)
 	plans[len(plans)-1].final = true
 	// Before any work: another architecture's programs must be able to run.
@@ -517,7 +539,7 @@ func markNeeded(store *Store, plans []*pipelinePlan, i int) {
 		return
 	}
 	pp.needed = true
-	for k := len(pp.stages); k > 0; k-- {
+	for k := len(pp.stages); k > 0 && !pp.rerun; k-- {
 		if store.Lookup(pp.stages[k-1].key) {
 			pp.cached = k
 			break
