@@ -46,6 +46,7 @@ require (
 	google.golang.org/api v0.312.0
 	google.golang.org/protobuf v1.36.12
 	modernc.org/sqlite v1.63.0
+	github.com/hanwen/go-fuse/v2 v2.12.1
 	pault.ag/go/debian v0.19.0
 )
 

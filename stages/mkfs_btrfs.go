@@ -3,16 +3,17 @@ package stages
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +51,9 @@ type BtrfsSubvolume struct {
 	Path string `json:"path"`
 }
 
-func init() { register[MkfsBtrfs]("mkfs-btrfs", 1) }
+// Version 2: the clock and the random numbers of mkfs.btrfs are fixed, and
+// it reads the tree through btrfsView.
+func init() { register[MkfsBtrfs]("mkfs-btrfs", 2) }
 
 var btrfsSubvolNameRe = regexp.MustCompile(`^[A-Za-z0-9_@+][A-Za-z0-9_@+.-]*$`)
 
@@ -123,6 +126,10 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	if err := needTools(env, "mkfs.btrfs"); err != nil {
 		return err
 	}
+	faketime, err := buildRootFaketime(env)
+	if err != nil {
+		return fmt.Errorf("mkfs.btrfs: %w", err)
+	}
 	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
 		return err
@@ -145,21 +152,11 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 		return fmt.Errorf("making btrfs: %w", err)
 	}
 	defer os.RemoveAll(work)
-	// work/top is the file system's top level as mkfs sees it: a directory
-	// per subvolume, with the source's directory bound over it; work/e/N
-	// are empty stand-ins bound over nested subvolumes' mount points.
-	top := filepath.Join(work, "top")
-	for _, d := range []string{top, filepath.Join(work, "e"), filepath.Join(work, "out")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return fmt.Errorf("making btrfs: %w", err)
-		}
-	}
-	binds := []Bind{{Src: top, Dst: inMount, ReadOnly: true}}
 	args := []string{"mkfs.btrfs", "-q", "-f", "-U", s.UUID, "--device-uuid", s.DeviceUUID, "-r", inMount}
 	if s.Label != "" {
 		args = append(args, "-L", s.Label)
 	}
-	empties := 0
+	subvols := map[string]string{}
 	for _, sv := range s.Subvolumes {
 		host := filepath.Join(src, filepath.FromSlash(sv.Path))
 		fi, err := os.Lstat(host)
@@ -172,14 +169,10 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 		if err := checkNoSymlinks(src, sv.Path); err != nil && sv.Path != "/" {
 			return fmt.Errorf("subvolume %s: %w", sv.Name, err)
 		}
-		if err := os.Mkdir(filepath.Join(top, sv.Name), 0o755); err != nil {
-			return fmt.Errorf("making btrfs: %w", err)
-		}
-		binds = append(binds, Bind{Src: host, Dst: path.Join(inMount, sv.Name), ReadOnly: true})
+		subvols[sv.Name] = sv.Path
 		args = append(args, "--subvol", "rw:"+sv.Name)
 		for _, rel := range s.nested(sv.Path) {
-			inner := filepath.Join(host, filepath.FromSlash(rel))
-			fi, err := os.Lstat(inner)
+			fi, err := os.Lstat(filepath.Join(host, filepath.FromSlash(rel)))
 			if os.IsNotExist(err) {
 				continue
 			}
@@ -192,14 +185,23 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 			if err := checkNoSymlinks(host, rel); err != nil {
 				return fmt.Errorf("subvolume %s: %w", sv.Name, err)
 			}
-			empty := filepath.Join(work, "e", fmt.Sprint(empties))
-			empties++
-			if err := emptyLike(empty, fi); err != nil {
-				return fmt.Errorf("making btrfs: %w", err)
-			}
-			binds = append(binds, Bind{Src: empty, Dst: path.Join(inMount, sv.Name, rel), ReadOnly: true})
 		}
 	}
+	// mkfs.btrfs reads the top level from the view (see btrfsView): a
+	// directory per subvolume, sorted, with fixed times.
+	view := filepath.Join(work, "view")
+	if err := os.Mkdir(filepath.Join(work, "out"), 0o755); err != nil {
+		return fmt.Errorf("making btrfs: %w", err)
+	}
+	if err := os.Mkdir(view, 0o755); err != nil {
+		return fmt.Errorf("making btrfs: %w", err)
+	}
+	unmount, err := mountBtrfsView(view, src, subvols, env.SourceDateEpoch)
+	if err != nil {
+		return fmt.Errorf("making btrfs: %w", err)
+	}
+	defer unmount()
+	binds := []Bind{{Src: view, Dst: inMount, ReadOnly: true}}
 	// The file system is made in a file of the partition's size, then
 	// copied into the partition.
 	fsFile := filepath.Join(work, "out", "fs.img")
@@ -216,27 +218,30 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	}
 	binds = append(binds, Bind{Src: filepath.Join(work, "out"), Dst: outMount})
 	args = append(args, path.Join(outMount, "fs.img"))
-	if err := runTool(ctx, env, binds, []string{"LC_ALL=C"}, toolIO{}, args...); err != nil {
+	// mkfs.btrfs stamps the top-level directory and the root items with the
+	// clock and draws the chunk tree's and the subvolumes' UUIDs from
+	// libuuid, which mixes getrandom() with random() seeded from the pid
+	// and the clock: the clock stopped at the epoch, getrandom() seeded
+	// from the file system's UUIDs (libfaketime's FAKERANDOM_SEED) and the
+	// pid namespace's fixed pid make them repeat.
+	seed := sha256.Sum256([]byte("ibuild mkfs-btrfs\x00" + strings.ToLower(s.UUID) + "\x00" + strings.ToLower(s.DeviceUUID)))
+	toolEnv := []string{
+		"LC_ALL=C",
+		"TZ=UTC",
+		"LD_PRELOAD=" + strings.TrimPrefix(faketime, env.BuildRoot),
+		"FAKETIME=" + time.Unix(env.SourceDateEpoch, 0).UTC().Format("2006-01-02 15:04:05"),
+		"FAKETIME_DONT_FAKE_MONOTONIC=1",
+		"FAKERANDOM_SEED=0x" + hex.EncodeToString(seed[:8]),
+	}
+	if err := runTool(ctx, env, binds, toolEnv, toolIO{}, args...); err != nil {
 		return err
+	}
+	if err := unmount(); err != nil {
+		return fmt.Errorf("making btrfs: unmounting the tree's view: %w", err)
 	}
 	return updateImage(part.img, func(tmpBase string) error {
 		return copyInto(filepath.Join(filepath.Dir(part.img), tmpBase), part.Start, fsFile, part.Size)
 	})
-}
-
-// emptyLike makes an empty directory with fi's owner, mode and times.
-func emptyLike(p string, fi fs.FileInfo) error {
-	if err := os.Mkdir(p, 0o700); err != nil {
-		return err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	if err := os.Chmod(p, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return err
-	}
-	return os.Chtimes(p, fi.ModTime(), fi.ModTime())
 }
 
 // copyInto copies the data extents of the file src (size bytes) into the

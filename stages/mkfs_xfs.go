@@ -80,9 +80,9 @@ func (s *MkfsXFS) Run(ctx context.Context, env *Env) error {
 	if err := needTools(env, "mkfs.xfs"); err != nil {
 		return err
 	}
-	faketime, err := filepath.Glob(filepath.Join(env.BuildRoot, "usr/lib/*/faketime/libfaketime.so.1"))
-	if err != nil || len(faketime) != 1 {
-		return fmt.Errorf("mkfs.xfs: the build root has no libfaketime (package libfaketime), which makes its times reproducible")
+	faketime, err := buildRootFaketime(env)
+	if err != nil {
+		return fmt.Errorf("mkfs.xfs: %w", err)
 	}
 	part, err := findImagePartition(env, s.Filename, s.Partition)
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *MkfsXFS) Run(ctx context.Context, env *Env) error {
 	epoch := time.Unix(env.SourceDateEpoch, 0).UTC().Format("2006-01-02 15:04:05")
 	toolEnv := []string{
 		"TZ=UTC",
-		"LD_PRELOAD=" + strings.TrimPrefix(faketime[0], env.BuildRoot),
+		"LD_PRELOAD=" + strings.TrimPrefix(faketime, env.BuildRoot),
 		// A date without "@": the clock stands still.
 		"FAKETIME=" + epoch,
 		"FAKETIME_DONT_FAKE_MONOTONIC=1",
@@ -232,3 +232,13 @@ func xfsProtofile(src, dst string, excluded map[string]bool) ([]byte, error) {
 
 func unixMajor(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
 func unixMinor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
+
+// buildRootFaketime returns the host path of the build root's
+// libfaketime, which tools without SOURCE_DATE_EPOCH run under.
+func buildRootFaketime(env *Env) (string, error) {
+	faketime, err := filepath.Glob(filepath.Join(env.BuildRoot, "usr/lib/*/faketime/libfaketime.so.1"))
+	if err != nil || len(faketime) != 1 {
+		return "", fmt.Errorf("the build root has no libfaketime (package libfaketime), which makes the tool's times reproducible")
+	}
+	return faketime[0], nil
+}
