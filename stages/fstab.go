@@ -40,7 +40,7 @@ func (s *Fstab) validate() error {
 	if len(s.Filesystems) == 0 {
 		return fmt.Errorf("filesystems: empty")
 	}
-	paths, uuids := map[string]string{}, map[string]string{}
+	paths, uuids, prevIndex := map[string]string{}, map[string]string{}, map[string]int{}
 	for i, e := range s.Filesystems {
 		f := fmt.Sprintf("filesystems[%d]", i)
 		switch e.VFSType {
@@ -66,9 +66,11 @@ func (s *Fstab) validate() error {
 			return fmt.Errorf("%s.path: %s is already mounted by %s", f, e.Path, prev)
 		}
 		paths[e.Path] = f
-		if prev, dup := uuids[e.UUID]; dup {
+		// Subvolumes of one btrfs volume share its UUID.
+		if prev, dup := uuids[e.UUID]; dup && (e.VFSType != "btrfs" || s.Filesystems[prevIndex[e.UUID]].VFSType != "btrfs") {
 			return fmt.Errorf("%s.uuid: %s is already used by %s", f, e.UUID, prev)
 		}
+		prevIndex[e.UUID] = i
 		uuids[e.UUID] = f
 		if e.Options != "" && !mountOpts.MatchString(e.Options) {
 			return fmt.Errorf("%s.options: %q is not a comma-separated list of mount options", f, e.Options)

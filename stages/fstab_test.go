@@ -24,6 +24,9 @@ func TestFstabValidate(t *testing.T) {
 		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"swap","path":"/swap"}]}`, `filesystems[0].path: a swap entry's path is "none"`},
 		{`{"filesystems":[` + root + `,{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5c","vfs_type":"ext4","path":"/"}]}`, `filesystems[1].path: / is already mounted by filesystems[0]`},
 		{`{"filesystems":[` + root + `,{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/home"}]}`, `filesystems[1].uuid: 6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b is already used`},
+		// Subvolumes of one btrfs volume share its UUID; another type may not.
+		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"btrfs","path":"/","options":"subvol=root"},{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"btrfs","path":"/home","options":"subvol=home"}]}`, ""},
+		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"btrfs","path":"/","options":"subvol=root"},{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/home"}]}`, `filesystems[1].uuid: 6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b is already used`},
 		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/","options":"defaults x"}]}`, `filesystems[0].options: "defaults x" is not`},
 		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/","freq":2}]}`, `filesystems[0].freq: 2 is not 0 or 1`},
 		{`{"filesystems":[{"uuid":"6e3f1a2b-1c2d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/","passno":3}]}`, `filesystems[0].passno: 3 is not 0, 1 or 2`},

@@ -222,8 +222,11 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	// clock and draws the chunk tree's and the subvolumes' UUIDs from
 	// libuuid, which mixes getrandom() with random() seeded from the pid
 	// and the clock: the clock stopped at the epoch, getrandom() seeded
-	// from the file system's UUIDs (libfaketime's FAKERANDOM_SEED) and the
-	// pid namespace's fixed pid make them repeat.
+	// from the file system's UUIDs (libfaketime's FAKERANDOM_SEED) and a
+	// fixed pid make them repeat. The build's namespace starts its tools
+	// after its own threads, which take pids as the scheduler goes: the
+	// build root's unshare gives mkfs.btrfs a pid namespace of its own, in
+	// which it is pid 1.
 	seed := sha256.Sum256([]byte("ibuild mkfs-btrfs\x00" + strings.ToLower(s.UUID) + "\x00" + strings.ToLower(s.DeviceUUID)))
 	toolEnv := []string{
 		"LC_ALL=C",
@@ -233,7 +236,7 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 		"FAKETIME_DONT_FAKE_MONOTONIC=1",
 		"FAKERANDOM_SEED=0x" + hex.EncodeToString(seed[:8]),
 	}
-	if err := runTool(ctx, env, binds, toolEnv, toolIO{}, args...); err != nil {
+	if err := runTool(ctx, env, binds, toolEnv, toolIO{}, append([]string{"unshare", "--pid", "--fork"}, args...)...); err != nil {
 		return err
 	}
 	if err := unmount(); err != nil {

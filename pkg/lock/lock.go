@@ -510,7 +510,7 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 				os = append(os, "lvm2")
 			}
 			if f.Btrfs {
-				p.buildPackages = uniqSorted(append(p.buildPackages, "btrfs-progs", "libfaketime"))
+				p.buildPackages = uniqSorted(append(p.buildPackages, "btrfs-progs", "libfaketime", "util-linux"))
 				os = append(os, "btrfs-progs")
 			}
 		}
