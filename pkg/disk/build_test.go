@@ -3,15 +3,20 @@ package disk_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/image-builder-action/image-builder-action/pkg/build"
 	"github.com/image-builder-action/image-builder-action/pkg/disk"
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
@@ -27,12 +32,23 @@ type builtLayout struct {
 	name string
 	// disk is the blueprint's layout (TOML after [customizations]).
 	disk string
-	// expect lists "MOUNTPOINT FSTYPE MINSIZE" the first-boot marker
-	// checks ("swap swap MINSIZE" for a swap area).
+	// expect lists "MOUNTPOINT FSTYPE MINSIZE [FSROOT]" the first-boot
+	// marker checks ("swap swap MINSIZE" for a swap area; FSROOT is the
+	// btrfs subvolume findmnt shows).
 	expect []string
 	// firmware are the boots: "uefi", "bios".
 	firmware   []string
 	sectorSize int
+	// vg names the layout's LVM volume group, checked with the lvm tools.
+	vg string
+	// distro is the blueprint's distro, debian-12 when empty.
+	distro string
+	// subvolumes are the btrfs subvolumes btrfs subvolume list shows,
+	// sorted.
+	subvolumes []string
+	// repro builds the image pipeline a second time from the same trees:
+	// the disk assembly repeats its bytes.
+	repro bool
 }
 
 var builtLayouts = []builtLayout{
@@ -59,7 +75,9 @@ minsize = "64 MiB"
 		firmware: []string{"uefi", "bios"},
 	},
 	{
-		// disk.type = "dos": an MBR, GRUB in the gap after it.
+		// images-partitioning-dos-lvm, smaller: an MBR (GRUB in the gap
+		// after it), a plain /var, the root and /home on LVM; /boot is
+		// added on a plain partition.
 		name: "dos",
 		disk: `
 [customizations.disk]
@@ -69,9 +87,55 @@ type = "dos"
 mountpoint = "/var"
 fs_type = "ext4"
 minsize = "256 MiB"
+
+[[customizations.disk.partitions]]
+type = "lvm"
+name = "dosvg"
+minsize = "1 GiB"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "homelv"
+mountpoint = "/home"
+label = "home"
+fs_type = "ext4"
+minsize = "128 MiB"
 `,
-		expect:   []string{"/ ext4 0", "/var ext4 268435456"},
+		expect:   []string{"/ ext4 0", "/boot ext4 536870912", "/var ext4 268435456", "/home ext4 134217728"},
 		firmware: []string{"bios"},
+		vg:       "dosvg",
+	},
+	{
+		// images-partitioning-lvm, smaller: a volume group with the root,
+		// an xfs /var/log and swap; /boot is added on a plain partition.
+		name: "lvm",
+		disk: `
+[[customizations.disk.partitions]]
+type = "lvm"
+name = "mainvg"
+minsize = "1 GiB"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "rootlv"
+mountpoint = "/"
+label = "root"
+fs_type = "ext4"
+minsize = "1 GiB"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "loglv"
+mountpoint = "/var/log"
+fs_type = "xfs"
+minsize = "320 MiB"
+
+[[customizations.disk.partitions.logical_volumes]]
+name = "swaplv"
+fs_type = "swap"
+minsize = "64 MiB"
+`,
+		expect:   []string{"/ ext4 3221225472", "/boot ext4 536870912", "/var/log xfs 335544320", "swap swap 67108864"},
+		firmware: []string{"uefi", "bios"},
+		vg:       "mainvg",
+		repro:    true,
 	},
 	{
 		// A separate /boot from customizations.filesystem (raw mode),
@@ -119,7 +183,7 @@ minsize = "128 MiB"
 // against the minsize asked for; swap areas are active.
 const markerScript = `#!/bin/sh
 fail=""
-while read -r mp fs min; do
+while read -r mp fs min subvol; do
   if [ "$mp" = swap ]; then
     n=$(swapon --noheadings --show=TYPE | grep -c partition)
     [ "$n" -ge 1 ] || fail="$fail swap"
@@ -128,7 +192,12 @@ while read -r mp fs min; do
   [ "$mp" = /boot ] && ls /boot >/dev/null 2>&1
   got=$(findmnt -n -o FSTYPE --mountpoint "$mp")
   [ "$got" = "$fs" ] || { fail="$fail $mp:fstype=$got"; continue; }
+  if [ -n "$subvol" ]; then
+    got=$(findmnt -n -o FSROOT --mountpoint "$mp")
+    [ "$got" = "$subvol" ] || fail="$fail $mp:subvol=$got"
+  fi
   dev=$(findmnt -n -o SOURCE --mountpoint "$mp")
+  dev=${dev%%[[]*}
   size=$(blockdev --getsize64 "$dev")
   [ "$size" -ge "$min" ] || fail="$fail $mp:size=$size<$min"
   echo "IBUILD-DISK $mp $got $dev $size"
@@ -139,7 +208,11 @@ for i in $(seq 10); do echo "$msg" 2>/dev/null > /dev/ttyS0 && break; sleep 1; d
 
 func (l builtLayout) blueprint() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "name = \"disk-%s\"\ndistro = \"debian-12\"\n\n[customizations]\nhostname = \"ibuild-disk\"\n\n", l.name)
+	d := l.distro
+	if d == "" {
+		d = "debian-12"
+	}
+	fmt.Fprintf(&b, "name = \"disk-%s\"\ndistro = %q\n\n[customizations]\nhostname = \"ibuild-disk\"\n\n", l.name, d)
 	fmt.Fprintf(&b, "[customizations.services]\nenabled = [\"ibuild-disk-marker\"]\n\n")
 	fmt.Fprintf(&b, "[[customizations.files]]\npath = \"/usr/local/bin/ibuild-disk-marker\"\nmode = \"0755\"\ndata = '''\n%s'''\n\n", markerScript)
 	fmt.Fprintf(&b, "[[customizations.files]]\npath = \"/etc/ibuild-disk-expect\"\ndata = '''\n%s\n'''\n\n", strings.Join(l.expect, "\n"))
@@ -165,7 +238,7 @@ func TestBuiltLayouts(t *testing.T) {
 	}
 	srcs := locktest.NeedArchive(t)
 	boottest.Need(t, "x86_64")
-	for _, tool := range []string{"sfdisk", "fsck.ext4", "fsck.vfat", "xfs_repair"} {
+	for _, tool := range []string{"sfdisk", "fsck.ext4", "fsck.vfat", "xfs_repair", "lvm", "btrfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (.ci/deps installs it)", tool)
 		}
@@ -173,39 +246,40 @@ func TestBuiltLayouts(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	images := map[string]string{}
+	// Each layout a subtest: -run 'TestBuiltLayouts/lvm' builds and boots
+	// one.
 	for _, l := range builtLayouts {
-		start := time.Now()
-		bp := filepath.Join(dir, l.name+".toml")
-		if err := os.WriteFile(bp, []byte(l.blueprint()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		lf := filepath.Join(dir, l.name+".lock.json")
-		if _, err := ibuild.Lock(ctx, ibuild.LockRequest{Blueprint: bp, Lockfile: lf, Arches: []string{"x86_64"}, Types: []string{"raw"},
-			Options: []lock.Option{lock.WithSources(srcs...), lock.WithFetcher(&repo.Client{CacheDir: filepath.Join(testCache(t), "metadata")})}}); err != nil {
-			t.Fatalf("%s: lock: %v", l.name, err)
-		}
-		out := filepath.Join(dir, l.name)
-		res, err := ibuild.Build(ctx, ibuild.BuildRequest{Lockfile: lf, One: true, OutputDir: out, CacheDir: testCache(t)})
-		if err != nil {
-			t.Fatalf("%s: build: %v", l.name, err)
-		}
-		img := res.Images[0].Files[0].Path
-		images[l.name] = img
-		t.Logf("%s: built in %.0f s, %s", l.name, time.Since(start).Seconds(), res.Images[0].Files[0].SHA256)
-		checkImage(t, l, img)
+		t.Run(l.name, func(t *testing.T) {
+			img, sum := buildLayout(ctx, t, srcs, dir, l)
+			images[l.name] = img
+			checkImage(t, l, img)
+			if l.repro {
+				rebuildLayout(ctx, t, dir, l, sum)
+			}
+		})
 	}
 
-	// Boots, two at a time (one vCPU each).
-	type boot struct {
-		l  builtLayout
-		fw string
-	}
-	var boots []boot
+	var boots []layoutBoot
 	for _, l := range builtLayouts {
 		for _, fw := range l.firmware {
-			boots = append(boots, boot{l, fw})
+			if images[l.name] != "" {
+				boots = append(boots, layoutBoot{l, fw})
+			}
 		}
 	}
+	// A subtest of its own: -run 'TestBuiltLayouts/lvm$' builds and
+	// checks without booting.
+	t.Run("boot", func(t *testing.T) { bootLayouts(ctx, t, dir, images, boots) })
+}
+
+type layoutBoot struct {
+	l  builtLayout
+	fw string
+}
+
+// bootLayouts boots the images, two at a time (one vCPU each), and checks
+// the first-boot marker.
+func bootLayouts(ctx context.Context, t *testing.T, dir string, images map[string]string, boots []layoutBoot) {
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
 	for _, b := range boots {
@@ -241,6 +315,63 @@ func TestBuiltLayouts(t *testing.T) {
 	wg.Wait()
 }
 
+// buildLayout locks and builds layout l (raw, x86_64) in dir and
+// returns the image's path and sha256.
+func buildLayout(ctx context.Context, t *testing.T, srcs []repo.Source, dir string, l builtLayout) (img, sum string) {
+	t.Helper()
+	start := time.Now()
+	bp := filepath.Join(dir, l.name+".toml")
+	if err := os.WriteFile(bp, []byte(l.blueprint()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lf := filepath.Join(dir, l.name+".lock.json")
+	opts := []lock.Option{lock.WithFetcher(&repo.Client{CacheDir: filepath.Join(testCache(t), "metadata")})}
+	if l.distro == "" {
+		opts = append(opts, lock.WithSources(srcs...))
+	}
+	// Another distro: the host's apt sources mapped onto its suites.
+	if _, err := ibuild.Lock(ctx, ibuild.LockRequest{Blueprint: bp, Lockfile: lf, Arches: []string{"x86_64"}, Types: []string{"raw"}, Options: opts}); err != nil {
+		t.Fatalf("%s: lock: %v", l.name, err)
+	}
+	out := filepath.Join(dir, l.name)
+	res, err := ibuild.Build(ctx, ibuild.BuildRequest{Lockfile: lf, One: true, OutputDir: out, CacheDir: testCache(t)})
+	if err != nil {
+		t.Fatalf("%s: build: %v", l.name, err)
+	}
+	f := res.Images[0].Files[0]
+	t.Logf("%s: built in %.0f s, %s", l.name, time.Since(start).Seconds(), f.SHA256)
+	return f.Path, f.SHA256
+}
+
+// rebuildLayout runs the stages of layout l's image pipeline again (the
+// trees they read come from the cache: their own reproducibility is
+// tested where they are made) and wants the same bytes.
+func rebuildLayout(ctx context.Context, t *testing.T, dir string, l builtLayout, sum string) {
+	t.Helper()
+	start := time.Now()
+	ran := 0
+	res, err := ibuild.Build(ctx, ibuild.BuildRequest{Lockfile: filepath.Join(dir, l.name+".lock.json"), One: true,
+		OutputDir: filepath.Join(dir, l.name+"-again"), CacheDir: testCache(t),
+		Events: func(e ibuild.BuildEvent) {
+			if d, ok := e.Event.(build.StageDone); ok && d.Pipeline == "image" && !d.CacheHit {
+				ran++
+			}
+		},
+		Options: []build.Option{build.WithRerun("image")}})
+	if err != nil {
+		t.Fatalf("%s: second build: %v", l.name, err)
+	}
+	f := res.Images[0].Files[0]
+	if ran == 0 {
+		t.Errorf("%s: the second build ran no stage of the image pipeline", l.name)
+	}
+	if f.SHA256 != sum {
+		t.Errorf("%s: two builds differ: %s, then %s", l.name, sum, f.SHA256)
+	}
+	t.Logf("%s: %d image stages again in %.0f s: same sha256", l.name, ran, time.Since(start).Seconds())
+	os.Remove(f.Path)
+}
+
 // checkImage verifies the partition table with sfdisk and each file
 // system with its fsck, reading partitions at their offsets (no loop
 // device).
@@ -271,55 +402,196 @@ func checkImage(t *testing.T, l builtLayout, img string) {
 		t.Fatalf("%s: sfdisk --json: %v", l.name, err)
 	}
 	parts := sfdiskParts(t, js)
+	vgs, btrfses := 0, 0
 	for i, p := range parts {
+		if strings.EqualFold(p.typ, disk.BIOSBootGUID) {
+			// GRUB's core image, no file system.
+			continue
+		}
+		// The first 8 KiB tell the partition's kind.
 		part := filepath.Join(t.TempDir(), fmt.Sprintf("p%d", i+1))
-		// A sparse copy of the partition: fsck reads a file, not an
-		// offset.
 		if out, err := exec.Command("dd", "if="+img, "of="+part, fmt.Sprintf("bs=%d", ss), fmt.Sprintf("skip=%d", p.start),
-			fmt.Sprintf("count=%d", p.size), "conv=sparse", "status=none").CombinedOutput(); err != nil {
+			fmt.Sprintf("count=%d", min(p.size, int64(8192/ss))), "status=none").CombinedOutput(); err != nil {
 			t.Fatalf("dd: %v\n%s", err, out)
 		}
 		kind := fsKind(t, part)
-		var cmd *exec.Cmd
-		switch kind {
-		case "ext4":
-			cmd = exec.Command("fsck.ext4", "-n", "-f", part)
-		case "vfat":
-			cmd = exec.Command("fsck.vfat", "-n", part)
-		case "xfs":
-			cmd = exec.Command("xfs_repair", "-n", "-f", part)
-		case "swap", "":
-			os.Remove(part)
+		os.Remove(part)
+		if kind == "lvm" {
+			vgs++
+			checkVG(t, l, img, p.start*int64(ss), p.size*int64(ss))
 			continue
 		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s: partition %d (%s): %v\n%s", l.name, i+1, kind, err, out)
+		kind = fsck(t, fmt.Sprintf("%s: partition %d", l.name, i+1), img, p.start*int64(ss), p.size*int64(ss))
+		if kind == "btrfs" {
+			btrfses++
+			checkSubvolumes(t, l, img, p.start*int64(ss), p.size*int64(ss))
 		}
-		os.Remove(part)
+	}
+	if want := min(len(l.vg), 1); vgs != want {
+		t.Errorf("%s: %d LVM physical volumes, want %d", l.name, vgs, want)
+	}
+	if want := min(len(l.subvolumes), 1); btrfses != want {
+		t.Errorf("%s: %d btrfs volumes, want %d", l.name, btrfses, want)
 	}
 }
 
-type sfPart struct{ start, size int64 }
-
-func sfdiskParts(t *testing.T, js []byte) []sfPart {
+// checkSubvolumes mounts the btrfs volume of size bytes at off in img
+// read-only on a loop device of this test's own and compares the
+// subvolumes btrfs subvolume list shows with the layout's.
+func checkSubvolumes(t *testing.T, l builtLayout, img string, off, size int64) {
 	t.Helper()
-	var parts []sfPart
-	for _, ln := range strings.Split(string(js), "\n") {
-		if !strings.Contains(ln, `"start":`) {
+	mnt := t.TempDir()
+	out, err := exec.Command("mount", "-t", "btrfs", "-o", fmt.Sprintf("ro,loop,offset=%d,sizelimit=%d", off, size), img, mnt).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s: mounting the btrfs volume: %v\n%s", l.name, err, out)
+		return
+	}
+	// umount releases the loop device mount made (autoclear).
+	defer func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	}()
+	out, err = exec.Command("btrfs", "subvolume", "list", mnt).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s: btrfs subvolume list: %v\n%s", l.name, err, out)
+		return
+	}
+	var got []string
+	for _, ln := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(ln)
+		// ID N gen N top level 5 path NAME
+		if len(f) != 9 || f[6] != "5" {
+			t.Errorf("%s: btrfs subvolume list: %q", l.name, ln)
 			continue
 		}
-		var p sfPart
-		for _, f := range strings.Split(strings.Trim(strings.TrimSpace(ln), "{},"), ",") {
-			k, v, _ := strings.Cut(strings.TrimSpace(f), ":")
-			v = strings.TrimSpace(v)
-			switch strings.Trim(k, `" `) {
-			case "start":
-				fmt.Sscan(v, &p.start)
-			case "size":
-				fmt.Sscan(v, &p.size)
-			}
+		got = append(got, f[8])
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != strings.Join(l.subvolumes, " ") {
+		t.Errorf("%s: subvolumes %q, want %q", l.name, got, l.subvolumes)
+	}
+	t.Logf("%s: btrfs subvolume list\n%s", l.name, out)
+}
+
+// fsck checks the file system of size bytes at off in img with its own
+// checker, on a sparse copy (the checkers read a file, not an offset).
+func fsck(t *testing.T, what, img string, off, size int64) (kind string) {
+	t.Helper()
+	part := filepath.Join(t.TempDir(), "fs")
+	defer os.Remove(part)
+	const bs = 512
+	if out, err := exec.Command("dd", "if="+img, "of="+part, fmt.Sprintf("bs=%d", bs), fmt.Sprintf("skip=%d", off/bs),
+		fmt.Sprintf("count=%d", size/bs), "conv=sparse", "status=none").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v\n%s", err, out)
+	}
+	kind = fsKind(t, part)
+	var cmd *exec.Cmd
+	switch kind {
+	case "ext4":
+		cmd = exec.Command("fsck.ext4", "-n", "-f", part)
+	case "vfat":
+		cmd = exec.Command("fsck.vfat", "-n", part)
+	case "xfs":
+		cmd = exec.Command("xfs_repair", "-n", "-f", part)
+	case "btrfs":
+		cmd = exec.Command("btrfs", "check", "--readonly", part)
+	case "swap":
+		return kind
+	default:
+		fi, _ := os.Stat(part)
+		t.Errorf("%s: no file system known at %d (%d bytes copied)", what, off, fi.Size())
+		return kind
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("%s (%s): %v\n%s", what, kind, err, out)
+	}
+	return kind
+}
+
+// checkVG checks the LVM2 physical volume of size bytes at off in img
+// with the real lvm tools, on a read-only loop device of this test's own
+// (this machine's kernel has no device-mapper, so the logical volumes are
+// not activated): pvck, the volume group and the logical volumes lvs
+// lists, then each logical volume's file system where lvs says it is.
+func checkVG(t *testing.T, l builtLayout, img string, off, size int64) {
+	t.Helper()
+	out, err := exec.Command("losetup", "--read-only", "--find", "--show", "-o", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: losetup: %v\n%s", l.name, err, out)
+	}
+	loop := strings.TrimSpace(string(out))
+	defer func() {
+		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v\n%s", loop, err, out)
 		}
-		parts = append(parts, p)
+	}()
+	// The tools see this loop device alone: a volume group of the same
+	// name elsewhere on the machine does not mix in.
+	conf := fmt.Sprintf(`devices { filter=["a|^%s$|","r|.*|"] use_devicesfile=0 obtain_device_list_from_udev=0 } activation { udev_sync=0 udev_rules=0 }`, loop)
+	lvm := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("lvm", append([]string{args[0], "--config", conf}, args[1:]...)...)
+		cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: lvm %s: %v\n%s", l.name, strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	lvm("pvck", loop)
+	report := []string{"--noheadings", "--units", "b", "--nosuffix", "--separator", ","}
+	pv := strings.Split(lvm(append([]string{"pvs"}, append(report, "-o", "vg_name,pe_start,vg_extent_size", loop)...)...), ",")
+	if len(pv) != 3 || pv[0] != l.vg {
+		t.Fatalf("%s: pvs %q, want volume group %s", l.name, pv, l.vg)
+	}
+	peStart, _ := strconv.ParseInt(pv[1], 10, 64)
+	extent, _ := strconv.ParseInt(pv[2], 10, 64)
+	lvs := lvm(append([]string{"lvs"}, append(report, "-o", "lv_name,lv_size,seg_pe_ranges", l.vg)...)...)
+	t.Logf("%s: lvs\n%s", l.name, lvs)
+	n := 0
+	for _, line := range strings.Split(lvs, "\n") {
+		f := strings.Split(strings.TrimSpace(line), ",")
+		m := regexp.MustCompile(`:(\d+)-(\d+)$`).FindStringSubmatch(f[len(f)-1])
+		if len(f) != 3 || m == nil {
+			t.Fatalf("%s: lvs line %q", l.name, line)
+		}
+		first, _ := strconv.ParseInt(m[1], 10, 64)
+		lvSize, _ := strconv.ParseInt(f[1], 10, 64)
+		fsck(t, fmt.Sprintf("%s: logical volume %s", l.name, f[0]), img, off+peStart+first*extent, lvSize)
+		n++
+	}
+	if n == 0 {
+		t.Errorf("%s: volume group %s has no logical volumes", l.name, l.vg)
+	}
+}
+
+type sfPart struct {
+	start, size int64
+	typ         string
+}
+
+// sfdiskParts reads sfdisk --json's partitions (in sectors).
+func sfdiskParts(t *testing.T, js []byte) []sfPart {
+	t.Helper()
+	var doc struct {
+		PartitionTable struct {
+			Partitions []struct {
+				Start int64  `json:"start"`
+				Size  int64  `json:"size"`
+				Type  string `json:"type"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(js, &doc); err != nil {
+		t.Fatalf("sfdisk --json: %v\n%s", err, js)
+	}
+	var parts []sfPart
+	for _, p := range doc.PartitionTable.Partitions {
+		if p.Size <= 0 {
+			t.Fatalf("sfdisk --json: a partition of %d sectors\n%s", p.Size, js)
+		}
+		parts = append(parts, sfPart{p.Start, p.Size, strings.ToUpper(p.Type)})
 	}
 	if len(parts) == 0 {
 		t.Fatalf("no partitions in %s", js)
@@ -345,8 +617,12 @@ func fsKind(t *testing.T, p string) string {
 		return "vfat"
 	case string(b[4096-10:4096]) == "SWAPSPACE2":
 		return "swap"
+	case string(b[512:520]) == "LABELONE" && string(b[536:544]) == "LVM2 001":
+		return "lvm"
+	}
+	// btrfs's superblock is at 64 KiB.
+	if f.ReadAt(b[:8], 65536+64); string(b[:8]) == "_BHRfS_M" {
+		return "btrfs"
 	}
 	return ""
 }
-
-var _ = disk.GPT
