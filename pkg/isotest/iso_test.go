@@ -167,11 +167,13 @@ func skipUnlessBuilds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and boots images: skipped with -short")
 	}
-	// Not yet seen passing whole (an install by UEFI reached the verified
-	// write; the live ISO was never built), and over make check's time
-	// budget: opt-in until both are.
+	// Over make check's time budget: on the shared machine (load 12-23,
+	// TCG) one run took 31 min, 13 of them building (raw from the cache,
+	// installer and live trees cold) and the rest booting, each install
+	// 7-8 min (most of it booting the live system, then 2.5 min writing
+	// 4 GiB). Opt-in until it fits.
 	if os.Getenv("IBUILD_TEST_ISO") == "" {
-		t.Skip("the installer and live ISO builds and boots are not in make check yet: set IBUILD_TEST_ISO=1 to run them")
+		t.Skip("the installer and live ISO builds and boots are over make check's time budget: set IBUILD_TEST_ISO=1 to run them")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("building needs root")
