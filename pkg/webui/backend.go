@@ -85,6 +85,10 @@ type ImageRequest struct {
 	Arch, Type string
 	// Upload names an upload target the service knows; empty for none.
 	Upload string
+	// Publish, when set, is the repository (HOST/PATH[:TAG]) the image is
+	// pushed to; Sign asks for the service's signature.
+	Publish string
+	Sign    bool
 }
 
 // Compose statuses.
@@ -123,6 +127,17 @@ type ImageStatus struct {
 	Size     int64
 	SHA256   string
 	Upload   *UploadResult
+	// Published is where the image was pushed, when asked.
+	Published *Published
+}
+
+// Published is an image pushed to a registry.
+type Published struct {
+	// Ref is the image's manifest by digest (REPO@sha256:HEX).
+	Ref string
+	// Signed says it carries the service's signature, at Signature.
+	Signed    bool
+	Signature string
 }
 
 // UploadResult is where an image went.

@@ -29,6 +29,12 @@ type buildData struct {
 	Distro         string
 	Arches, Chosen []string
 	Upload         string
+	// PublishTo and Sign are the service's (Options); Publish and
+	// SignIt what was posted.
+	PublishTo []string
+	Sign      bool
+	Publish   string
+	SignIt    bool
 }
 
 type buildDistro struct {
@@ -74,6 +80,7 @@ func (s *Server) buildForm(r *http.Request, sess *session, d *buildData) error {
 	}
 	sort.Strings(d.AllArches)
 	d.Uploads = s.opts.Uploads
+	d.PublishTo, d.Sign = s.opts.PublishTo, s.opts.Sign
 	return nil
 }
 
@@ -94,7 +101,8 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	d := &buildData{Blueprint: r.PostForm.Get("blueprint"), Distro: r.PostForm.Get("distro"),
-		Arches: r.PostForm["arch"], Chosen: r.PostForm["type"], Upload: r.PostForm.Get("upload")}
+		Arches: r.PostForm["arch"], Chosen: r.PostForm["type"], Upload: r.PostForm.Get("upload"),
+		Publish: strings.TrimSpace(r.PostForm.Get("publish")), SignIt: r.PostForm.Get("sign") != ""}
 	refuse := func(msg string) {
 		d.Error = msg
 		if err := s.buildForm(r, sess, d); err != nil {
@@ -112,6 +120,14 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request, sess *session) {
 		refuse(fmt.Sprintf("Unknown upload target %q.", d.Upload))
 		return
 	}
+	if d.Publish != "" && len(s.opts.PublishTo) == 0 {
+		refuse("This service publishes to no registry.")
+		return
+	}
+	if d.SignIt && (d.Publish == "" || !s.opts.Sign) {
+		refuse("Signing needs a repository to publish to, on a service with a signing key.")
+		return
+	}
 	req := ComposeRequest{Owner: sess.owner, Blueprint: sb.Data, Distro: d.Distro}
 	var skipped []string
 	for _, a := range d.Arches {
@@ -125,7 +141,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request, sess *session) {
 				skipped = append(skipped, t+" for "+a)
 				continue
 			}
-			req.Images = append(req.Images, ImageRequest{Arch: a, Type: t, Upload: d.Upload})
+			req.Images = append(req.Images, ImageRequest{Arch: a, Type: t, Upload: d.Upload, Publish: d.Publish, Sign: d.SignIt})
 		}
 	}
 	if len(req.Images) == 0 {

@@ -28,6 +28,8 @@ func Mount(auth Authenticator, uploads map[string]compose.UploadTarget) serve.Mo
 			Composes:    &ServiceComposes{Service: env.Compose, Uploads: uploads},
 			Defs:        env.Compose.Defs(),
 			Uploads:     names,
+			PublishTo:   env.Compose.Config().Publish.Repositories,
+			Sign:        env.Compose.Config().Publish.CanSign(),
 			Packages:    ServicePackages(env.Compose),
 			Logger:      env.Logger,
 			Done:        ctx.Done(),

@@ -29,6 +29,11 @@ type Options struct {
 	Defs *distro.Defs
 	// Uploads name the upload targets the service can send images to.
 	Uploads []string
+	// PublishTo are the registries or repository prefixes the service
+	// may publish images to (none: the Build page offers no publishing);
+	// Sign says it signs them when asked.
+	PublishTo []string
+	Sign      bool
 	// Packages, when set, gives the editor a search over the packages the
 	// repositories offer.
 	Packages PackageSearcher

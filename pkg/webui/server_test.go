@@ -414,3 +414,78 @@ func TestServicePackagesArchive(t *testing.T) {
 	}
 	t.Logf("a search of the kept index: %s", time.Since(start).Round(time.Millisecond))
 }
+
+// The Build page offers publishing only where the operator allows it;
+// the service's rules refuse other repositories, and what is allowed
+// reaches the compose request.
+func TestBuildPublish(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := compose.Open(context.Background(), compose.Config{Dir: filepath.Join(dir, "service"), CacheDir: filepath.Join(dir, "cache"),
+		Publish: compose.PublishConfig{Repositories: []string{"127.0.0.1:5000/team"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(context.Background()) })
+	s, err := New(Options{Auth: tokens{"tok-alice": "alice"}, Blueprints: NewOwnerBlueprints(filepath.Join(dir, "blueprints")),
+		Composes: &ServiceComposes{Service: svc}, PublishTo: svc.Config().Publish.Repositories, Sign: svc.Config().Publish.CanSign()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	c := &client{t: t, base: srv.URL, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	c.login("tok-alice")
+	c.do("POST", "/blueprints/edit", url.Values{"csrf": {c.csrf}, "action": {"save-toml"}, "toml": {"name = \"pub\"\ndistro = \"debian-12\"\n"}})
+	_, body := c.do("GET", "/build", nil)
+	if !strings.Contains(body, `id="publish"`) || !strings.Contains(body, "127.0.0.1:5000/team") || strings.Contains(body, `id="sign"`) {
+		t.Fatalf("build page: no publish field, or a sign box without a key:\n%s", body)
+	}
+	form := func(ref, sign string) url.Values {
+		return url.Values{"csrf": {c.csrf}, "blueprint": {"pub"}, "arch": {"x86_64"}, "type": {"tar"}, "publish": {ref}, "sign": {sign}}
+	}
+	for _, tc := range []struct{ ref, sign, want string }{
+		{"127.0.0.1:5000/other/x", "", "is not one this service publishes to"},
+		{"127.0.0.1:5000/team/x", "1", "signing key"},
+	} {
+		resp, body := c.do("POST", "/build", form(tc.ref, tc.sign))
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tc.want) {
+			t.Errorf("publish to %s (sign %q): %s, want a refusal %q", tc.ref, tc.sign, resp.Status, tc.want)
+		}
+	}
+	resp, body := c.do("POST", "/build", form("127.0.0.1:5000/team/x:v1", ""))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("publish to an allowed repository: %s\n%s", resp.Status, body)
+	}
+	list, _, err := svc.List(context.Background(), "alice", compose.ListOptions{})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("composes: %v %v", list, err)
+	}
+	if p := list[0].Request.Images[0].Publish; p == nil || p.Ref != "127.0.0.1:5000/team/x:v1" || p.Sign {
+		t.Fatalf("compose request's publish: %+v", p)
+	}
+}
+
+// The detail page shows a published image's reference, that it is
+// signed, and the commands that fetch and verify it; a reference is
+// shown as text, never markup.
+func TestImagePublished(t *testing.T) {
+	s, err := New(Options{Auth: tokens{}, Blueprints: NewOwnerBlueprints(t.TempDir()), Composes: &ServiceComposes{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := "127.0.0.1:5000/team/x@sha256:" + strings.Repeat("ab", 32)
+	d := imageData{Compose: Compose{ID: "c1", Status: StatusSuccess, Images: []ImageStatus{{Arch: "x86_64", Type: "tar", Status: StatusSuccess,
+		Published: &Published{Ref: ref, Signed: true, Signature: `127.0.0.1:5000/team/x:sha256-ab.sig"><img src=x>`}}}}}
+	w := httptest.NewRecorder()
+	s.render(w, httptest.NewRequest("GET", "/images/c1", nil), http.StatusOK, "image", page{Title: "Compose c1", Nav: "images", Data: d})
+	body := w.Body.String()
+	for _, want := range []string{`<code class="ref">` + ref + `</code>`, ">signed<", "oras pull " + ref, "cosign verify --key cosign.pub " + ref} {
+		if !strings.Contains(body, want) {
+			t.Errorf("detail page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<img") || inlineCode(body) != "" {
+		t.Errorf("detail page: markup from a reference, or inline code:\n%s", body)
+	}
+}

@@ -294,6 +294,9 @@ func (s *ServiceComposes) Submit(ctx context.Context, req ComposeRequest) (Compo
 			}
 			ir.Upload = &t
 		}
+		if im.Publish != "" {
+			ir.Publish = &compose.PublishTarget{Ref: im.Publish, Sign: im.Sign}
+		}
 		r.Images = append(r.Images, ir)
 	}
 	c, err := s.Service.Submit(ctx, req.Owner, r)
@@ -322,6 +325,9 @@ func fromService(c *compose.Compose) Compose {
 		}
 		if u := im.Upload; u != nil {
 			st.Upload = &UploadResult{Target: u.Target, ID: u.ID, URL: u.URL}
+		}
+		if p := im.Published; p != nil {
+			st.Published = &Published{Ref: p.Ref, Signed: p.Signed, Signature: p.Signature}
 		}
 		out.Images = append(out.Images, st)
 	}
