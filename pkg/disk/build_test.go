@@ -154,6 +154,34 @@ minsize = "128 MiB"
 		firmware: []string{"uefi"},
 	},
 	{
+		// images-partitioning-btrfs, smaller: subvolumes for /, /home
+		// and /var/log (debian-13: its mkfs.btrfs makes subvolumes from
+		// a tree); /boot is added on a plain partition.
+		name:   "btrfs",
+		distro: "debian-13",
+		disk: `
+[[customizations.disk.partitions]]
+type = "btrfs"
+minsize = "3 GiB"
+
+[[customizations.disk.partitions.subvolumes]]
+name = "root"
+mountpoint = "/"
+
+[[customizations.disk.partitions.subvolumes]]
+name = "home"
+mountpoint = "/home"
+
+[[customizations.disk.partitions.subvolumes]]
+name = "log"
+mountpoint = "/var/log"
+`,
+		expect:     []string{"/ btrfs 3221225472 /root", "/home btrfs 3221225472 /home", "/var/log btrfs 3221225472 /log", "/boot ext4 536870912"},
+		firmware:   []string{"uefi"},
+		subvolumes: []string{"home", "log", "root"},
+		repro:      true,
+	},
+	{
 		// 4096-byte sectors and a start offset: UEFI only (GRUB's
 		// boot.img reads 512-byte sectors).
 		name: "4k",
