@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"path"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/image-builder-action/image-builder-action/pkg/s3ref"
 )
 
 // OpenArtifactStore opens the store ref names: s3://BUCKET[/PREFIX]
@@ -43,48 +43,17 @@ type S3Store struct {
 
 var _ ArtifactStore = (*S3Store)(nil)
 
-// OpenS3Store opens s3://BUCKET[/PREFIX][?endpoint=URL&region=R]; the
-// query overrides the SDK's endpoint and region (S3-compatible servers
-// are addressed by path).
+// OpenS3Store opens s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (see
+// package s3ref for what the query means).
 func OpenS3Store(ctx context.Context, ref string) (*S3Store, error) {
-	u, err := url.Parse(ref)
-	if err != nil || u.Scheme != "s3" || u.Host == "" {
-		return nil, fmt.Errorf("opening artifact store %q: want s3://BUCKET[/PREFIX]", ref)
-	}
-	q := u.Query()
-	for k := range q {
-		if k != "endpoint" && k != "region" {
-			return nil, fmt.Errorf("opening artifact store %q: unknown parameter %q (endpoint, region)", ref, k)
-		}
-	}
-	var lopts []func(*config.LoadOptions) error
-	if r := q.Get("region"); r != "" {
-		lopts = append(lopts, config.WithRegion(r))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, lopts...)
+	r, err := s3ref.Open(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("opening artifact store %q: %w", ref, err)
+		return nil, fmt.Errorf("opening artifact store %w", err)
 	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
-	}
-	endpoint := q.Get("endpoint")
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-		if o.BaseEndpoint != nil {
-			o.UsePathStyle = true
-		}
-		// Artifacts carry their own sha256 in the compose's record; not
-		// every S3-compatible server has the SDK's newer checksums.
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	})
-	s := &S3Store{client: client, bucket: u.Host, prefix: strings.Trim(u.Path, "/"), ref: "s3://" + u.Host + strings.TrimRight(u.Path, "/")}
+	s := &S3Store{client: r.Client, bucket: r.Bucket, prefix: r.Prefix, ref: r.Name}
 	// Fail at start, not at the first build's end, when the bucket is
 	// not there or the credentials do not reach it.
-	if _, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix), MaxKeys: aws.Int32(1)}); err != nil {
+	if _, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix), MaxKeys: aws.Int32(1)}); err != nil {
 		return nil, fmt.Errorf("opening artifact store %s: %w", s.ref, err)
 	}
 	return s, nil

@@ -5,17 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"path"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/s3ref"
 )
 
 // S3 is a store in an S3 bucket: PREFIX/sha256/HEX.
@@ -28,48 +26,14 @@ type S3 struct {
 
 var _ Store = (*S3)(nil)
 
-// openS3 opens s3://BUCKET[/PREFIX][?endpoint=URL&region=R]. Credentials,
-// region and endpoint come from the AWS SDK's default chain (environment,
-// shared config, instance roles); the query overrides endpoint and region,
-// for S3-compatible servers. With an endpoint, buckets are addressed by
-// path, which every S3-compatible server understands.
+// openS3 opens s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (see
+// package s3ref for what the query means).
 func openS3(ctx context.Context, ref string) (*S3, error) {
-	u, err := url.Parse(ref)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("opening S3 store %q: want s3://BUCKET[/PREFIX]", ref)
-	}
-	q := u.Query()
-	for k := range q {
-		if k != "endpoint" && k != "region" {
-			return nil, fmt.Errorf("opening S3 store %q: unknown parameter %q (endpoint, region)", ref, k)
-		}
-	}
-	var lopts []func(*config.LoadOptions) error
-	if r := q.Get("region"); r != "" {
-		lopts = append(lopts, config.WithRegion(r))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, lopts...)
+	r, err := s3ref.Open(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("opening S3 store %q: %w", ref, err)
+		return nil, fmt.Errorf("opening S3 store %w", err)
 	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
-	}
-	endpoint := q.Get("endpoint")
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-		if o.BaseEndpoint != nil {
-			o.UsePathStyle = true
-		}
-		// The files are checked against the lockfile's sha256; the SDK's
-		// own checksums add nothing and not every server has them.
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	})
-	name := "s3://" + u.Host + u.Path
-	return &S3{client: client, bucket: u.Host, prefix: strings.Trim(u.Path, "/"), ref: strings.TrimRight(name, "/")}, nil
+	return &S3{client: r.Client, bucket: r.Bucket, prefix: r.Prefix, ref: r.Name}, nil
 }
 
 func (s *S3) String() string { return s.ref }
