@@ -158,24 +158,51 @@ func BlueprintDigest(bp *blueprint.Blueprint) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// Lock resolves bp into a lockfile. bpPath is where the blueprint was read
-// from (recorded relative to the lockfile's directory).
-func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...Option) (*manifest.Lockfile, error) {
+// newOptions applies opts over the defaults every resolution needs: the
+// image definitions (loaded when not given) and a repository fetcher.
+func newOptions(opts []Option) (options, error) {
 	o := options{}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return nil, err
+			return o, err
 		}
 	}
 	if o.defs == nil {
 		d, err := distro.Load()
 		if err != nil {
-			return nil, err
+			return o, err
 		}
 		o.defs = d
 	}
 	if o.fetcher == nil {
-		return nil, errors.New("lock: no repository fetcher")
+		return o, errors.New("lock: no repository fetcher")
+	}
+	return o, nil
+}
+
+// distroSources is where d's packages come from: the sources
+// WithSources set, or else the host's apt sources mapped onto d's suites.
+func (o *options) distroSources(d *distro.Distro) ([]repo.Source, error) {
+	if len(o.sources) > 0 {
+		return o.sources, nil
+	}
+	root := o.hostRoot
+	if root == "" {
+		root = "/"
+	}
+	host, err := repo.HostSources(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading the host's apt sources: %w", err)
+	}
+	return DistroSources(d, host)
+}
+
+// Lock resolves bp into a lockfile. bpPath is where the blueprint was read
+// from (recorded relative to the lockfile's directory).
+func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...Option) (*manifest.Lockfile, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	if o.toolVersion == "" {
 		o.toolVersion = version.Tool()
@@ -210,19 +237,9 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 	if err != nil {
 		return nil, err
 	}
-	srcs := o.sources
-	if len(srcs) == 0 {
-		root := o.hostRoot
-		if root == "" {
-			root = "/"
-		}
-		host, err := repo.HostSources(root)
-		if err != nil {
-			return nil, fmt.Errorf("reading the host's apt sources: %w", err)
-		}
-		if srcs, err = DistroSources(d, host); err != nil {
-			return nil, err
-		}
+	srcs, err := o.distroSources(d)
+	if err != nil {
+		return nil, err
 	}
 	bpSrcs, err := blueprintSources(ctx, bp, d, &o)
 	if err != nil {
