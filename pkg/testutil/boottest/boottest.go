@@ -198,6 +198,11 @@ func Args(o Options, vars string) ([]string, error) {
 		}
 		if d.ReadOnly {
 			drive += ",readonly=on"
+		} else {
+			// The guest's discards and zeroings (blkdiscard -z, fstrim)
+			// punch holes in the file instead of allocating it: an
+			// installer that zeroes a 4 GiB span leaves the file sparse.
+			drive += ",discard=unmap"
 		}
 		var dev string
 		switch d.Bus {
