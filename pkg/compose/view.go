@@ -22,10 +22,15 @@ type view struct {
 
 	mu      sync.Mutex
 	entries map[string]viewEntry
-	// gen counts drops: a load that started before a drop must not put
-	// what it read back into the map.
-	gen    uint64
-	flight singleflight.Group
+	// seq counts drops and dropped[id] is the seq of id's last one: a
+	// load of id that started before a drop of id must not put what it
+	// read back into the map, while a drop of another compose (progress
+	// on B) leaves a load of A alone. When dropped grows past
+	// maxViewEntries it is cleared and floor set to seq: a load that
+	// started before that stores nothing (it cannot tell any more).
+	seq, floor uint64
+	dropped    map[string]uint64
+	flight     singleflight.Group
 }
 
 type viewEntry struct {
@@ -39,7 +44,7 @@ type viewEntry struct {
 const maxViewEntries = 4096
 
 func newView(shared bool) *view {
-	v := &view{entries: map[string]viewEntry{}}
+	v := &view{entries: map[string]viewEntry{}, dropped: map[string]uint64{}}
 	if shared {
 		v.ttl, v.finalTTL = time.Second, 30*time.Second
 	}
@@ -62,7 +67,7 @@ func (v *view) fresh(e viewEntry) bool {
 func (v *view) get(ctx context.Context, id string, load func(context.Context, string) (*loaded, error)) (*loaded, error) {
 	v.mu.Lock()
 	e, ok := v.entries[id]
-	gen := v.gen
+	start := v.seq
 	v.mu.Unlock()
 	if ok && v.fresh(e) {
 		return e.l.clone(), nil
@@ -75,7 +80,7 @@ func (v *view) get(ctx context.Context, id string, load func(context.Context, st
 			return nil, err
 		}
 		v.mu.Lock()
-		if v.gen == gen {
+		if start >= v.floor && v.dropped[id] <= start {
 			if len(v.entries) >= maxViewEntries {
 				for k := range v.entries {
 					delete(v.entries, k)
@@ -99,7 +104,12 @@ func (v *view) get(ctx context.Context, id string, load func(context.Context, st
 func (v *view) drop(id string) {
 	v.mu.Lock()
 	delete(v.entries, id)
-	v.gen++
+	v.seq++
+	if len(v.dropped) >= maxViewEntries {
+		clear(v.dropped)
+		v.floor = v.seq
+	}
+	v.dropped[id] = v.seq
 	v.mu.Unlock()
 	// A load in flight read the rows before this write: the next reader
 	// must not join it.
