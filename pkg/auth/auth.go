@@ -51,8 +51,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	tokens []Token
-	mod    time.Time
-	size   int64
+	// sums are the tokens' decoded hashes (nil for a malformed one).
+	sums [][]byte
+	mod  time.Time
+	size int64
 }
 
 // Errors a lookup returns.
@@ -127,26 +129,27 @@ func (s *Store) List() ([]Token, error) {
 
 // Lookup returns the owner of secret. Every stored hash is compared, in
 // constant time, so the time taken says nothing about which one matched.
+// It runs on every API request: the file is stat'ed before the lock is
+// taken, so many requests at once do not queue behind one another's
+// system call, and the lock is held only to compare the file's size and
+// time with the last read's (the file is read again when they differ).
 func (s *Store) Lookup(secret string) (string, error) {
 	if secret == "" {
 		return "", ErrNoToken
 	}
+	fi, statErr := os.Stat(s.path)
 	s.mu.Lock()
-	err := s.reload()
-	tokens := s.tokens
+	err := s.reloadStat(fi, statErr)
+	tokens, sums := s.tokens, s.sums
 	s.mu.Unlock()
 	if err != nil {
 		return "", err
 	}
-	h, _ := hex.DecodeString(hash(secret))
+	h := sha256.Sum256([]byte(secret))
 	owner := ""
-	for _, t := range tokens {
-		stored, err := hex.DecodeString(t.SHA256)
-		if err != nil || len(stored) != len(h) {
-			continue
-		}
-		if subtle.ConstantTimeCompare(stored, h) == 1 {
-			owner = t.Name
+	for i, sum := range sums {
+		if sum != nil && subtle.ConstantTimeCompare(sum, h[:]) == 1 {
+			owner = tokens[i].Name
 		}
 	}
 	if owner == "" {
@@ -181,8 +184,14 @@ func hash(secret string) string {
 // hold s.mu.
 func (s *Store) reload() error {
 	fi, err := os.Stat(s.path)
+	return s.reloadStat(fi, err)
+}
+
+// reloadStat is reload with the file's stat done by the caller. Callers
+// hold s.mu.
+func (s *Store) reloadStat(fi fs.FileInfo, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		s.tokens, s.mod, s.size = nil, time.Time{}, 0
+		s.tokens, s.sums, s.mod, s.size = nil, nil, time.Time{}, 0
 		return nil
 	}
 	if err != nil {
@@ -202,7 +211,13 @@ func (s *Store) reload() error {
 	if tokens == nil {
 		tokens = []Token{}
 	}
-	s.tokens, s.mod, s.size = tokens, fi.ModTime(), fi.Size()
+	sums := make([][]byte, len(tokens))
+	for i, t := range tokens {
+		if b, err := hex.DecodeString(t.SHA256); err == nil && len(b) == sha256.Size {
+			sums[i] = b
+		}
+	}
+	s.tokens, s.sums, s.mod, s.size = tokens, sums, fi.ModTime(), fi.Size()
 	return nil
 }
 

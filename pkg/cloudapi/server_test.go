@@ -30,6 +30,13 @@ type apiServer struct {
 
 func startAPI(t testing.TB, workers int, up upload.Options) *apiServer {
 	t.Helper()
+	return startAPIWith(t, workers, up, nil)
+}
+
+// startAPIWith is startAPI with the API's handler wrapped by wrap (when
+// not nil).
+func startAPIWith(t testing.TB, workers int, up upload.Options, wrap func(http.Handler) http.Handler) *apiServer {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(testutil.LogWriter(t), nil))
 	svc, err := compose.Open(context.Background(), compose.Config{
@@ -57,6 +64,9 @@ func startAPI(t testing.TB, workers int, up upload.Options) *apiServer {
 	h, err := New(Config{Composes: svc, Auth: tokens, Upload: up, Logger: log, MaxBody: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
