@@ -51,7 +51,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./pkg/repo ./pkg/depsolve ./pkg/lock
 	./.ci/bench-build
 	./.ci/bench-upload
-	$(GO) test -run '^$$' -bench StatusUnderLoad -benchtime 1x ./pkg/weldr
+	$(GO) test -run '^$$' -bench StatusUnderLoad -benchtime 1x ./pkg/cloudapi ./pkg/weldr
 
 # The main job: lock the example blueprint against the host's repositories,
 # then build it for this machine's architecture into $(OUT)/.
