@@ -60,6 +60,12 @@ func TestNewGolden(t *testing.T) {
 		"sector4096":     "name = \"x\"\n[customizations.disk]\nsector_size = 4096\nstart_offset = \"8 MiB\"\nminsize = \"6 GiB\"\n[[customizations.disk.partitions]]\nfs_type = \"swap\"\nminsize = \"256 MiB\"\n[[customizations.disk.partitions]]\nmountpoint = \"/\"\nfs_type = \"ext4\"\nminsize = \"2 GiB\"\n",
 		"mode-lvm":       "name = \"x\"\n[customizations]\npartitioning_mode = \"lvm\"\n[[customizations.filesystem]]\nmountpoint = \"/var/log\"\nminsize = \"1 GiB\"\n",
 		"mode-auto-lvm":  "name = \"x\"\n[customizations]\npartitioning_mode = \"auto-lvm\"\n[[customizations.filesystem]]\nmountpoint = \"/\"\nminsize = \"5 GiB\"\n",
+		// Composer's least sizes: /var/log asks for 128 MiB and gets
+		// 1 GiB, /boot asks for 300 MiB and gets 500 MiB.
+		"mode-raw-small": "name = \"x\"\n[customizations]\npartitioning_mode = \"raw\"\n[[customizations.filesystem]]\nmountpoint = \"/boot\"\nminsize = \"300 MiB\"\n[[customizations.filesystem]]\nmountpoint = \"/var/log\"\nminsize = \"128 MiB\"\n",
+		// No mode: auto-lvm, as composer's default; a new mountpoint
+		// moves the root to LVM and becomes a logical volume of 1 GiB.
+		"mode-default-small": "name = \"x\"\n[[customizations.filesystem]]\nmountpoint = \"/var/log\"\nminsize = \"128 MiB\"\n",
 	} {
 		cases[name] = src
 	}

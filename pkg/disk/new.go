@@ -58,9 +58,10 @@ const (
 //   - customizations.filesystem: "/" sizes the root, "/boot/efi" the ESP,
 //     "/boot" and any other mountpoint become partitions (partitioning
 //     mode raw, the default here) or logical volumes of the root's volume
-//     group (lvm; auto-lvm when a mountpoint is new) or subvolumes of the
-//     root's btrfs volume (btrfs). Composer's default is auto-lvm; an
-//     empty mode here is raw, Debian's plain partitions.
+//     group (lvm; auto-lvm, the default as in composer, when a mountpoint
+//     is new, /boot included) or subvolumes of the root's btrfs volume
+//     (btrfs). Each mountpoint is given at least composer's minimum
+//     (composerMin: 1 GiB, /boot 500 MiB), whatever its minsize says.
 //   - customizations.disk with partitions: the table is the blueprint's
 //     partitions after the type's BIOS boot partition (gpt only) and ESP
 //     (or the blueprint's /boot/efi partition in its place); a root is
@@ -240,6 +241,12 @@ func (b *builder) base(mp string) *Partition {
 func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode string) {
 	var fresh []int // indexes of new mountpoints, by mountpoint: the
 	// table does not change when the blueprint lists them in another order
+	// Composer's minimum sizes, on a copy: the blueprint stays as
+	// written.
+	fss = append([]blueprint.FilesystemCustomization(nil), fss...)
+	for i := range fss {
+		fss[i].MinSize = composerMin(fss[i].Mountpoint, fss[i].MinSize)
+	}
 	for i, fs := range fss {
 		f := fmt.Sprintf("customizations.filesystem[%d]", i)
 		b.asks(f+".minsize", fs.MinSize)
@@ -262,10 +269,10 @@ func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode stri
 	}
 	sort.SliceStable(fresh, func(i, j int) bool { return fss[fresh[i]].Mountpoint < fss[fresh[j]].Mountpoint })
 	switch mode {
-	case "", ModeRaw:
-		mode = ModeRaw
-	case ModeLVM, ModeBtrfs:
-	case ModeAutoLVM:
+	case ModeRaw, ModeLVM, ModeBtrfs:
+	case "", ModeAutoLVM:
+		// Composer's default mode is auto-lvm: the root moves to LVM
+		// as soon as a mountpoint is new.
 		mode = ModeRaw
 		if len(fresh) > 0 {
 			mode = ModeLVM
@@ -306,7 +313,7 @@ func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode stri
 			hasBoot = true
 			b.addBoot(fs.MinSize, f)
 		case vg != nil:
-			vg.LogicalVolumes = append(vg.LogicalVolumes, LogicalVolume{Name: lvNameFor(fs.Mountpoint), MinSize: fs.MinSize,
+			vg.LogicalVolumes = append(vg.LogicalVolumes, LogicalVolume{Name: uniqueLVName(vg, lvNameFor(fs.Mountpoint)), MinSize: fs.MinSize,
 				FS: Filesystem{Type: defaultFSType, Mountpoint: fs.Mountpoint}, Field: f})
 		case bv != nil:
 			bv.Subvolumes = append(bv.Subvolumes, Subvolume{Name: nameFor(fs.Mountpoint), Mountpoint: fs.Mountpoint, Field: f})
@@ -333,6 +340,47 @@ func (b *builder) filesystems(fss []blueprint.FilesystemCustomization, mode stri
 		root.Name = "btrfs"
 	}
 	b.t.Partitions = append(b.t.Partitions, *root)
+}
+
+// uniqueLVName is name, or, when vg has a logical volume of that name
+// already (/root's "rootlv" beside the root's), name and the first free
+// two-digit number, as composer names them (rootlv00).
+func uniqueLVName(vg *VolumeGroup, name string) string {
+	used := map[string]bool{}
+	for _, lv := range vg.LogicalVolumes {
+		used[lv.Name] = true
+	}
+	if !used[name] {
+		return name
+	}
+	for i := 0; i < 100; i++ {
+		if n := fmt.Sprintf("%s%02d", name, i); !used[n] {
+			return n
+		}
+	}
+	// A hundred mountpoints of one name cannot be: names are unique
+	// mountpoints.
+	return name
+}
+
+// Composer's least sizes of a mountpoint from customizations.filesystem
+// (clampFSSize in osbuild/images): a minsize below them is raised.
+const (
+	mountMin = 1 * GiB
+	bootMin  = 500 * MiB
+)
+
+// composerMin is the size composer gives mountpoint mp asked for with
+// minsize n. The ESP (/boot/efi, which composer does not take here) keeps
+// the size asked for: its room is the image type's.
+func composerMin(mp string, n uint64) uint64 {
+	switch mp {
+	case "/boot/efi":
+		return n
+	case "/boot":
+		return max(n, bootMin)
+	}
+	return max(n, mountMin)
 }
 
 // addBoot adds a plain /boot partition of at least size bytes, after the

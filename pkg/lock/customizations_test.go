@@ -52,7 +52,11 @@ func TestLockCustomizations(t *testing.T) {
 	}))
 	defer keySrv.Close()
 	const head = "name = \"x\"\ndistro = \"testdist\"\n"
+	// partitioning_mode raw: the fixture repository has no lvm2.
 	p := writeBlueprint(t, head+`
+[customizations]
+partitioning_mode = "raw"
+
 [[packages]]
 name = "python3-[ry]*"
 

@@ -265,8 +265,12 @@ func TestCheck(t *testing.T) {
 }
 
 func TestLockExtraFilesystems(t *testing.T) {
+	// Raw: extra mountpoints as partitions (composer's default,
+	// auto-lvm, would put them on LVM).
 	p := writeBlueprint(t, `name = "x"
 distro = "testdist"
+[customizations]
+partitioning_mode = "raw"
 [[customizations.filesystem]]
 mountpoint = "/"
 minsize = "3 GiB"
