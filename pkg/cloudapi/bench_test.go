@@ -178,18 +178,21 @@ func BenchmarkStatusUnderLoad(b *testing.B) {
 		b.ReportMetric(fp(0.99), "floor-p99-ms")
 		b.ReportMetric(qp(0.99), "quiet-floor-p99-ms")
 		b.ReportMetric(float64(fails+ffails+qfails+pfails), "errors")
-		b.Logf("GET %scomposes/{id}, %d clients each asking every %v: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors",
+		// On stdout: the test log of a benchmark is cut to its first
+		// lines, which the service's log fills.
+		say := func(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
+		say("GET %scomposes/{id}, %d clients each asking every %v: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors",
 			PrefixV2, clients, politeInterval, len(polite), pp(0.5), pp(0.99), pp(1), pfails)
-		b.Logf("the same, every %v: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors; in the server (both shapes): p50 %.2f ms, p99 %.2f ms",
+		say("the same, every %v: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors; in the server (both shapes): p50 %.2f ms, p99 %.2f ms",
 			interval, len(lat), p(0.5), p(0.99), p(1), fails, sp(0.5), sp(0.99))
-		b.Logf("floor (a constant answer): before the composes p50 %.1f ms, p99 %.1f ms; while they run p50 %.1f ms, p99 %.1f ms",
+		say("floor (a constant answer): before the composes p50 %.1f ms, p99 %.1f ms; while they run p50 %.1f ms, p99 %.1f ms",
 			qp(0.5), qp(0.99), fp(0.5), fp(0.99))
-		b.Logf("load average %s before, %s at the stress poll, %s at the 1 s poll, %s after; %d of %d composes still pending or building after the polls",
+		say("load average %s before, %s at the stress poll, %s at the 1 s poll, %s after; %d of %d composes still pending or building after the polls",
 			load0, load1, load15, load2, running, len(ids))
-		b.Logf("in the server process, a runnable goroutine waited for a CPU: p99 %.1f ms during the 20 ms poll, %.1f ms during the 1 s poll (GOMAXPROCS %d)",
+		say("in the server process, a runnable goroutine waited for a CPU: p99 %.1f ms during the 20 ms poll, %.1f ms during the 1 s poll (GOMAXPROCS %d)",
 			schedStress.quantile(0.99)*1000, schedPolite.quantile(0.99)*1000, runtime.GOMAXPROCS(0))
 		if firstErr != "" {
-			b.Logf("first error: %s", firstErr)
+			say("first error: %s", firstErr)
 		}
 	}
 	b.StopTimer()
