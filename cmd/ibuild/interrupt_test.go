@@ -579,6 +579,9 @@ func TestInterrupt(t *testing.T) {
 		if want := tarball + " is what " + e.lock + " produces"; err != nil || !strings.HasPrefix(stdout.String(), want) {
 			t.Errorf("verify: %v, stdout %q, want %q; stderr:\n%s", err, stdout.String(), want, stderr.String())
 		}
+		if strings.Contains(stderr.String(), "cached") {
+			t.Errorf("verify without --reuse-trees took stage trees from the cache:\n%s", stderr.String())
+		}
 		t.Logf("verify (every stage again): %s: %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(stdout.String()))
 		e.checkClean(t, "after verify")
 	})
