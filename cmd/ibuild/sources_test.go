@@ -6,11 +6,15 @@ package main
 // mirror`, and from a directory, and each image is byte for byte the one
 // built from the mirror. The registry build also meets a store serving a
 // tampered package first. The image is the cheapest there is (the minimal
-// blueprint as a tar); each source build starts from an empty cache, or
-// it would fetch nothing.
+// blueprint as a tar). Each source build starts from a cache that holds
+// the build root's trees and nothing else (no package, no tree of the
+// image's own pipelines), so every package of the image's root file
+// system comes from the source under test, and the build root, the same
+// whatever the source, is not built three more times.
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -108,7 +112,7 @@ func TestBuildFromSources(t *testing.T) {
 		}
 		srv := httptest.NewServer(http.FileServer(http.Dir(root)))
 		defer srv.Close()
-		got, log := build("snapshot", goneLock, t.TempDir(), "--snapshot-url", srv.URL+"/")
+		got, log := build("snapshot", goneLock, buildRootsOnly(t, cache), "--snapshot-url", srv.URL+"/")
 		if got != want {
 			t.Errorf("built from the snapshot archive: sha256 %s, from the mirror %s", got, want)
 		}
@@ -129,10 +133,12 @@ func TestBuildFromSources(t *testing.T) {
 		if !strings.Contains(second, ", 0 uploaded (0.0 MiB), ") || !strings.Contains(second, ": there already") {
 			t.Errorf("second mirror run uploaded something:\n%s", second)
 		}
-		// A store that serves a tampered package, asked first.
+		// A store that serves a tampered package, asked first: the
+		// smallest of the root file system's (the build root's come from
+		// the cache).
 		tampered := filepath.Join(dir, "tampered")
-		victim := lf.Packages[0]
-		for _, p := range lf.Packages {
+		victim := osPackages(t, lf)[0]
+		for _, p := range osPackages(t, lf) {
 			if p.Size < victim.Size {
 				victim = p
 			}
@@ -147,7 +153,7 @@ func TestBuildFromSources(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(tampered, "sha256", victim.SHA256), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		fresh := t.TempDir()
+		fresh := buildRootsOnly(t, cache)
 		got, log := build("registry", goneLock, fresh, "--snapshot-url", "", "--sources", tampered+","+ref)
 		if got != want {
 			t.Errorf("built from the registry: sha256 %s, from the mirror %s", got, want)
@@ -165,7 +171,7 @@ func TestBuildFromSources(t *testing.T) {
 	})
 
 	t.Run("dir", func(t *testing.T) {
-		got, log := build("dir", goneLock, t.TempDir(), "--snapshot-url", "", "--sources", store)
+		got, log := build("dir", goneLock, buildRootsOnly(t, cache), "--snapshot-url", "", "--sources", store)
 		if got != want {
 			t.Errorf("built from a directory: sha256 %s, from the mirror %s", got, want)
 		}
@@ -173,4 +179,77 @@ func TestBuildFromSources(t *testing.T) {
 			t.Errorf("the report does not name the directory:\n%s", log)
 		}
 	})
+}
+
+// buildRootsOnly returns a new cache holding the build root trees of
+// cache (objects of the "build" pipeline, hard-linked: objects are never
+// changed in place), and nothing else.
+func buildRootsOnly(t *testing.T, cache string) string {
+	t.Helper()
+	fresh := t.TempDir()
+	metas, err := filepath.Glob(filepath.Join(cache, "build", "objects", "*", "meta.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(fresh, "build", "objects"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range metas {
+		var meta struct{ Pipeline string }
+		data, err := os.ReadFile(m)
+		if err == nil {
+			err = json.Unmarshal(data, &meta)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta.Pipeline != "build" {
+			continue
+		}
+		obj := filepath.Dir(m)
+		run(t, "cp", "-al", obj, filepath.Join(fresh, "build", "objects", filepath.Base(obj)))
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("no build root trees in %s", cache)
+	}
+	return fresh
+}
+
+// osPackages are the packages the os pipeline of the lockfile's tar entry
+// installs.
+func osPackages(t *testing.T, lf *manifest.Lockfile) []manifest.Package {
+	t.Helper()
+	entry, err := lf.Entry("x86_64", "tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]bool{}
+	for _, p := range entry.Pipelines {
+		if p.Name != "os" {
+			continue
+		}
+		for _, st := range p.Stages {
+			var o struct{ Packages []string }
+			if st.Type == "debs" {
+				if err := json.Unmarshal(st.Options, &o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range o.Packages {
+				refs[r] = true
+			}
+		}
+	}
+	var out []manifest.Package
+	for _, p := range lf.Packages {
+		if refs[p.Ref()] {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the lockfile's os pipeline installs no package")
+	}
+	return out
 }
