@@ -171,6 +171,37 @@ func (p *buildProc) waitFor(t *testing.T, d time.Duration, what string, cond fun
 	}
 }
 
+// freezeWriting stops a commit's tar once its archive exists, and
+// reports whether it did (false: the tar ended first). The kill then
+// lands during the commit however loaded the machine is: under CI load a
+// commit once ended before the kill came, and a tar stopped as soon as it
+// was seen had not yet made its archive. The tar runs in slices of a few
+// milliseconds until the archive is there. SIGKILL ends a stopped
+// process as any other.
+func freezeWriting(q procInfo) bool {
+	_, archive, ok := strings.Cut(q.cmdline, " --file ")
+	if !ok {
+		return false
+	}
+	archive, _, _ = strings.Cut(archive, " ")
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if unix.Kill(q.pid, unix.SIGSTOP) != nil {
+			return false
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", q.pid))
+		if err != nil || bytes.Contains(stat[bytes.LastIndexByte(stat, ')')+1:], []byte(" Z ")) {
+			return false // ended
+		}
+		if _, err := os.Stat(archive); err == nil {
+			return true
+		}
+		unix.Kill(q.pid, unix.SIGCONT)
+		time.Sleep(2 * time.Millisecond)
+	}
+	unix.Kill(q.pid, unix.SIGCONT)
+	return false
+}
+
 // procInfo is what /proc says about a process.
 type procInfo struct {
 	pid, pgid          int
@@ -498,9 +529,11 @@ func TestInterrupt(t *testing.T) {
 					return false
 				}
 				for _, q := range listProcs() {
-					if strings.HasPrefix(q.cmdline, "tar ") && strings.Contains(q.cmdline, "--create") && strings.Contains(q.cmdline, storeTmp) {
-						committer = q
-						return true
+					if !q.zombie && strings.HasPrefix(q.cmdline, "tar ") && strings.Contains(q.cmdline, "--create") && strings.Contains(q.cmdline, storeTmp) {
+						if freezeWriting(q) {
+							committer = q
+							return true
+						}
 					}
 				}
 				return false
