@@ -247,9 +247,30 @@ func (l builtLayout) blueprint() string {
 	b.WriteString("[[customizations.files]]\npath = \"/etc/systemd/system/ibuild-disk-marker.service\"\ndata = '''\n" +
 		"[Unit]\nDescription=ibuild disk layout marker\nAfter=local-fs.target swap.target serial-getty@ttyS0.service\n\n" +
 		"[Service]\nType=oneshot\nExecStart=/usr/local/bin/ibuild-disk-marker\n\n[Install]\nWantedBy=multi-user.target\n'''\n")
+	b.WriteString(bootTimeouts)
 	b.WriteString(l.disk)
 	return b.String()
 }
+
+// bootTimeouts lets systemd wait for the disk's devices as long as the
+// boot test does. Under TCG on a loaded 2-core CI machine udev's coldplug
+// took more than systemd's default 90 s to announce the btrfs volume: the
+// mounts of /home and /var/log timed out and the boot fell into emergency
+// mode, though nothing was wrong with the layout. DefaultDeviceTimeoutSec
+// is the newer systemd's (debian-13); debian-12's takes a device's
+// timeout from DefaultTimeoutStartSec.
+const bootTimeouts = `[[customizations.directories]]
+path = "/etc/systemd/system.conf.d"
+
+[[customizations.files]]
+path = "/etc/systemd/system.conf.d/ibuild-test.conf"
+data = '''
+[Manager]
+DefaultTimeoutStartSec=15min
+DefaultDeviceTimeoutSec=15min
+'''
+
+`
 
 func testCache(t *testing.T) string { return testutil.Cache(t, "e2e") }
 
