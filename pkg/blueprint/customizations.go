@@ -221,6 +221,10 @@ type RepositoryCustomization struct {
 	// InstallFrom makes composer use the repository when resolving the
 	// image's packages.
 	InstallFrom bool `json:"install_from,omitempty" toml:"install_from,omitempty"`
+	// ResolveOnly makes lock resolve the image's packages against the
+	// repository without writing it into the image: what composer's
+	// cloud API calls payload_repositories. ibuild extension.
+	ResolveOnly bool `json:"resolve_only,omitempty" toml:"resolve_only,omitempty"`
 
 	// Suites are Debian suites ("bookworm", "bookworm-updates"), or one
 	// path ending in "/" for a flat repository. ibuild extension.

@@ -383,10 +383,6 @@ func (c *converter) customizations(cu *Customizations, name, description string)
 		doc["packages"] = pkgs
 		fields = append(fields, fieldMap{"packages", "customizations.packages"})
 	}
-	if cu.PayloadRepositories != nil {
-		return nil, nil, &apiError{Status: 400, Code: codeRepository, Field: "customizations.payload_repositories",
-			Msg: "not supported: give custom_repositories (resolved against and written into the image)"}
-	}
 	if cu.Users != nil {
 		var users []map[string]any
 		for i, u := range *cu.Users {
@@ -501,6 +497,36 @@ func (c *converter) customizations(cu *Customizations, name, description string)
 			fieldMap{".baseurls", ".baseurl"}, fieldMap{".gpgkeys", ".gpgkey"},
 			fieldMap{".repo_gpgcheck", ".check_repo_gpg"}, fieldMap{".gpgcheck", ".check_gpg"},
 			fieldMap{".sslverify", ".ssl_verify"})
+	}
+	if cu.PayloadRepositories != nil {
+		// Resolved against, not written into the image: the
+		// blueprint's resolve_only repositories.
+		prs, err := c.repositories("customizations.payload_repositories", *cu.PayloadRepositories)
+		if err != nil {
+			return nil, nil, err
+		}
+		repos, _ := bc["repositories"].([]map[string]any)
+		// The blueprint's errors about them name the request's field:
+		// the highest index first, so that [1] does not rewrite [10].
+		var pfields []fieldMap
+		for i := len(prs) - 1; i >= 0; i-- {
+			pfields = append(pfields, fieldMap{fmt.Sprintf("customizations.repositories[%d]", len(repos)+i), fmt.Sprintf("customizations.payload_repositories[%d]", i)})
+		}
+		fields = append(append(pfields, fields...), fieldMap{".baseurls", ".baseurl"}, fieldMap{".gpgkeys", ".gpgkey"})
+		for i, r := range prs {
+			m := map[string]any{"id": fmt.Sprintf("payload-repository-%d", i), "baseurls": r.BaseURLs, "resolve_only": true}
+			if len(r.GPGKeys) > 0 {
+				m["gpgkeys"] = r.GPGKeys
+			}
+			if r.Suites != nil {
+				m["suites"] = r.Suites
+			}
+			if r.Components != nil {
+				m["components"] = r.Components
+			}
+			repos = append(repos, m)
+		}
+		bc["repositories"] = repos
 	}
 	if len(bc) > 0 {
 		doc["customizations"] = bc

@@ -2,6 +2,7 @@ package cloudapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -50,7 +51,8 @@ func TestConvertV2(t *testing.T) {
 	    "services": {"enabled": ["cockpit.socket"]},
 	    "firewall": {"ports": ["9090:tcp"], "services": {"enabled": ["http"]}},
 	    "filesystem": [{"mountpoint": "/var", "min_size": 1073741824}],
-	    "custom_repositories": [{"id": "extra", "baseurl": ["https://extra.example/debian"]}]
+	    "custom_repositories": [{"id": "extra", "baseurl": ["https://extra.example/debian"]}],
+	    "payload_repositories": [{"baseurl": "https://payload.example/debian", "suites": ["bookworm"], "components": ["main", "contrib"]}]
 	  }
 	}`
 	if err := json.Unmarshal([]byte(body), &req); err != nil {
@@ -91,8 +93,14 @@ func TestConvertV2(t *testing.T) {
 	if cu.Filesystem[0].MinSize != 1<<30 || cu.Services.Enabled[0] != "cockpit.socket" || cu.Firewall.Ports[0] != "9090:tcp" {
 		t.Errorf("customizations %+v", cu)
 	}
-	if r := cu.Repositories; len(r) != 1 || !r[0].InstallFrom || r[0].BaseURLs[0] != "https://extra.example/debian" {
+	if r := cu.Repositories; len(r) != 2 || !r[0].InstallFrom || r[0].ResolveOnly || r[0].BaseURLs[0] != "https://extra.example/debian" {
 		t.Errorf("custom repositories %+v", r)
+	}
+	// Payload repositories are resolved against, not written into the
+	// image.
+	if r := cu.Repositories; len(r) != 2 || r[1].InstallFrom || !r[1].ResolveOnly || r[1].BaseURLs[0] != "https://payload.example/debian" ||
+		fmt.Sprint(r[1].Components) != "[main contrib]" {
+		t.Errorf("payload repositories %+v", r)
 	}
 	if !strings.Contains(string(sub.BlueprintJSON), `"install_from":true`) {
 		t.Errorf("blueprint text %s", sub.BlueprintJSON)
@@ -121,8 +129,11 @@ func TestConvertErrors(t *testing.T) {
 			"customizations": {"users": [{"name": "root:x"}]}}`, "customizations.users[0].name", codeCustomizations},
 		{"bad minsize", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
 			"customizations": {"filesystem": [{"mountpoint": "var", "min_size": 1}]}}`, "customizations.filesystem[0].mountpoint", codeCustomizations},
-		{"payload repos", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
-			"customizations": {"payload_repositories": [{"baseurl": "http://a.example/"}]}}`, "customizations.payload_repositories", codeRepository},
+		{"payload repo from RHSM", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
+			"customizations": {"payload_repositories": [{"baseurl": "http://a.example/", "rhsm": true}]}}`, "customizations.payload_repositories[0].rhsm", codeRepository},
+		{"payload repo components without suites", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
+			"customizations": {"custom_repositories": [{"id": "extra", "baseurl": ["https://extra.example/debian"]}],
+			"payload_repositories": [{"baseurl": "http://a.example/"}, {"baseurl": "http://b.example/", "components": ["main"]}]}}`, "customizations.payload_repositories[1].components", codeCustomizations},
 		{"image name", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2",
 			"upload_options": {"image_name": "x"}}}`, "image_request.upload_options.image_name", codeValidation},
 		{"s3 on gcp", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "gcp",

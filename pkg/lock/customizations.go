@@ -612,7 +612,8 @@ func deref(s *string) string {
 // blueprintSources turns the repositories with install_from into apt
 // sources for resolving: every base URL with every suite (default: the
 // distro's codename) and the components (default: the distro's).
-// Repositories without install_from are only written into the image.
+// Repositories without install_from are only written into the image;
+// resolve_only ones are resolved against and not written.
 func blueprintSources(ctx context.Context, bp *blueprint.Blueprint, d *distro.Distro, o *options) ([]repo.Source, error) {
 	if bp.Customizations == nil {
 		return nil, nil
@@ -621,7 +622,7 @@ func blueprintSources(ctx context.Context, bp *blueprint.Blueprint, d *distro.Di
 	var errs []error
 	for i, r := range bp.Customizations.Repositories {
 		field := fmt.Sprintf("customizations.repositories[%d]", i)
-		if !r.InstallFrom {
+		if !r.InstallFrom && !r.ResolveOnly {
 			continue
 		}
 		if r.Enabled != nil && !*r.Enabled {
@@ -700,6 +701,10 @@ func repositoryFiles(ctx context.Context, bp *blueprint.Blueprint, d *distro.Dis
 	var errs []error
 	for i, r := range bp.Customizations.Repositories {
 		field := fmt.Sprintf("customizations.repositories[%d]", i)
+		if r.ResolveOnly {
+			// Resolved against at lock, not configured in the image.
+			continue
+		}
 		uris := r.BaseURLs
 		switch {
 		case len(r.BaseURLs) == 0 && r.Mirrorlist != "":
@@ -829,7 +834,7 @@ func repoPins(bp *blueprint.Blueprint) map[string]int {
 	}
 	out := map[string]int{}
 	for _, r := range bp.Customizations.Repositories {
-		if !r.InstallFrom || r.Priority == nil {
+		if !r.InstallFrom && !r.ResolveOnly || r.Priority == nil {
 			continue
 		}
 		for _, u := range r.BaseURLs {

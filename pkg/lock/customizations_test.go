@@ -249,3 +249,47 @@ func TestFirewallZones(t *testing.T) {
 		t.Errorf("packages %v", pkgs)
 	}
 }
+
+// A resolve_only repository (composer's payload_repositories) is
+// resolved against, as install_from is, and not written into the image,
+// which install_from is.
+func TestResolveOnlyRepository(t *testing.T) {
+	const head = "name = \"x\"\ndistro = \"testdist\"\n[customizations]\npartitioning_mode = \"raw\"\n"
+	for _, tc := range []struct {
+		flag    string
+		written bool
+	}{
+		{"resolve_only = true", false},
+		{"install_from = true", true},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			p := writeBlueprint(t, head+`
+[[customizations.repositories]]
+id = "payload"
+baseurls = ["https://payload.example/debian"]
+`+tc.flag+"\n")
+			lf, err := lockFixture(t, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resolved := false
+			for _, r := range lf.Repositories {
+				resolved = resolved || strings.Contains(r.URI, "payload.example")
+			}
+			if !resolved {
+				t.Errorf("the repository was not resolved against: %+v", lf.Repositories)
+			}
+			var files stages.Files
+			stageOptions(t, lf, "os", "files", &files)
+			written := false
+			for _, f := range files.Files {
+				if strings.Contains(f.Data, "payload.example") {
+					written = true
+				}
+			}
+			if written != tc.written {
+				t.Errorf("written into the image: %v, want %v", written, tc.written)
+			}
+		})
+	}
+}
