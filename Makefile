@@ -46,10 +46,12 @@ test:
 check: deps lint test
 
 # Benchmarks, not tests: lock (warm metadata cache, against apt-get -s),
-# parsing and solving, then a whole build against an mmdebstrap baseline.
+# parsing and solving, then a whole build against an mmdebstrap baseline,
+# then the aarch64 cross build beside the x86_64 build of the same blueprint.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./pkg/repo ./pkg/depsolve ./pkg/lock
 	./.ci/bench-build
+	./.ci/bench-cross
 	./.ci/bench-upload
 	$(GO) test -run '^$$' -bench StatusUnderLoad -benchtime 1x ./pkg/cloudapi ./pkg/weldr
 
