@@ -111,6 +111,8 @@ func debsEnv(epoch int64) []string {
 }
 
 const (
+	// debsPath is the runner's PATH when a command's environment has none.
+	debsPath         = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	debsExcludesFile = "/etc/dpkg/dpkg.cfg.d/ibuild-excludes"
 	debsMount        = "/tmp/ibuild-debs" // under the runner's /tmp tmpfs: leaves no trace
 	debsPolicyRcD    = "/usr/sbin/policy-rc.d"
@@ -207,9 +209,24 @@ func (s *Debs) Run(ctx context.Context, env *Env) error {
 	if bootstrap {
 		t := time.Now()
 		args := []string{"--install", "--force-depends"}
+		if native := debsEssentialNative(env, essential); native != nil {
+			unlink, err := debsNativeLink(tree)
+			if err != nil {
+				return err
+			}
+			undo = append(undo, func() error { d.native, d.path = nil, ""; return unlink() })
+			d.native, d.path = native, debsEssentialNativeDir
+			logf("%d programs the essential set's dpkg finds on PATH run natively (the build root's, same versions)", len(native)-2)
+		}
 		if err := d.run(ctx, args, debsOrder(essential)); err != nil {
 			return fmt.Errorf("installing the essential packages: %w", err)
 		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				return err
+			}
+		}
+		undo = nil
 		for _, p := range essential {
 			debsMarkConfigured(configured, p)
 		}
@@ -477,7 +494,9 @@ type debsDpkg struct {
 	// native are binds that run programs of the host's architecture in a
 	// foreign tree (debsNative).
 	native []Bind
-	logf   func(string, ...any)
+	// path, when set, comes first on the commands' PATH (debsEssentialNative).
+	path string
+	logf func(string, ...any)
 }
 
 type debsBind struct{ hostDir, mount string }
@@ -510,6 +529,9 @@ func (d *debsDpkg) inside(p *debInfo) string {
 // exec runs a command in the tree.
 func (d *debsDpkg) exec(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := &Cmd{Root: d.env.Tree, Args: args, Env: debsEnv(d.env.SourceDateEpoch), Stdout: stdout, Stderr: d.env.Log}
+	if d.path != "" {
+		cmd.Env = append(cmd.Env, "PATH="+d.path+":"+debsPath)
+	}
 	if cmd.Stdout == nil {
 		cmd.Stdout = d.env.Log
 	}

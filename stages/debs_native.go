@@ -93,6 +93,19 @@ type nativeTool struct{ path, pkg string }
 // libraries; the tree needs the link debsNativeLink makes while they are
 // mounted.
 func nativeBinds(env *Env, tools []nativeTool, skip func(pkg string) bool) []Bind {
+	treeStatus, err := readDpkgStatus(env.Tree)
+	if err != nil {
+		return nil
+	}
+	return nativeBindsFor(env, tools, skip, func(pkg string) (string, bool) {
+		st, ok := treeStatus[pkg+":"+env.Arch]
+		return st.version, ok && st.status == "install ok installed"
+	})
+}
+
+// nativeBindsFor is nativeBinds with the tree's version of a package
+// given by treeVersion (false: the tree has no such package installed).
+func nativeBindsFor(env *Env, tools []nativeTool, skip func(pkg string) bool, treeVersion func(pkg string) (string, bool)) []Bind {
 	host, ok := debsNativeHosts[runtime.GOARCH]
 	if !ok || !debsForeign(env.Arch) || env.Native == "" {
 		return nil
@@ -111,19 +124,15 @@ func nativeBinds(env *Env, tools []nativeTool, skip func(pkg string) bool) []Bin
 	if err != nil {
 		return nil
 	}
-	treeStatus, err := readDpkgStatus(env.Tree)
-	if err != nil {
-		return nil
-	}
 	var binds []Bind
 	for _, t := range tools {
 		if skip != nil && skip(t.pkg) {
 			continue
 		}
 		br, ok1 := brStatus[t.pkg+":"+runtime.GOARCH]
-		tr, ok2 := treeStatus[t.pkg+":"+env.Arch]
-		if !ok1 || !ok2 || br.status != "install ok installed" || tr.status != "install ok installed" ||
-			debsSourceVersion(br.version) != debsSourceVersion(tr.version) {
+		tr, ok2 := treeVersion(t.pkg)
+		if !ok1 || !ok2 || br.status != "install ok installed" ||
+			debsSourceVersion(br.version) != debsSourceVersion(tr) {
 			continue
 		}
 		src := filepath.Join(env.Native, t.path)
@@ -173,4 +182,62 @@ func debsNativeLink(tree string) (func() error, error) {
 		}
 		return nil
 	}, nil
+}
+
+// debsEssentialNativeDir is where, while the essential set is configured,
+// the build root's programs standing in for the tree's are (under the
+// runner's /run tmpfs: nothing is left in the tree), first on dpkg's PATH.
+const debsEssentialNativeDir = "/run/ibuild-native"
+
+// debsEssentialNativeTools are the programs the essential set's dpkg run
+// finds through PATH: dpkg starts dpkg-split, dpkg-deb (which starts tar)
+// and rm for every package, and the maintainer scripts call the file
+// tools. The shells and perl stay the tree's (#!/bin/sh and #!/usr/bin/perl
+// name their paths, not PATH), and so do dpkg itself and uname, which say
+// what machine they run on.
+var debsEssentialNativeTools = []nativeTool{
+	{"/usr/bin/dpkg-deb", "dpkg"},
+	{"/usr/bin/dpkg-split", "dpkg"},
+	{"/usr/bin/tar", "tar"},
+	{"/usr/bin/grep", "grep"},
+	{"/usr/bin/sed", "sed"},
+	{"/usr/bin/basename", "coreutils"},
+	{"/usr/bin/cat", "coreutils"},
+	{"/usr/bin/chmod", "coreutils"},
+	{"/usr/bin/chown", "coreutils"},
+	{"/usr/bin/cp", "coreutils"},
+	{"/usr/bin/dirname", "coreutils"},
+	{"/usr/bin/ln", "coreutils"},
+	{"/usr/bin/mkdir", "coreutils"},
+	{"/usr/bin/mv", "coreutils"},
+	{"/usr/bin/readlink", "coreutils"},
+	{"/usr/bin/rm", "coreutils"},
+	{"/usr/bin/touch", "coreutils"},
+	{"/usr/bin/mktemp", "coreutils"},
+	{"/usr/bin/realpath", "coreutils"},
+	{"/usr/bin/stat", "coreutils"},
+	{"/usr/bin/wc", "coreutils"},
+}
+
+// debsEssentialNative returns the binds that put the build root's builds
+// of debsEssentialNativeTools, where their package's version is the one in
+// essential, into debsEssentialNativeDir; nil when none can be. While the
+// essential set is installed, dpkg renames over the tree's own copies of
+// these programs, so they cannot be bound over as debsNative does for
+// later packages: they come first on PATH instead.
+func debsEssentialNative(env *Env, essential []*debInfo) []Bind {
+	versions := map[string]string{}
+	for _, p := range essential {
+		if p.arch == env.Arch {
+			versions[p.name] = p.version
+		}
+	}
+	binds := nativeBindsFor(env, debsEssentialNativeTools, nil, func(pkg string) (string, bool) {
+		v, ok := versions[pkg]
+		return v, ok
+	})
+	for i := 2; i < len(binds); i++ {
+		binds[i].Dst = debsEssentialNativeDir + "/" + filepath.Base(binds[i].Dst)
+	}
+	return binds
 }

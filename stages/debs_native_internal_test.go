@@ -100,3 +100,69 @@ func TestDebsNative(t *testing.T) {
 		})
 	}
 }
+
+func TestDebsEssentialNative(t *testing.T) {
+	if _, ok := debsNativeHosts[runtime.GOARCH]; !ok {
+		t.Skipf("no native programs in foreign trees on %s hosts", runtime.GOARCH)
+	}
+	host := runtime.GOARCH
+	write := func(t *testing.T, root, name, data string) {
+		t.Helper()
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tar, rm, sed = "/run/ibuild-native/tar", "/run/ibuild-native/rm", "/run/ibuild-native/sed"
+	tests := []struct {
+		name     string
+		treeArch string
+		set      map[string]string // the essential set's versions
+		want     []string
+	}{
+		{name: "same versions", treeArch: "arm64", set: map[string]string{"tar": "1.35+dfsg-3.1", "coreutils": "9.7-3", "sed": "4.9-2"}, want: []string{rm, sed, tar}},
+		{name: "binNMU", treeArch: "arm64", set: map[string]string{"tar": "1.35+dfsg-3.1+b1", "coreutils": "9.7-3", "sed": "4.9-2"}, want: []string{rm, sed, tar}},
+		{name: "other tar version", treeArch: "arm64", set: map[string]string{"tar": "1.35+dfsg-3.2", "coreutils": "9.7-3", "sed": "4.9-2"}, want: []string{rm, sed}},
+		{name: "not in the set", treeArch: "arm64", set: map[string]string{"coreutils": "9.7-3"}, want: []string{rm}},
+		{name: "native tree", treeArch: host, set: map[string]string{"tar": "1.35+dfsg-3.1", "coreutils": "9.7-3", "sed": "4.9-2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			br, tree := t.TempDir(), t.TempDir()
+			write(t, br, "var/lib/dpkg/arch", host+"\n")
+			status := ""
+			for pkg, v := range map[string]string{"tar": "1.35+dfsg-3.1", "coreutils": "9.7-3", "sed": "4.9-2"} {
+				status += "Package: " + pkg + "\nStatus: install ok installed\nArchitecture: " + host + "\nVersion: " + v + "\n\n"
+			}
+			write(t, br, "var/lib/dpkg/status", status)
+			write(t, br, "usr/lib64/ld-linux-x86-64.so.2", "")
+			write(t, br, "usr/lib/x86_64-linux-gnu/libc.so.6", "")
+			// The essential set is extracted, not yet configured: no status.
+			for _, p := range []string{"/usr/bin/tar", "/usr/bin/rm", "/usr/bin/sed"} {
+				write(t, br, p, "")
+				write(t, tree, p, "")
+			}
+			var set []*debInfo
+			for n, v := range tt.set {
+				set = append(set, &debInfo{name: n, arch: tt.treeArch, version: v})
+			}
+			binds := debsEssentialNative(&Env{Tree: tree, Native: br, Arch: tt.treeArch}, set)
+			var got []string
+			for i, b := range binds {
+				if i >= 2 {
+					got = append(got, b.Dst)
+					if b.Src != filepath.Join(br, "usr/bin", filepath.Base(b.Dst)) {
+						t.Errorf("%s bound from %s", b.Dst, b.Src)
+					}
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("native tools = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
