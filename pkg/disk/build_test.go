@@ -53,9 +53,16 @@ type builtLayout struct {
 
 var builtLayouts = []builtLayout{
 	{
-		// images-partitioning-plain: extra partitions, xfs, swap.
+		// images-partitioning-plain: extra partitions, xfs, swap; and
+		// a separate /boot (composer's "/boot on its own partition"),
+		// which GRUB finds by UEFI and by BIOS.
 		name: "plain",
 		disk: `
+[[customizations.disk.partitions]]
+mountpoint = "/boot"
+fs_type = "ext4"
+minsize = "300 MiB"
+
 [[customizations.disk.partitions]]
 mountpoint = "/var"
 fs_type = "xfs"
@@ -71,7 +78,7 @@ minsize = "128 MiB"
 fs_type = "swap"
 minsize = "64 MiB"
 `,
-		expect:   []string{"/ ext4 0", "/var xfs 536870912", "/home ext4 134217728", "swap swap 67108864"},
+		expect:   []string{"/ ext4 0", "/boot ext4 314572800", "/var xfs 536870912", "/home ext4 134217728", "swap swap 67108864"},
 		firmware: []string{"uefi", "bios"},
 	},
 	{
@@ -138,22 +145,6 @@ minsize = "64 MiB"
 		repro:    true,
 	},
 	{
-		// A separate /boot from customizations.filesystem (raw mode),
-		// with /var/log beside it.
-		name: "boot",
-		disk: `
-[[customizations.filesystem]]
-mountpoint = "/boot"
-minsize = "300 MiB"
-
-[[customizations.filesystem]]
-mountpoint = "/var/log"
-minsize = "128 MiB"
-`,
-		expect:   []string{"/ ext4 0", "/boot ext4 314572800", "/var/log ext4 134217728"},
-		firmware: []string{"uefi"},
-	},
-	{
 		// images-partitioning-btrfs, smaller: subvolumes for /, /home
 		// and /var/log (debian-13: its mkfs.btrfs makes subvolumes from
 		// a tree); /boot is added on a plain partition.
@@ -177,13 +168,15 @@ name = "log"
 mountpoint = "/var/log"
 `,
 		expect:     []string{"/ btrfs 3221225472 /root", "/home btrfs 3221225472 /home", "/var/log btrfs 3221225472 /log", "/boot ext4 536870912"},
-		firmware:   []string{"uefi"},
+		firmware:   []string{"uefi", "bios"},
 		subvolumes: []string{"home", "log", "root"},
 		repro:      true,
 	},
 	{
-		// 4096-byte sectors and a start offset: UEFI only (GRUB's
-		// boot.img reads 512-byte sectors).
+		// 4096-byte sectors and a start offset: UEFI only. SeaBIOS
+		// cannot read the disk ("virtio-blk 00:02.0 block size 4096 is
+		// unsupported" on its debug console), and GRUB's boot.img reads
+		// 512-byte sectors.
 		name: "4k",
 		disk: `
 [customizations.disk]
