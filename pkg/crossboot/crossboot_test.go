@@ -2,7 +2,6 @@ package crossboot
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,28 +42,8 @@ func TestAarch64OnX86(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
-	if binfmt.HostArch() != "x86_64" {
-		t.Skip("the cross build is tested from an x86_64 host")
-	}
-	if _, err := os.Stat(filepath.Join(binfmt.ConfDir, "qemu-aarch64.conf")); err != nil {
-		t.Skipf("qemu-user-static is not installed (make deps installs it): %v", err)
-	}
-	// A handler registered before the test stays; one a killed build left
-	// behind is removed.
-	before := binfmt.Check("aarch64") == nil
-	t.Cleanup(func() {
-		if before {
-			return
-		}
-		p := filepath.Join(binfmt.Dir, "qemu-aarch64")
-		if err := os.WriteFile(p, []byte("-1"), 0o200); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("removing %s: %v", p, err)
-		}
-	})
+	needCross(t)
 	buildAndBoot(t, bootCase{arch: "aarch64", blueprint: "aarch64.toml", host: "ibuild-arm", timeout: 15 * time.Minute})
-	if !before && binfmt.Check("aarch64") == nil {
-		t.Error("the build left its binfmt_misc handler registered")
-	}
 }
 
 // TestDebian13X86 builds testdata/arch/x86_64.toml (Debian 13, the cloud
