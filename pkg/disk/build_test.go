@@ -522,9 +522,11 @@ func fsck(t *testing.T, what, img string, off, size int64) (kind string) {
 	t.Helper()
 	part := filepath.Join(t.TempDir(), "fs")
 	defer os.Remove(part)
-	const bs = 512
-	if out, err := exec.Command("dd", "if="+img, "of="+part, fmt.Sprintf("bs=%d", bs), fmt.Sprintf("skip=%d", off/bs),
-		fmt.Sprintf("count=%d", size/bs), "conv=sparse", "status=none").CombinedOutput(); err != nil {
+	// 1 MiB blocks, offsets in bytes: 512-byte blocks made a syscall
+	// pair per sector, minutes for a root of some GiB on a loaded
+	// machine.
+	if out, err := exec.Command("dd", "if="+img, "of="+part, "bs=1M", "iflag=skip_bytes,count_bytes", fmt.Sprintf("skip=%d", off),
+		fmt.Sprintf("count=%d", size), "conv=sparse", "status=none").CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v\n%s", err, out)
 	}
 	kind = fsKind(t, part)
