@@ -72,10 +72,13 @@ func (v *view) get(ctx context.Context, id string, load func(context.Context, st
 	if ok && v.fresh(e) {
 		return e.l.clone(), nil
 	}
-	res, err, _ := v.flight.Do(id, func() (any, error) {
+	ch := v.flight.DoChan(id, func() (any, error) {
 		// Readers share one load: its context must not end with the
-		// first reader's request.
-		l, err := load(context.WithoutCancel(ctx), id)
+		// first reader's request, but it is bounded, so a stalled
+		// database cannot hold every reader's goroutine for good.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), viewLoadTimeout)
+		defer cancel()
+		l, err := load(lctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -94,11 +97,21 @@ func (v *view) get(ctx context.Context, id string, load func(context.Context, st
 		v.mu.Unlock()
 		return l, nil
 	})
-	if err != nil {
-		return nil, err
+	// A reader whose request ends stops waiting; the load goes on for
+	// the others.
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*loaded).clone(), nil
 	}
-	return res.(*loaded).clone(), nil
 }
+
+// viewLoadTimeout bounds a load that several readers share.
+const viewLoadTimeout = 30 * time.Second
 
 // drop forgets a compose after a write to its rows.
 func (v *view) drop(id string) {

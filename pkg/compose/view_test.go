@@ -76,3 +76,43 @@ func TestViewDropsPerCompose(t *testing.T) {
 		})
 	}
 }
+
+// A reader whose request ends stops waiting for a shared load; the load
+// goes on, and a later reader gets its result from memory.
+func TestViewReaderGivesUp(t *testing.T) {
+	v := newView(false)
+	var loads atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	load := func(ctx context.Context, id string) (*loaded, error) {
+		if loads.Add(1) == 1 {
+			close(entered)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return &loaded{id: id}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := v.get(ctx, "A", load)
+		got <- err
+	}()
+	<-entered
+	cancel()
+	if err := <-got; err != context.Canceled {
+		t.Fatalf("get with an ended request: %v, want %v", err, context.Canceled)
+	}
+	close(release)
+	l, err := v.get(context.Background(), "A", load)
+	if err != nil || l.id != "A" {
+		t.Fatalf("get A: %v %v", l, err)
+	}
+	// The shared load went on after its first reader left: the later
+	// reader joined it or found its result kept.
+	if n := loads.Load(); n != 1 {
+		t.Errorf("%d loads of A, want 1", n)
+	}
+}

@@ -123,7 +123,11 @@ func (p *RepoPackages) list(ctx context.Context, distro, arch string) (*packageL
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		idx, err := p.Index(fctx, distro, arch)
+		// Under the lock: a search for the same key reads it there
+		// while this fetch runs.
+		p.mu.Lock()
 		l.fetched = time.Now()
+		p.mu.Unlock()
 		if err != nil {
 			l.err = err
 			return
