@@ -128,6 +128,9 @@ func TestSubmitRefusals(t *testing.T) {
 		{"publish by digest", pub("127.0.0.1:5000/allowed/x@sha256:"+strings.Repeat("a", 64), false), "images[0].publish.ref"},
 		{"publish nowhere", pub(" ", false), "images[0].publish.ref"},
 		{"publish signed without a key", pub("127.0.0.1:5000/allowed/x:v1", true), "images[0].publish.sign"},
+		{"two images, one tag", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{
+			{Arch: "x86_64", Type: "tar", Publish: &PublishTarget{Ref: "127.0.0.1:5000/allowed/x:v1"}},
+			{Arch: "aarch64", Type: "tar", Publish: &PublishTarget{Ref: " 127.0.0.1:5000/allowed/x:v1"}}}}, "images[1].publish.ref"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Submit(ctx, "alice", tc.req)

@@ -94,6 +94,16 @@ func (s *Service) checkPublish(field string, t *PublishTarget) error {
 	return nil
 }
 
+// publishTag is ref's tag in full (registry/repository:tag), when ref
+// names one.
+func publishTag(ref string) (string, bool) {
+	tag, err := name.NewTag(strings.TrimSpace(ref), name.StrictValidation)
+	if err != nil {
+		return "", false
+	}
+	return tag.String(), true
+}
+
 // publishImage pushes one built image (in dir, from the lockfile at
 // lockPath) to the request's repository and says where it went.
 func (s *Service) publishImage(ctx context.Context, lockPath, dir string, req ImageRequest) (*Published, error) {

@@ -412,6 +412,10 @@ func (s *Service) prepare(req *Request) (*blueprint.Blueprint, []byte, string, s
 		return nil, nil, "", "", &RequestError{Field: "images", Msg: "no image requested"}
 	}
 	var size uint64
+	// A tag names one image: two images of one compose tagged alike
+	// would each be pushed on their own and the tag would end on
+	// whichever finished last, while both records claimed it.
+	tagged := map[string]int{}
 	for i, im := range req.Images {
 		if _, err := d.Arch(im.Arch); err != nil {
 			return nil, nil, "", "", &RequestError{Field: fmt.Sprintf("images[%d].arch", i), Msg: fmt.Sprintf("unknown architecture %q for %s (known: %s)", im.Arch, distroName, strings.Join(d.ArchNames(), ", "))}
@@ -427,6 +431,13 @@ func (s *Service) prepare(req *Request) (*blueprint.Blueprint, []byte, string, s
 		if im.Publish != nil {
 			if err := s.checkPublish(fmt.Sprintf("images[%d].publish", i), im.Publish); err != nil {
 				return nil, nil, "", "", err
+			}
+			if tag, ok := publishTag(im.Publish.Ref); ok {
+				if j, ok := tagged[tag]; ok {
+					return nil, nil, "", "", &RequestError{Field: fmt.Sprintf("images[%d].publish.ref", i),
+						Msg: fmt.Sprintf("images[%d] is published to the same tag %s: a tag names one image (give each its own tag, or the repository without a tag)", j, tag)}
+				}
+				tagged[tag] = i
 			}
 		}
 		size = max(size, im.Size)
