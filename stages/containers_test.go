@@ -95,7 +95,7 @@ func TestContainers(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
 	}
-	cmd = exec.Command(podman, "--root", filepath.Join(st, "root"), "--runroot", filepath.Join(st, "run"), "--storage-driver", "vfs",
+	cmd = exec.Command(podman, "--root", filepath.Join(st, "root"), "--runroot", podmanRunRoot(t), "--storage-driver", "vfs",
 		"images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

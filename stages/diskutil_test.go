@@ -103,6 +103,19 @@ func imgNeedTools(t *testing.T, tools ...string) {
 
 // imgCmd runs a host command and returns its stdout; it fails the test
 // when the command fails.
+// podmanRunRoot is a run root for podman: it refuses one longer than 50
+// characters, which t.TempDir() under a long TMPDIR (CI's is a directory
+// of the run's own) is.
+func podmanRunRoot(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/dev/shm", "ibuild-test-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 func imgCmd(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)

@@ -195,9 +195,9 @@ func TestOCIArchiveRun(t *testing.T) {
 		t.Logf("no podman on the host: not checked with it")
 		return
 	}
-	store := t.TempDir()
+	store, runRoot := t.TempDir(), podmanRunRoot(t)
 	podman := func(args ...string) string {
-		return imgCmd(t, "podman", append([]string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs"}, args...)...)
+		return imgCmd(t, "podman", append([]string{"--root", filepath.Join(store, "root"), "--runroot", runRoot, "--storage-driver", "vfs"}, args...)...)
 	}
 	out := podman("load", "-i", archive)
 	t.Logf("podman load: %s", out)
