@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -192,32 +193,13 @@ const debsEssentialNativeDir = "/run/ibuild-native"
 // debsEssentialNativeTools are the programs the essential set's dpkg run
 // finds through PATH: dpkg starts dpkg-split, dpkg-deb (which starts tar)
 // and rm for every package, and the maintainer scripts call the file
-// tools. The shells and perl stay the tree's (#!/bin/sh and #!/usr/bin/perl
-// name their paths, not PATH), and so do dpkg itself and uname, which say
-// what machine they run on.
-var debsEssentialNativeTools = []nativeTool{
-	{"/usr/bin/dpkg-deb", "dpkg"},
-	{"/usr/bin/dpkg-split", "dpkg"},
-	{"/usr/bin/tar", "tar"},
-	{"/usr/bin/grep", "grep"},
-	{"/usr/bin/sed", "sed"},
-	{"/usr/bin/basename", "coreutils"},
-	{"/usr/bin/cat", "coreutils"},
-	{"/usr/bin/chmod", "coreutils"},
-	{"/usr/bin/chown", "coreutils"},
-	{"/usr/bin/cp", "coreutils"},
-	{"/usr/bin/dirname", "coreutils"},
-	{"/usr/bin/ln", "coreutils"},
-	{"/usr/bin/mkdir", "coreutils"},
-	{"/usr/bin/mv", "coreutils"},
-	{"/usr/bin/readlink", "coreutils"},
-	{"/usr/bin/rm", "coreutils"},
-	{"/usr/bin/touch", "coreutils"},
-	{"/usr/bin/mktemp", "coreutils"},
-	{"/usr/bin/realpath", "coreutils"},
-	{"/usr/bin/stat", "coreutils"},
-	{"/usr/bin/wc", "coreutils"},
-}
+// tools. They are debsNativeTools but for those never looked up on PATH:
+// the shells and perl stay the tree's (#!/bin/sh and #!/usr/bin/perl name
+// their paths), and test is the shells' builtin. dpkg itself and uname,
+// which say what machine they run on, are in neither list.
+var debsEssentialNativeTools = slices.DeleteFunc(slices.Clone(debsNativeTools), func(t nativeTool) bool {
+	return t.path == "/usr/bin/dash" || t.path == "/usr/bin/perl" || t.path == "/usr/bin/test"
+})
 
 // debsEssentialNative returns the binds that put the build root's builds
 // of debsEssentialNativeTools, where their package's version is the one in
