@@ -307,14 +307,28 @@ func reproCheckDigests(t *testing.T, builds ...*reproBuild) {
 }
 
 // reproDropObjects removes the cached trees of a pipeline from a build
-// cache (objects/<key>/meta.json names the pipeline) and returns how many.
+// cache and returns how many.
 func reproDropObjects(t *testing.T, cache, pipeline string) int {
+	t.Helper()
+	objs := pipelineObjects(t, cache, pipeline)
+	for _, obj := range objs {
+		if err := os.RemoveAll(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(objs)
+}
+
+// pipelineObjects returns the object directories of a build cache
+// (objects/<key>/meta.json names the pipeline) that hold a tree of
+// pipeline; it fails the test when there are none.
+func pipelineObjects(t *testing.T, cache, pipeline string) []string {
 	t.Helper()
 	metas, err := filepath.Glob(filepath.Join(cache, "objects", "*", "meta.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var objs []string
 	for _, m := range metas {
 		var meta struct{ Pipeline string }
 		data, err := os.ReadFile(m)
@@ -325,16 +339,13 @@ func reproDropObjects(t *testing.T, cache, pipeline string) int {
 			t.Fatal(err)
 		}
 		if meta.Pipeline == pipeline {
-			if err := os.RemoveAll(filepath.Dir(m)); err != nil {
-				t.Fatal(err)
-			}
-			n++
+			objs = append(objs, filepath.Dir(m))
 		}
 	}
-	if n == 0 {
+	if len(objs) == 0 {
 		t.Fatalf("no cached %s trees in %s", pipeline, cache)
 	}
-	return n
+	return objs
 }
 
 // reproVerify checks ibuild verify: build a's raw disk is what build b's

@@ -189,32 +189,11 @@ func TestBuildFromSources(t *testing.T) {
 func buildRootsOnly(t *testing.T, cache string) string {
 	t.Helper()
 	fresh := t.TempDir()
-	metas, err := filepath.Glob(filepath.Join(cache, "build", "objects", "*", "meta.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := os.MkdirAll(filepath.Join(fresh, "build", "objects"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, m := range metas {
-		var meta struct{ Pipeline string }
-		data, err := os.ReadFile(m)
-		if err == nil {
-			err = json.Unmarshal(data, &meta)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if meta.Pipeline != "build" {
-			continue
-		}
-		obj := filepath.Dir(m)
+	for _, obj := range pipelineObjects(t, filepath.Join(cache, "build"), "build") {
 		run(t, "cp", "-al", obj, filepath.Join(fresh, "build", "objects", filepath.Base(obj)))
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("no build root trees in %s", cache)
 	}
 	return fresh
 }
