@@ -26,6 +26,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/ibuild"
 	"github.com/image-builder-action/image-builder-action/pkg/lock"
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
+	"github.com/image-builder-action/image-builder-action/pkg/repo"
 	"github.com/image-builder-action/image-builder-action/pkg/upload"
 )
 
@@ -158,6 +159,12 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Repositories.CacheDir == "" {
 		cfg.Repositories.CacheDir = cfg.CacheDir
+	}
+	if cfg.Repositories.Memory == nil {
+		// Composes of one distro lock against the same indices: parse
+		// each once (bookworm's main, updates and security for one
+		// architecture hold ~45 MiB parsed).
+		cfg.Repositories.Memory = repo.NewIndexCache(256 << 20)
 	}
 	if cfg.DefaultDistro == "" {
 		cfg.DefaultDistro = "debian-12"

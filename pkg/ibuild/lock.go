@@ -24,10 +24,13 @@ type Repositories struct {
 	CacheDir string
 	// Offline uses cached metadata only.
 	Offline bool
+	// Memory, when set, keeps parsed indices in memory for every lock that
+	// shares it (a service's); nil reads them from CacheDir each time.
+	Memory *repo.IndexCache
 }
 
 func (r Repositories) options() []lock.Option {
-	client := &repo.Client{CacheDir: filepath.Join(r.CacheDir, "metadata"), Keyring: r.Keyring, Offline: r.Offline}
+	client := &repo.Client{CacheDir: filepath.Join(r.CacheDir, "metadata"), Keyring: r.Keyring, Offline: r.Offline, Memory: r.Memory}
 	opts := []lock.Option{lock.WithFetcher(client)}
 	if len(r.Sources) > 0 {
 		opts = append(opts, lock.WithSources(r.Sources...))

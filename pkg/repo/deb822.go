@@ -41,7 +41,18 @@ func parseDeb822(r io.Reader) ([]paragraph, error) {
 		paras  []paragraph
 		cur    *paragraph
 		lineNo int
+		// The value of the field being read, continuation lines and all:
+		// appending to a string would copy it at each line (an InRelease's
+		// SHA256 field has hundreds).
+		value []byte
+		open  *deb822Field
 	)
+	flush := func() {
+		if open != nil {
+			open.value = string(value)
+			open = nil
+		}
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -49,19 +60,21 @@ func parseDeb822(r io.Reader) ([]paragraph, error) {
 		line := bytes.TrimRight(sc.Bytes(), "\r")
 		switch {
 		case len(bytes.TrimSpace(line)) == 0:
+			flush()
 			cur = nil
 		case line[0] == '#':
 		case line[0] == ' ' || line[0] == '\t':
 			if cur == nil || len(cur.fields) == 0 {
 				return nil, &ParseError{lineNo, "continuation line outside a field"}
 			}
-			f := &cur.fields[len(cur.fields)-1]
-			f.value += "\n" + string(bytes.TrimSpace(line))
+			value = append(value, '\n')
+			value = append(value, bytes.TrimSpace(line)...)
 		default:
 			colon := bytes.IndexByte(line, ':')
 			if colon <= 0 {
 				return nil, &ParseError{lineNo, fmt.Sprintf("expected \"Field: value\", got %q", truncate(line))}
 			}
+			flush()
 			if cur == nil {
 				paras = append(paras, paragraph{line: lineNo})
 				cur = &paras[len(paras)-1]
@@ -73,13 +86,12 @@ func parseDeb822(r io.Reader) ([]paragraph, error) {
 			if _, dup := cur.get(name); dup {
 				return nil, &ParseError{lineNo, fmt.Sprintf("duplicate field %s", name)}
 			}
-			cur.fields = append(cur.fields, deb822Field{
-				name:  name,
-				value: string(bytes.TrimSpace(line[colon+1:])),
-				line:  lineNo,
-			})
+			cur.fields = append(cur.fields, deb822Field{name: name, line: lineNo})
+			open = &cur.fields[len(cur.fields)-1]
+			value = append(value[:0], bytes.TrimSpace(line[colon+1:])...)
 		}
 	}
+	flush()
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("line %d: %w", lineNo+1, err)
 	}

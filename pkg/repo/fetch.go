@@ -66,6 +66,9 @@ type Client struct {
 	Attempts int
 	// Parallel bounds the requests Fetch makes at once; 0 means 4.
 	Parallel int
+	// Memory, when set, keeps parsed indices for every Client that shares
+	// it (see IndexCache); nil parses each index each time.
+	Memory *IndexCache
 
 	mu       sync.Mutex
 	keyrings map[string]openpgp.EntityList
@@ -415,10 +418,57 @@ func decoder(ext string, r io.Reader) (io.Reader, error) {
 
 // FetchPackages returns the packages of one component and architecture of
 // a verified release, each with the given origin (the release's index in
-// Index.Releases). The index is taken from the cache when there, else
-// downloaded (by hash when the release allows) and verified against the
-// release's SHA256 list while it is parsed.
+// Index.Releases). The index is taken from the Client's Memory or from the
+// cache when there, else downloaded (by hash when the release allows) and
+// verified against the release's SHA256 list while it is parsed.
 func (c *Client) FetchPackages(ctx context.Context, ri *ReleaseIndex, component, arch string, origin int) ([]Package, error) {
+	pkgs, shared, err := c.packages(ctx, ri, component, arch)
+	if err != nil {
+		return nil, err
+	}
+	if shared {
+		pkgs = slices.Clone(pkgs)
+	}
+	for i := range pkgs {
+		pkgs[i].Origin = origin
+	}
+	return pkgs, nil
+}
+
+// packages returns one index's packages with Origin 0; shared says they
+// belong to c.Memory and must not be modified.
+func (c *Client) packages(ctx context.Context, ri *ReleaseIndex, component, arch string) (pkgs []Package, shared bool, err error) {
+	load := func() ([]Package, string, error) { return c.loadPackages(ctx, ri, component, arch) }
+	if c.Memory == nil {
+		pkgs, _, err = load()
+		return pkgs, false, err
+	}
+	// The key is the digest the cache directory would name: the
+	// uncompressed index's when listed, else the first form's.
+	name := component + "/binary-" + arch + "/Packages"
+	key := indexKey{prefix: strings.TrimRight(ri.Source.URI, "/")}
+	if f, ok := ri.Files[name]; ok {
+		key.sha256 = f.SHA256
+	} else {
+		for _, ext := range compressions {
+			if f, ok := ri.Files[name+ext]; ok {
+				key.sha256 = f.SHA256
+				break
+			}
+		}
+	}
+	if key.sha256 == "" {
+		pkgs, _, err = load()
+		return pkgs, false, err
+	}
+	pkgs, err = c.Memory.get(ctx, key, load)
+	return pkgs, err == nil, err
+}
+
+// loadPackages reads one index from the cache directory or the network,
+// and says which digest it verified the packages against.
+func (c *Client) loadPackages(ctx context.Context, ri *ReleaseIndex, component, arch string) ([]Package, string, error) {
+	const origin = 0
 	src := ri.Source
 	dir := component + "/binary-" + arch + "/"
 	name := dir + "Packages"
@@ -438,7 +488,7 @@ func (c *Client) FetchPackages(ctx context.Context, ri *ReleaseIndex, component,
 		}
 	}
 	if len(cands) == 0 {
-		return nil, fmt.Errorf("fetching packages: %s lists no %s index", inReleaseURL(src), name)
+		return nil, "", fmt.Errorf("fetching packages: %s lists no %s index", inReleaseURL(src), name)
 	}
 
 	// The cache first: the uncompressed index when its digest is listed,
@@ -446,18 +496,18 @@ func (c *Client) FetchPackages(ctx context.Context, ri *ReleaseIndex, component,
 	if c.CacheDir != "" {
 		if plain != nil {
 			if pkgs, ok, err := c.parseCached(*plain, "", src.URI, origin); ok || err != nil {
-				return pkgs, err
+				return pkgs, plain.SHA256, err
 			}
 		} else {
 			for _, cd := range cands {
 				if pkgs, ok, err := c.parseCached(cd.f, cd.ext, src.URI, origin); ok || err != nil {
-					return pkgs, err
+					return pkgs, cd.f.SHA256, err
 				}
 			}
 		}
 	}
 	if c.Offline {
-		return nil, fmt.Errorf("fetching %s%s offline: not in cache %s", distURL, name, c.CacheDir)
+		return nil, "", fmt.Errorf("fetching %s%s offline: not in cache %s", distURL, name, c.CacheDir)
 	}
 
 	var (
@@ -478,11 +528,16 @@ func (c *Client) FetchPackages(ctx context.Context, ri *ReleaseIndex, component,
 				return err
 			})
 			if err == nil {
-				return pkgs, nil
+				// download verified the uncompressed text when its
+				// digest is listed, else the form it read.
+				if plain != nil {
+					return pkgs, plain.SHA256, nil
+				}
+				return pkgs, cd.f.SHA256, nil
 			}
 			var se *StatusError
 			if !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
-				return nil, err
+				return nil, "", err
 			}
 			notFound = append(notFound, u)
 			if firstErr == nil {
@@ -490,7 +545,7 @@ func (c *Client) FetchPackages(ctx context.Context, ri *ReleaseIndex, component,
 			}
 		}
 	}
-	return nil, fmt.Errorf("fetching %s%s: no form of it is served (HTTP 404 for %s): %w",
+	return nil, "", fmt.Errorf("fetching %s%s: no form of it is served (HTTP 404 for %s): %w",
 		distURL, name, strings.Join(notFound, ", "), firstErr)
 }
 
@@ -703,7 +758,7 @@ func (c *Client) Fetch(ctx context.Context, srcs []Source, arch string) (*Index,
 	results := make([][]Package, len(jobs))
 	if err := run(len(jobs), func(j int) error {
 		jb := jobs[j]
-		pkgs, err := c.FetchPackages(ctx, ris[jb.origin], jb.comp, jb.arch, jb.origin)
+		pkgs, _, err := c.packages(ctx, ris[jb.origin], jb.comp, jb.arch)
 		results[j] = pkgs
 		return err
 	}); err != nil {
@@ -714,8 +769,14 @@ func (c *Client) Fetch(ctx context.Context, srcs []Source, arch string) (*Index,
 		n += len(r)
 	}
 	idx := &Index{Releases: rels, Packages: make([]Package, 0, n)}
-	for _, r := range results {
+	// The copy is the caller's (results may be shared with c.Memory), and
+	// the packages learn their origin here.
+	for j, r := range results {
+		start := len(idx.Packages)
 		idx.Packages = append(idx.Packages, r...)
+		for i := start; i < len(idx.Packages); i++ {
+			idx.Packages[i].Origin = jobs[j].origin
+		}
 	}
 	return idx, nil
 }

@@ -11,7 +11,7 @@ import (
 
 // hostBookworm returns the host's apt sources for the bookworm suites
 // (bookworm, -updates, -security) that have main, or skips.
-func hostBookworm(t *testing.T) []Source {
+func hostBookworm(t testing.TB) []Source {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("network test: skipped with -short")
