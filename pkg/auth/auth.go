@@ -158,6 +158,42 @@ func (s *Store) Lookup(secret string) (string, error) {
 	return owner, nil
 }
 
+// LookupSum returns the owner of the token whose sha256 (hex) is sum: a
+// web session keeps that, not the token, and asks at each request whether
+// its token is still there (a revoked or rotated token ends its sessions).
+func (s *Store) LookupSum(sum string) (string, error) {
+	want, err := hex.DecodeString(sum)
+	if err != nil || len(want) != sha256.Size {
+		return "", ErrBadToken
+	}
+	fi, statErr := os.Stat(s.path)
+	s.mu.Lock()
+	err = s.reloadStat(fi, statErr)
+	tokens, sums := s.tokens, s.sums
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	owner := ""
+	for i, got := range sums {
+		if got != nil && subtle.ConstantTimeCompare(got, want) == 1 {
+			owner = tokens[i].Name
+		}
+	}
+	if owner == "" {
+		return "", ErrBadToken
+	}
+	return owner, nil
+}
+
+// Sum is the sha256 (hex) of a token, as the store keeps it.
+func Sum(token string) string { return hash(token) }
+
+// AuthenticateSum is LookupSum in the shape the web page takes.
+func (s *Store) AuthenticateSum(_ context.Context, sum string) (string, error) {
+	return s.LookupSum(sum)
+}
+
 // Authenticate returns the owner of token; it is Lookup in the shape the
 // HTTP front ends (cloud API, web page) take.
 func (s *Store) Authenticate(_ context.Context, token string) (string, error) {

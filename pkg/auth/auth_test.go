@@ -64,8 +64,26 @@ func TestStore(t *testing.T) {
 	if got, err := s.Lookup(alice2); err != nil || got != "alice" {
 		t.Errorf("new token: %q, %v", got, err)
 	}
+	// A session knows its token by the sum only.
+	if _, err := s.LookupSum(Sum(alice)); !errors.Is(err, ErrBadToken) {
+		t.Errorf("the rotated token's sum still works: %v", err)
+	}
+	if got, err := s.LookupSum(Sum(alice2)); err != nil || got != "alice" {
+		t.Errorf("new token's sum: %q, %v", got, err)
+	}
+	if got, err := s.LookupSum(Sum(bob)); err != nil || got != "bob" {
+		t.Errorf("bob's sum: %q, %v", got, err)
+	}
+	for _, bad := range []string{"", "zz", Sum(alice)[:10]} {
+		if _, err := s.LookupSum(bad); !errors.Is(err, ErrBadToken) {
+			t.Errorf("LookupSum(%q): %v", bad, err)
+		}
+	}
 	if err := other.Revoke("bob"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.LookupSum(Sum(bob)); !errors.Is(err, ErrBadToken) {
+		t.Errorf("a revoked token's sum works: %v", err)
 	}
 	if _, err := s.Lookup(bob); !errors.Is(err, ErrBadToken) {
 		t.Errorf("a revoked token works: %v", err)

@@ -21,6 +21,10 @@ var ErrNotFound = errors.New("not found")
 // the same tokens as the API and shows each owner only their own things.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (owner string, err error)
+	// AuthenticateSum is Authenticate for a token known by its sha256
+	// (hex) only: a session keeps that, never the token, and asks at each
+	// request, so that revoking or rotating a token ends its sessions.
+	AuthenticateSum(ctx context.Context, sum string) (owner string, err error)
 }
 
 // Blueprints stores an owner's blueprints with their versions.

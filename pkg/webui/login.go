@@ -37,7 +37,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnauthorized, "login", page{Title: "Log in", Data: loginData{Next: next, Error: "That token is not valid."}})
 		return
 	}
-	id, _ := s.sessions.create(owner)
+	id, _ := s.sessions.create(owner, token)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookies || r.TLS != nil, MaxAge: int(sessionTTL.Seconds())})
 	http.Redirect(w, r, next, http.StatusSeeOther)

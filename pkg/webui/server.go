@@ -2,6 +2,7 @@ package webui
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -85,8 +86,8 @@ func New(opts Options) (*Server, error) {
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
-	s.sessions.file = opts.SessionFile
-	if err := s.sessions.load(); err != nil {
+	s.sessions.file, s.sessions.auth, s.sessions.log = opts.SessionFile, opts.Auth, s.log
+	if err := s.sessions.load(context.Background()); err != nil {
 		return nil, err
 	}
 	static, _ := fs.Sub(files, "static")

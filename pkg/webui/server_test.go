@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-builder-action/image-builder-action/pkg/auth"
 	"github.com/image-builder-action/image-builder-action/pkg/compose"
 	"github.com/image-builder-action/image-builder-action/pkg/lock/locktest"
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
@@ -27,6 +28,15 @@ type tokens map[string]string
 func (t tokens) Authenticate(_ context.Context, token string) (string, error) {
 	if o, ok := t[token]; ok {
 		return o, nil
+	}
+	return "", fmt.Errorf("unknown token")
+}
+
+func (t tokens) AuthenticateSum(_ context.Context, sum string) (string, error) {
+	for tok, o := range t {
+		if auth.Sum(tok) == sum {
+			return o, nil
+		}
 	}
 	return "", fmt.Errorf("unknown token")
 }
@@ -390,6 +400,115 @@ func TestSessionsSurviveRestart(t *testing.T) {
 	c.base = third.URL
 	if resp, _ := c.do("GET", "/blueprints", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("logged out, then restarted: %s", resp.Status)
+	}
+}
+
+// A session ends when its token is revoked or rotated (ibuild serve token
+// revoke / create), at once and after a restart: it is as good as the
+// token it was made with, not for 12 hours whatever happens to it.
+func TestSessionsEndWithTheirToken(t *testing.T) {
+	bps, svc := services(t, 0)
+	dir := t.TempDir()
+	store := auth.Open(dir)
+	file := filepath.Join(dir, "webui", "sessions.json")
+	start := func() *httptest.Server {
+		s, err := New(Options{Auth: store, Blueprints: bps, Composes: &ServiceComposes{Service: svc}, SessionFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	login := func(srv *httptest.Server, token string) *client {
+		jar, _ := cookiejar.New(nil)
+		c := &client{t: t, base: srv.URL, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+		c.login(token)
+		return c
+	}
+	loggedIn := func(c *client) bool {
+		t.Helper()
+		resp, _ := c.do("GET", "/blueprints", nil)
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return true
+		case http.StatusSeeOther:
+			if !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+				t.Fatalf("redirected to %s", resp.Header.Get("Location"))
+			}
+			return false
+		}
+		t.Fatalf("GET /blueprints: %s", resp.Status)
+		return false
+	}
+	aliceTok, err := store.Create("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobTok, err := store.Create("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carolTok, err := store.Create("carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := start()
+	alice, bob, carol := login(srv, aliceTok), login(srv, bobTok), login(srv, carolTok)
+	if !loggedIn(alice) || !loggedIn(bob) || !loggedIn(carol) {
+		t.Fatal("not logged in")
+	}
+
+	// Revoked while the session is live: its next request is refused.
+	// The token file is changed by another Store, as the CLI does.
+	if err := auth.Open(dir).Revoke("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if loggedIn(alice) {
+		t.Error("alice's session outlived her token's revocation")
+	}
+	if !loggedIn(bob) {
+		t.Error("bob's session ended with alice's token")
+	}
+	// Rotated: the session made with the old token ends too.
+	if _, err := auth.Open(dir).Create("bob"); err != nil {
+		t.Fatal(err)
+	}
+	if loggedIn(bob) {
+		t.Error("bob's session outlived his token's rotation")
+	}
+	if !loggedIn(carol) {
+		t.Error("carol's session ended")
+	}
+
+	// Persisted sessions: carol's is kept across a restart, and ends when
+	// her token is revoked while the server is down.
+	moveTo := func(c *client, srv *httptest.Server) {
+		old, _ := url.Parse(c.base)
+		u, _ := url.Parse(srv.URL)
+		c.c.Jar.SetCookies(u, c.c.Jar.Cookies(old))
+		c.base = srv.URL
+	}
+	srv.Close()
+	srv = start()
+	moveTo(carol, srv)
+	if !loggedIn(carol) {
+		t.Fatal("carol's session did not survive a restart")
+	}
+	srv.Close()
+	if err := auth.Open(dir).Revoke("carol"); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), carolTok) || strings.Contains(string(data), aliceTok) {
+		t.Error("the sessions file holds a token")
+	}
+	moveTo(carol, start())
+	if loggedIn(carol) {
+		t.Error("carol's persisted session outlived her token's revocation")
 	}
 }
 

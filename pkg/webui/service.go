@@ -25,13 +25,6 @@ import (
 
 // The adapters from the service's packages to what the page needs.
 
-// AuthFunc adapts a token lookup (pkg/auth's Store.Lookup) to an
-// Authenticator.
-type AuthFunc func(token string) (owner string, err error)
-
-// Authenticate implements Authenticator.
-func (f AuthFunc) Authenticate(_ context.Context, token string) (string, error) { return f(token) }
-
 // OwnerBlueprints keeps each owner's blueprints in a weldr.Store of their
 // own (the weldr API's store, with its versions), in a directory under
 // dir named by the sha256 of the owner: owners never see each other's

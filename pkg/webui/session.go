@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,14 +19,17 @@ import (
 	"time"
 
 	"github.com/image-builder-action/image-builder-action/pkg/atomicfile"
+	"github.com/image-builder-action/image-builder-action/pkg/auth"
 )
 
 // A session is what a login with an API token gives the browser: a random
 // id in an HttpOnly, SameSite=Strict cookie, and a CSRF token that every
-// form and htmx request sends back. The token itself is not kept.
-// Sessions live in memory and, when the server has a state directory, in
-// a file there (the sha256 of each id, never the id itself), so that a
-// restart does not log everyone out.
+// form and htmx request sends back. The token itself is not kept, only its
+// sha256, which the Authenticator is asked about at every request: a
+// session ends when its token is revoked or rotated, as the token's API
+// access does. Sessions live in memory and, when the server has a state
+// directory, in a file there (the sha256 of each id, never the id itself),
+// so that a restart does not log everyone out.
 
 const (
 	sessionCookie = "ibuild_session"
@@ -35,6 +40,7 @@ const (
 
 type session struct {
 	owner   string
+	token   string // the sha256 (hex) of the token it was made with
 	csrf    string
 	expires time.Time
 }
@@ -45,6 +51,8 @@ type sessions struct {
 	mu   sync.Mutex
 	m    map[string]*session
 	file string
+	auth Authenticator
+	log  *slog.Logger
 }
 
 func sessionKey(id string) string {
@@ -54,13 +62,15 @@ func sessionKey(id string) string {
 
 type savedSession struct {
 	Owner   string    `json:"owner"`
+	Token   string    `json:"token"`
 	CSRF    string    `json:"csrf"`
 	Expires time.Time `json:"expires"`
 }
 
-// load reads the sessions file; a missing file is no sessions, expired
-// ones are dropped.
-func (s *sessions) load() error {
+// load reads the sessions file; a missing file is no sessions. Expired
+// ones are dropped, and so are those whose token is no longer valid (or
+// unknown: a file written before sessions kept it).
+func (s *sessions) load(ctx context.Context) error {
 	s.m = map[string]*session{}
 	if s.file == "" {
 		return nil
@@ -78,31 +88,46 @@ func (s *sessions) load() error {
 	}
 	now := time.Now()
 	for k, v := range saved {
-		if now.Before(v.Expires) {
-			s.m[k] = &session{owner: v.Owner, csrf: v.CSRF, expires: v.Expires}
+		if now.Before(v.Expires) && s.valid(ctx, v.Owner, v.Token) {
+			s.m[k] = &session{owner: v.Owner, token: v.Token, csrf: v.CSRF, expires: v.Expires}
 		}
 	}
 	return nil
 }
 
+// valid says the token a session was made with still names its owner.
+func (s *sessions) valid(ctx context.Context, owner, token string) bool {
+	if token == "" {
+		return false
+	}
+	got, err := s.auth.AuthenticateSum(ctx, token)
+	return err == nil && got == owner
+}
+
 // save writes the sessions file (with s.mu held). A failure costs the
-// users a login after a restart, nothing more: it is not the request's.
-func (s *sessions) save() error {
+// users a login after a restart, nothing more: it is not the request's,
+// so it is logged, not returned.
+func (s *sessions) save() {
 	if s.file == "" {
-		return nil
+		return
 	}
 	out := make(map[string]savedSession, len(s.m))
 	for k, v := range s.m {
-		out[k] = savedSession{Owner: v.owner, CSRF: v.csrf, Expires: v.expires}
+		out[k] = savedSession{Owner: v.owner, Token: v.token, CSRF: v.csrf, Expires: v.expires}
 	}
-	data, err := json.Marshal(out)
+	err := func() error {
+		data, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(s.file), 0o700); err != nil {
+			return err
+		}
+		return atomicfile.Write(s.file, data, 0o600)
+	}()
 	if err != nil {
-		return err
+		s.log.Error("saving sessions: logins will not survive a restart", "file", s.file, "err", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(s.file), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.Write(s.file, data, 0o600)
 }
 
 func randomToken() string {
@@ -113,7 +138,8 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *sessions) create(owner string) (id string, sess *session) {
+// create makes a session for owner, who logged in with token.
+func (s *sessions) create(owner, token string) (id string, sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -126,9 +152,9 @@ func (s *sessions) create(owner string) (id string, sess *session) {
 		}
 	}
 	id = randomToken()
-	sess = &session{owner: owner, csrf: randomToken(), expires: now.Add(sessionTTL)}
+	sess = &session{owner: owner, token: auth.Sum(token), csrf: randomToken(), expires: now.Add(sessionTTL)}
 	s.m[sessionKey(id)] = sess
-	_ = s.save()
+	s.save()
 	return id, sess
 }
 
@@ -137,12 +163,22 @@ func (s *sessions) lookup(r *http.Request) *session {
 	if err != nil || c.Value == "" {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	key := sessionKey(c.Value)
+	s.mu.Lock()
 	sess := s.m[key]
-	if sess == nil || time.Now().After(sess.expires) {
-		delete(s.m, key)
+	s.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	// The token check stats the token file: not under s.mu, which every
+	// request takes.
+	if time.Now().After(sess.expires) || !s.valid(r.Context(), sess.owner, sess.token) {
+		s.mu.Lock()
+		if s.m[key] == sess {
+			delete(s.m, key)
+			s.save()
+		}
+		s.mu.Unlock()
 		return nil
 	}
 	return sess
@@ -152,7 +188,7 @@ func (s *sessions) remove(r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
 		delete(s.m, sessionKey(c.Value))
-		_ = s.save()
+		s.save()
 		s.mu.Unlock()
 	}
 }

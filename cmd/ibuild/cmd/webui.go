@@ -17,7 +17,7 @@ func init() { httpMounts = append(httpMounts, mountWebUI) }
 // for the cloud API (--upload-…).
 func mountWebUI(ctx context.Context, env *serve.Env) (string, http.Handler, error) {
 	tokens := auth.Open(env.Dir)
-	return webui.Mount(webui.AuthFunc(tokens.Lookup), webUploads())(ctx, env)
+	return webui.Mount(tokens, webUploads())(ctx, env)
 }
 
 // webUploads offers each upload target whose settings the server has.
