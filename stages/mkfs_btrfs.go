@@ -24,11 +24,20 @@ import (
 // subvolumes without mounting the file system). mkfs.btrfs has no offset
 // option: it writes a file of the partition's size, which is then copied
 // into the partition, holes kept.
+//
+// With Output and Size instead of Filename and Partition, it writes the
+// file system to a file of the pipeline's own tree, which write-partition
+// then places: a release whose own mkfs.btrfs is older makes the volume in
+// a pipeline whose build root is a newer release's (see package lock).
 type MkfsBtrfs struct {
 	// Filename is the image in the output directory.
-	Filename string `json:"filename"`
+	Filename string `json:"filename,omitempty"`
 	// Partition is the 1-based GPT partition number.
-	Partition int `json:"partition"`
+	Partition int `json:"partition,omitempty"`
+	// Output is the file made in the pipeline's tree, and Size its
+	// size in bytes: the partition's.
+	Output string `json:"output,omitempty"`
+	Size   int64  `json:"size,omitempty"`
 	// UUID is the file system UUID; DeviceUUID the device's (sub-)UUID.
 	UUID       string `json:"uuid"`
 	DeviceUUID string `json:"device_uuid"`
@@ -58,11 +67,23 @@ func init() { register[MkfsBtrfs]("mkfs-btrfs", 2) }
 var btrfsSubvolNameRe = regexp.MustCompile(`^[A-Za-z0-9_@+][A-Za-z0-9_@+.-]*$`)
 
 func (s *MkfsBtrfs) validate() error {
-	if err := checkFilename("filename", s.Filename); err != nil {
-		return err
-	}
-	if err := checkPartitionNumber("partition", s.Partition); err != nil {
-		return err
+	if s.Output != "" || s.Size != 0 {
+		if s.Filename != "" || s.Partition != 0 {
+			return fmt.Errorf("output: set with filename or partition (one or the other)")
+		}
+		if err := checkFilename("output", s.Output); err != nil {
+			return err
+		}
+		if s.Size < 128<<20 {
+			return fmt.Errorf("size: %d bytes are too few for btrfs (128 MiB at least)", s.Size)
+		}
+	} else {
+		if err := checkFilename("filename", s.Filename); err != nil {
+			return err
+		}
+		if err := checkPartitionNumber("partition", s.Partition); err != nil {
+			return err
+		}
 	}
 	if err := checkGUID("uuid", s.UUID); err != nil {
 		return err
@@ -130,12 +151,16 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("mkfs.btrfs: %w", err)
 	}
-	part, err := findImagePartition(env, s.Filename, s.Partition)
-	if err != nil {
-		return err
-	}
-	if part.Size < 128<<20 {
-		return fmt.Errorf("partition %d: %d bytes are too few for btrfs (128 MiB at least)", s.Partition, part.Size)
+	size := s.Size
+	var part imagePartition
+	if s.Output == "" {
+		if part, err = findImagePartition(env, s.Filename, s.Partition); err != nil {
+			return err
+		}
+		if part.Size < 128<<20 {
+			return fmt.Errorf("partition %d: %d bytes are too few for btrfs (128 MiB at least)", s.Partition, part.Size)
+		}
+		size = part.Size
 	}
 	// --help exits 0 or 1 depending on the version, on stdout or stderr.
 	var help, helpErr bytes.Buffer
@@ -209,7 +234,7 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("making btrfs: %w", err)
 	}
-	err = f.Truncate(part.Size)
+	err = f.Truncate(size)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -241,6 +266,20 @@ func (s *MkfsBtrfs) Run(ctx context.Context, env *Env) error {
 	}
 	if err := unmount(); err != nil {
 		return fmt.Errorf("making btrfs: unmounting the tree's view: %w", err)
+	}
+	if s.Output != "" {
+		if err := os.Rename(fsFile, filepath.Join(env.Tree, s.Output)); err == nil {
+			return nil
+		}
+		// Another file system: copied, holes kept.
+		out := filepath.Join(env.Tree, s.Output)
+		if err := os.WriteFile(out, nil, 0o644); err != nil {
+			return fmt.Errorf("making btrfs: %w", err)
+		}
+		if err := os.Truncate(out, size); err != nil {
+			return fmt.Errorf("making btrfs: %w", err)
+		}
+		return copyInto(out, 0, fsFile, size)
 	}
 	return updateImage(part.img, func(tmpBase string) error {
 		return copyInto(filepath.Join(filepath.Dir(part.img), tmpBase), part.Start, fsFile, part.Size)

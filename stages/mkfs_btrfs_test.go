@@ -37,8 +37,24 @@ func TestMkfsBtrfsValidate(t *testing.T) {
 		{strings.Replace(ok, `"uuid":"6a1b5f0e`, `"uuid":"x6a1b5f0e`, 1), `uuid:`},
 		{`{"filename":"disk.raw","partition":2,"uuid":"6a1b5f0e-2c3d-4e5f-8a9b-0c1d2e3f4a5b","device_uuid":"0d9f3c1e-5b7a-4c2d-8e6f-1a2b3c4d5e6f","source":{"pipeline":"os","path":"/"},"subvolumes":[]}`, `subvolumes: none`},
 		{strings.Replace(ok, `"label"`, `"compress":"zstd","label"`, 1), `unknown field "compress"`},
+		// A volume made in a file of the pipeline's own tree.
+		{strings.Replace(ok, `"filename":"disk.raw","partition":2`, `"output":"volume.img","size":268435456`, 1), ""},
+		{strings.Replace(ok, `"filename":"disk.raw"`, `"output":"volume.img","size":268435456`, 1), `output: set with filename or partition`},
+		{strings.Replace(ok, `"filename":"disk.raw","partition":2`, `"output":"volume.img","size":1048576`, 1), `size: 1048576 bytes are too few for btrfs`},
+		{strings.Replace(ok, `"filename":"disk.raw","partition":2`, `"output":"a/volume.img","size":268435456`, 1), `output: "a/volume.img" must be a base name`},
+		{strings.Replace(ok, `"filename":"disk.raw","partition":2`, `"size":268435456`, 1), `output: empty`},
 	}
 	imgValidate(t, "mkfs-btrfs", tests)
+}
+
+func TestWritePartitionValidate(t *testing.T) {
+	ok := `{"filename":"disk.raw","partition":2,"source":{"pipeline":"btrfs","path":"/volume.img"}}`
+	imgValidate(t, "write-partition", []struct{ options, err string }{
+		{ok, ""},
+		{strings.Replace(ok, `"partition":2`, `"partition":0`, 1), `partition`},
+		{strings.Replace(ok, `"path":"/volume.img"`, `"path":"volume.img"`, 1), `source.path: "volume.img" is not absolute`},
+		{strings.Replace(ok, `"filename":"disk.raw"`, `"filename":"../disk.raw"`, 1), `filename:`},
+	})
 }
 
 // btrfsBuildRoot returns a build root whose mkfs.btrfs can make

@@ -109,24 +109,30 @@ func vtVMDK(t *testing.T) string {
 	return dir
 }
 
+// vtDiskOptions are the disk stage's on its fixture: a 64 MiB GPT disk.
+const vtDiskOptions = `{"filename":"disk.raw","size":67108864,"uuid":"` + imgDiskUUID + `","partitions":[
+		{"name":"esp","type":"c12a7328-f81f-11d2-ba4b-00a0c93ec93b","uuid":"7d2b8f4a-1c3e-4a5b-9c6d-7e8f9a0b1c2d","start":2048,"size":69632},
+		{"name":"root","type":"4f68bce3-e8cd-4db1-96e7-fbcaf984b709","uuid":"` + imgRootUUID + `","start":71680,"size":0}]}`
+
 var versionFixtures = map[string]versionFixture{
 	"hostname":    {options: `{"hostname":"pinned"}`},
 	"files":       {options: `{"files":[{"path":"/etc/motd","data":"hi\n"},{"path":"/etc/secret","mode":"0600","user":"admin","group":33,"data":"s"}]}`},
 	"directories": {options: `{"directories":[{"path":"/etc/data","mode":"0750","user":"admin"},{"path":"/opt/a/b","ensure_parents":true}]}`},
 	"fstab": {options: `{"filesystems":[{"uuid":"6a1b5f0e-2c3d-4e5f-8a9b-0c1d2e3f4a5b","vfs_type":"ext4","path":"/","options":"errors=remount-ro","freq":1,"passno":1},
 		{"uuid":"ABCD-1234","vfs_type":"vfat","path":"/boot/efi","options":"umask=0077","passno":2}]}`},
-	"timezone": {options: `{"timezone":"Europe/Berlin","ntpservers":["0.pool.ntp.org","ntp.example.org"]}`},
-	"cleanup":  {options: `{"ssh_host_key_types":["ecdsa","ed25519"]}`},
-	"systemd":  {options: `{"enabled":["a"],"masked":["b"]}`},
-	"disk": {options: `{"filename":"disk.raw","size":67108864,"uuid":"` + imgDiskUUID + `","partitions":[
-		{"name":"esp","type":"c12a7328-f81f-11d2-ba4b-00a0c93ec93b","uuid":"7d2b8f4a-1c3e-4a5b-9c6d-7e8f9a0b1c2d","start":2048,"size":69632},
-		{"name":"root","type":"4f68bce3-e8cd-4db1-96e7-fbcaf984b709","uuid":"` + imgRootUUID + `","start":71680,"size":0}]}`},
+	"timezone":    {options: `{"timezone":"Europe/Berlin","ntpservers":["0.pool.ntp.org","ntp.example.org"]}`},
+	"cleanup":     {options: `{"ssh_host_key_types":["ecdsa","ed25519"]}`},
+	"systemd":     {options: `{"enabled":["a"],"masked":["b"]}`},
+	"disk":        {options: vtDiskOptions},
 	"tar":         {options: `{"filename":"root.tar","source":{"pipeline":"os","path":"/"}}`, inputs: map[string]func(*testing.T) string{"os": vtTree}},
 	"wsl":         {options: `{"filename":"image.wsl","source":{"pipeline":"os","path":"/"}}`, inputs: map[string]func(*testing.T) string{"os": vtTree}},
 	"oci-archive": {options: imgOCIOptions, inputs: map[string]func(*testing.T) string{"os": vtTree}},
 	"gce":         {options: `{"filename":"image.tar.gz","source":{"pipeline":"image","path":"/disk.raw"}}`, inputs: map[string]func(*testing.T) string{"image": vtFile("disk.raw", 1<<20)}},
 	"ova":         {options: `{"filename":"image.ova","vmdk":{"pipeline":"vmdk","path":"/disk.vmdk"}}`, inputs: map[string]func(*testing.T) string{"vmdk": vtVMDK}},
 	"lvm2":        {options: lvmOptions("pinned"), output: vtDisk(lvmDisk)},
+	// The ESP of the disk fixture: 69632 sectors.
+	"write-partition": {options: `{"filename":"disk.raw","partition":1,"source":{"pipeline":"fs","path":"/fs.img"}}`,
+		output: vtDisk(vtDiskOptions), inputs: map[string]func(*testing.T) string{"fs": vtFile("fs.img", 69632*512)}},
 }
 
 // vtDisk is an output directory holding the disk the disk stage makes
@@ -230,6 +236,9 @@ func vtDigest(t *testing.T, typ string, fx versionFixture) string {
 		switch {
 		case fx.output != nil:
 			tree = fx.output(t)
+			for name, mk := range fx.inputs {
+				inputs[name] = mk(t)
+			}
 		case fx.inputs == nil:
 			tree = vtTree(t)
 		default:

@@ -24,6 +24,7 @@ import (
 	"github.com/image-builder-action/image-builder-action/pkg/repo"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil"
 	"github.com/image-builder-action/image-builder-action/pkg/testutil/boottest"
+	"github.com/pelletier/go-toml/v2"
 )
 
 // builtLayout is one of composer's published plain layouts, adapted to
@@ -43,6 +44,9 @@ type builtLayout struct {
 	vg string
 	// distro is the blueprint's distro, debian-12 when empty.
 	distro string
+	// example names a blueprint of composer's published corpus whose
+	// customizations.disk is the layout (disk is then empty).
+	example string
 	// subvolumes are the btrfs subvolumes btrfs subvolume list shows,
 	// sorted.
 	subvolumes []string
@@ -145,32 +149,23 @@ minsize = "64 MiB"
 		repro:    true,
 	},
 	{
-		// images-partitioning-btrfs, smaller: subvolumes for /, /home
-		// and /var/log (debian-13: its mkfs.btrfs makes subvolumes from
-		// a tree); /boot is added on a plain partition.
-		name:   "btrfs",
-		distro: "debian-13",
-		disk: `
-[[customizations.disk.partitions]]
-type = "btrfs"
-minsize = "3 GiB"
-
-[[customizations.disk.partitions.subvolumes]]
-name = "root"
-mountpoint = "/"
-
-[[customizations.disk.partitions.subvolumes]]
-name = "home"
-mountpoint = "/home"
-
-[[customizations.disk.partitions.subvolumes]]
-name = "log"
-mountpoint = "/var/log"
-`,
-		expect:     []string{"/ btrfs 3221225472 /root", "/home btrfs 3221225472 /home", "/var/log btrfs 3221225472 /log", "/boot ext4 536870912"},
-		firmware:   []string{"uefi", "bios"},
-		subvolumes: []string{"home", "log", "root"},
-		repro:      true,
+		// composer's images-partitioning-btrfs as published, on
+		// debian-12: its btrfs volume (eight subvolumes, / added as
+		// "root") is made with debian-13's mkfs.btrfs from a build root
+		// of its own, the rest with debian-12's tools; an xfs /data,
+		// swap; /boot is added on a plain partition.
+		name:    "btrfs",
+		example: "images-partitioning-btrfs.json",
+		expect: []string{"/ btrfs 10737418240 /root", "/home btrfs 10737418240 /subvol-home",
+			"/home/shadowman btrfs 10737418240 /subvol-shadowman", "/foo btrfs 10737418240 /subvol-foo",
+			"/usr btrfs 10737418240 /subvol-usr", "/opt btrfs 10737418240 /subvol-opt",
+			"/media btrfs 10737418240 /subvol-media", "/root btrfs 10737418240 /subvol-root",
+			"/srv btrfs 10737418240 /subvol-srv", "/data xfs 1073741824", "swap swap 1073741824",
+			"/boot ext4 536870912"},
+		firmware: []string{"uefi", "bios"},
+		subvolumes: []string{"root", "subvol-foo", "subvol-home", "subvol-media", "subvol-opt", "subvol-root",
+			"subvol-shadowman", "subvol-srv", "subvol-usr"},
+		repro: true,
 	},
 	{
 		// 4096-byte sectors and a start offset: UEFI only. SeaBIOS
@@ -357,15 +352,53 @@ func bootLayouts(ctx context.Context, t *testing.T, dir string, images map[strin
 	wg.Wait()
 }
 
+// blueprintFile writes l's blueprint into dir and returns its path: TOML,
+// or, for a published example, JSON with the example's disk
+// customizations as published.
+func (l builtLayout) blueprintFile(t *testing.T, dir string) string {
+	t.Helper()
+	if l.example == "" {
+		p := filepath.Join(dir, l.name+".toml")
+		if err := os.WriteFile(p, []byte(l.blueprint()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var bp map[string]any
+	if err := toml.Unmarshal([]byte(l.blueprint()), &bp); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("../../testdata/blueprints/composer/published", l.example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var ex struct {
+		Customizations struct {
+			Disk any `json:"disk"`
+		} `json:"customizations"`
+	}
+	if err := dec.Decode(&ex); err != nil {
+		t.Fatalf("%s: %v", l.example, err)
+	}
+	bp["customizations"].(map[string]any)["disk"] = ex.Customizations.Disk
+	if b, err = json.MarshalIndent(bp, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, l.name+".json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // buildLayout locks and builds layout l (raw, x86_64) in dir and
 // returns the image's path and sha256.
 func buildLayout(ctx context.Context, t *testing.T, srcs []repo.Source, dir string, l builtLayout) (img, sum string) {
 	t.Helper()
 	start := time.Now()
-	bp := filepath.Join(dir, l.name+".toml")
-	if err := os.WriteFile(bp, []byte(l.blueprint()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bp := l.blueprintFile(t, dir)
 	lf := filepath.Join(dir, l.name+".lock.json")
 	opts := []lock.Option{lock.WithFetcher(&repo.Client{CacheDir: filepath.Join(testCache(t), "metadata")})}
 	if l.distro == "" {
@@ -395,11 +428,13 @@ func rebuildLayout(ctx context.Context, t *testing.T, dir string, l builtLayout,
 	res, err := ibuild.Build(ctx, ibuild.BuildRequest{Lockfile: filepath.Join(dir, l.name+".lock.json"), One: true,
 		OutputDir: filepath.Join(dir, l.name+"-again"), CacheDir: testCache(t),
 		Events: func(e ibuild.BuildEvent) {
-			if d, ok := e.Event.(build.StageDone); ok && d.Pipeline == "image" && !d.CacheHit {
+			if d, ok := e.Event.(build.StageDone); ok && (d.Pipeline == "image" || d.Pipeline == "btrfs") && !d.CacheHit {
 				ran++
 			}
 		},
-		Options: []build.Option{build.WithRerun("image")}})
+		// The btrfs volumes of a debian-12 layout are made in a pipeline
+		// of their own (another release's mkfs.btrfs): again too.
+		Options: []build.Option{build.WithRerun("image", "btrfs")}})
 	if err != nil {
 		t.Fatalf("%s: second build: %v", l.name, err)
 	}

@@ -95,6 +95,10 @@ type BuildRoot struct {
 	// a tree (mkfs.btrfs --subvol, btrfs-progs 6.6 and newer): btrfs
 	// layouts need it.
 	BtrfsSubvolumes bool `toml:"btrfs_subvolumes"`
+	// BtrfsTools, for a release without them, names the distro whose
+	// build root makes btrfs volumes instead (resolved from the same
+	// mirrors, pinned in the lockfile): only mkfs.btrfs runs from it.
+	BtrfsTools string `toml:"btrfs_tools"`
 }
 
 // OSDefaults is the base of every bootable or system image.
@@ -271,6 +275,13 @@ func LoadFS(fsys fs.FS) (*Defs, error) {
 	}
 	if len(d.Distros) == 0 {
 		return nil, errors.New("image definitions: no distros")
+	}
+	for _, v := range d.Distros {
+		if t := v.Build.BtrfsTools; t != "" {
+			if o := d.Distros[t]; o == nil || !o.Build.BtrfsSubvolumes || o.Build.BtrfsTools != "" {
+				return nil, fmt.Errorf("image definition distros/%s.toml: build.btrfs_tools: %q is not a distro with btrfs_subvolumes", v.Name, t)
+			}
+		}
 	}
 	d.Digest = hex.EncodeToString(h.Sum(nil))
 	return d, nil

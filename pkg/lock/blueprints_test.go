@@ -28,9 +28,6 @@ var notLocked = map[string]string{
 	"blueprints/composer/users.json": `customizations.kernel.name: kernel package "kernel-debug" is not in the repositories (did you mean "linux-image-amd64"?)`,
 	"blueprints/composer/rhel.toml":  `unknown distro "rhel-9.4"`,
 	"blueprints/composer/rhel.json":  `unknown distro "rhel-9.4"`,
-	// Debian 12's btrfs-progs 6.2 cannot make subvolumes from a tree.
-	"blueprints/composer/disk-btrfs.toml": "customizations.disk.partitions: debian-12 cannot honour this: btrfs layouts need mkfs.btrfs --subvol",
-	"blueprints/composer/disk-btrfs.json": "customizations.disk.partitions: debian-12 cannot honour this: btrfs layouts need mkfs.btrfs --subvol",
 }
 
 // TestEveryBlueprintLocksAndPlans locks every blueprint of testdata/ for

@@ -276,7 +276,7 @@ func customizationsWith(ctx context.Context, bp *blueprint.Blueprint, d *distro.
 					errs = append(errs, bp.Errorf(e.Field, "%s", e.Msg))
 				}
 			}
-			if tbl != nil && tbl.Features().Btrfs && !d.Build.BtrfsSubvolumes && !seen["btrfs"] {
+			if tbl != nil && tbl.Features().Btrfs && !d.Build.BtrfsSubvolumes && d.Build.BtrfsTools == "" && !seen["btrfs"] {
 				seen["btrfs"] = true
 				refuse(layoutField(cu), "btrfs layouts need mkfs.btrfs --subvol (btrfs-progs 6.6 or newer), which this release's build root lacks; use debian-13, or LVM or plain partitions")
 			}

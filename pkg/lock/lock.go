@@ -241,6 +241,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 	if err != nil {
 		return nil, err
 	}
+	distroSrcs := srcs
 	bpSrcs, err := blueprintSources(ctx, bp, d, &o)
 	if err != nil {
 		return nil, err
@@ -272,6 +273,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 	pkgs := map[string]manifest.Package{}
 	repos := map[string]*manifest.Repository{}
 	var epoch time.Time
+	var recordRepo func(r repo.Release, arch string)
 	// Every (arch, type) is checked before anything is fetched.
 	for _, archName := range arches {
 		if _, err := d.Arch(archName); err != nil {
@@ -287,6 +289,54 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			}
 		}
 	}
+	recordRepo = func(r repo.Release, arch string) {
+		key := r.Source.URI + " " + r.Source.Suite
+		mr := repos[key]
+		if mr == nil {
+			mr = &manifest.Repository{URI: r.Source.URI, Suite: r.Source.Suite, Components: r.Source.Components,
+				InReleaseSHA256: r.SHA256, Date: r.Date.UTC().Format(time.RFC3339), Keys: r.Keys}
+			repos[key] = mr
+		}
+		if !contains(mr.Arches, arch) {
+			mr.Arches = append(mr.Arches, arch)
+			sort.Strings(mr.Arches)
+		}
+	}
+	// btrfsResolvers resolve the build root btrfs volumes are made with
+	// when the distro's own mkfs.btrfs cannot (build.btrfs_tools): the
+	// other release's suites on the distro's mirrors. Its repositories are
+	// recorded, but their dates do not move the source epoch: the image
+	// is the distro's, and its trees stay those of the distro's other
+	// images.
+	btrfsResolvers := map[string]*archResolver{}
+	btrfsResolverFor := func(a *distro.Arch) (*archResolver, error) {
+		if r, ok := btrfsResolvers[a.Name]; ok {
+			return r, nil
+		}
+		field := layoutField(bp.Customizations)
+		td, err := o.defs.Distro(d.Build.BtrfsTools)
+		if err != nil {
+			return nil, err
+		}
+		ta, err := td.Arch(a.Name)
+		if err != nil {
+			return nil, bp.Errorf(field, "btrfs volumes of %s are made with %s's mkfs.btrfs: %v", d.Name, td.Name, err)
+		}
+		tsrcs, err := DistroSources(td, distroSrcs)
+		if err != nil {
+			return nil, bp.Errorf(field, "btrfs volumes of %s are made with %s's mkfs.btrfs: %v", d.Name, td.Name, err)
+		}
+		idx, err := o.fetcher.Fetch(ctx, tsrcs, ta.Dpkg)
+		if err != nil {
+			return nil, bp.Errorf(field, "btrfs volumes of %s are made with %s's mkfs.btrfs, whose repositories could not be read: %v", d.Name, td.Name, err)
+		}
+		for _, r := range idx.Releases {
+			recordRepo(r, ta.Dpkg)
+		}
+		r := &archResolver{arch: ta, universe: depsolve.NewPinnedUniverse(idx.Packages, ta.Dpkg, nil), memo: map[string][]manifest.Package{}, all: pkgs}
+		btrfsResolvers[a.Name] = r
+		return r, nil
+	}
 	// resolvers resolve package sets per architecture: the entries' own,
 	// and the hosts' that build roots are locked for (build.cross_hosts).
 	resolvers := map[string]*archResolver{}
@@ -299,17 +349,7 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 			return nil, err
 		}
 		for _, r := range idx.Releases {
-			key := r.Source.URI + " " + r.Source.Suite
-			mr := repos[key]
-			if mr == nil {
-				mr = &manifest.Repository{URI: r.Source.URI, Suite: r.Source.Suite, Components: r.Source.Components,
-					InReleaseSHA256: r.SHA256, Date: r.Date.UTC().Format(time.RFC3339), Keys: r.Keys}
-				repos[key] = mr
-			}
-			if !contains(mr.Arches, a.Dpkg) {
-				mr.Arches = append(mr.Arches, a.Dpkg)
-				sort.Strings(mr.Arches)
-			}
+			recordRepo(r, a.Dpkg)
 			if r.Date.After(epoch) {
 				epoch = r.Date
 			}
@@ -350,6 +390,23 @@ func Lock(ctx context.Context, bp *blueprint.Blueprint, bpPath string, opts ...O
 		for _, typName := range types {
 			t, _ := o.defs.Type(typName)
 			plans = append(plans, newPlan(d, a, t, cust, extraPkgs, seed))
+		}
+		// A btrfs build root of another release first: what it cannot
+		// read is refused before anything else is resolved.
+		for _, p := range plans {
+			if len(p.btrfsToolPackages) == 0 {
+				continue
+			}
+			tres, err := btrfsResolverFor(a)
+			if err != nil {
+				return nil, err
+			}
+			if p.btrfsBase, err = tres.solve(ctx, nil); err != nil {
+				return nil, fmt.Errorf("resolving the essential packages of %s/%s's btrfs build root: %w", archName, p.typ.Name, err)
+			}
+			if p.btrfsPkgs, err = tres.solve(ctx, p.btrfsToolPackages); err != nil {
+				return nil, fmt.Errorf("resolving the btrfs build root of %s/%s: %w", archName, p.typ.Name, err)
+			}
 		}
 		// What every solution starts from, installed first by both the
 		// build root and the os tree.
@@ -527,7 +584,12 @@ func newPlan(d *distro.Distro, a *distro.Arch, t *distro.ImageType, c customizat
 				os = append(os, "lvm2")
 			}
 			if f.Btrfs {
-				p.buildPackages = uniqSorted(append(p.buildPackages, "btrfs-progs", "libfaketime", "util-linux"))
+				tools := []string{"btrfs-progs", "libfaketime", "util-linux"}
+				if d.Build.BtrfsTools != "" && !d.Build.BtrfsSubvolumes {
+					p.btrfsToolPackages = tools
+				} else {
+					p.buildPackages = uniqSorted(append(p.buildPackages, tools...))
+				}
 				os = append(os, "btrfs-progs")
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,5 +341,43 @@ func TestLockRefusesTypeForArch(t *testing.T) {
 	}
 	if f.calls != 0 {
 		t.Errorf("fetched %d times before refusing", f.calls)
+	}
+}
+
+// trixieDown fails to fetch debian-13's suites, as a mirror without them
+// would.
+type trixieDown struct{ fixtureFetcher }
+
+func (f *trixieDown) Fetch(ctx context.Context, srcs []repo.Source, arch string) (*repo.Index, error) {
+	if strings.HasPrefix(srcs[0].Suite, "trixie") {
+		return nil, fmt.Errorf("fetching %s %s: 404 Not Found", srcs[0].URI, srcs[0].Suite)
+	}
+	return f.fixtureFetcher.Fetch(ctx, srcs, arch)
+}
+
+// A debian-12 btrfs layout needs debian-13's mkfs.btrfs: when its
+// repositories cannot be read, lock refuses at the layout's field before
+// resolving anything else.
+func TestLockBtrfsToolsUnreachable(t *testing.T) {
+	p := writeBlueprint(t, `name = "x"
+distro = "debian-12"
+[[customizations.disk.partitions]]
+type = "btrfs"
+minsize = "3 GiB"
+[[customizations.disk.partitions.subvolumes]]
+name = "root"
+mountpoint = "/"
+`)
+	defs, err := distro.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockFixture(t, p, WithDefs(defs), WithFetcher(&trixieDown{fixtureFetcher{packages: "../../testdata/lock/Packages"}}), WithTypes("qcow2"))
+	want := "customizations.disk.partitions: btrfs volumes of debian-12 are made with debian-13's mkfs.btrfs, whose repositories could not be read: fetching http://archive.invalid/debian trixie: 404 Not Found"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if !strings.Contains(err.Error(), "bp.toml:3:") {
+		t.Errorf("%v: no line of the blueprint", err)
 	}
 }

@@ -32,6 +32,11 @@ type entryPlan struct {
 	// isoBuildPackages the build root its ISO is made with.
 	installerPackages []string
 	isoBuildPackages  []string
+	// btrfsToolPackages are the build root's that makes btrfs volumes
+	// from another release (build.btrfs_tools), resolved there as
+	// btrfsBase (its essential set) and btrfsPkgs.
+	btrfsToolPackages    []string
+	btrfsBase, btrfsPkgs []manifest.Package
 	// origins maps "pipeline/index" to the blueprint field a stage's
 	// options came from, so a stage lock refuses points at its line.
 	origins map[string]string
@@ -140,6 +145,9 @@ func (p *entryPlan) pipelines(base, buildPkgs, osPkgs, installerPkgs, isoBuildPk
 		return append(out, p.isoPipeline(manifest.PipelineOS, nil)), nil
 	}
 	if p.typ.Bootable {
+		if p.btrfsPkgs != nil {
+			out = append(out, p.btrfsPipelines(tbl)...)
+		}
 		out = append(out, p.imagePipeline(tbl))
 	}
 	if p.typ.ISO != nil {
@@ -417,12 +425,12 @@ func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 		switch {
 		case pt.VG != nil:
 			p.lvmStages(add, file, i+1, pt)
+		case pt.Btrfs != nil && p.btrfsPkgs != nil:
+			add("write-partition", stages.WritePartition{Filename: file, Partition: i + 1,
+				Source: stages.Source{Pipeline: pipelineBtrfs, Path: "/" + btrfsFile(pt)}})
 		case pt.Btrfs != nil:
-			bt := stages.MkfsBtrfs{Filename: file, Partition: i + 1, UUID: pt.Btrfs.UUID, DeviceUUID: p.uuidFor("btrfs-dev/" + pt.ID),
-				Label: pt.Btrfs.Label, Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/"}}
-			for _, sv := range pt.Btrfs.Subvolumes {
-				bt.Subvolumes = append(bt.Subvolumes, stages.BtrfsSubvolume{Name: sv.Name, Path: sv.Mountpoint})
-			}
+			bt := p.mkfsBtrfs(pt)
+			bt.Filename, bt.Partition = file, i+1
 			add("mkfs-btrfs", bt)
 		default:
 			continue
@@ -444,6 +452,50 @@ func (p *entryPlan) imagePipeline(tbl *disk.Table) manifest.Pipeline {
 			Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/boot/grub/i386-pc"}})
 	}
 	return img
+}
+
+// The pipelines that make btrfs volumes with another release's
+// mkfs.btrfs (build.btrfs_tools): its build root, and the volumes, each a
+// file write-partition places into the image.
+const (
+	pipelineBtrfsBuild = "build-btrfs"
+	pipelineBtrfs      = "btrfs"
+)
+
+// btrfsFile is the file of pipeline btrfs holding partition pt's volume.
+func btrfsFile(pt disk.Partition) string { return "volume-" + pt.ID + ".img" }
+
+// mkfsBtrfs is the mkfs-btrfs stage of btrfs partition pt, less where it
+// writes.
+func (p *entryPlan) mkfsBtrfs(pt disk.Partition) stages.MkfsBtrfs {
+	bt := stages.MkfsBtrfs{UUID: pt.Btrfs.UUID, DeviceUUID: p.uuidFor("btrfs-dev/" + pt.ID),
+		Label: pt.Btrfs.Label, Source: stages.Source{Pipeline: manifest.PipelineOS, Path: "/"}}
+	for _, sv := range pt.Btrfs.Subvolumes {
+		bt.Subvolumes = append(bt.Subvolumes, stages.BtrfsSubvolume{Name: sv.Name, Path: sv.Mountpoint})
+	}
+	return bt
+}
+
+// btrfsPipelines are the build root of the other release and the
+// pipeline making the layout's btrfs volumes with it. osbuild runs a
+// pipeline's stages with one build root, so the volumes are made apart
+// from the image, whose other tools stay its own release's: bookworm's
+// GRUB must read the ext4 /boot that bookworm's mkfs.ext4 writes, which
+// trixie's defaults (orphan_file, metadata_csum_seed) need not allow.
+func (p *entryPlan) btrfsPipelines(tbl *disk.Table) []manifest.Pipeline {
+	vols := manifest.Pipeline{Name: pipelineBtrfs, Build: pipelineBtrfsBuild}
+	for _, pt := range tbl.Partitions {
+		if pt.Btrfs == nil {
+			continue
+		}
+		bt := p.mkfsBtrfs(pt)
+		bt.Output, bt.Size = btrfsFile(pt), int64(pt.Size)
+		vols.Stages = append(vols.Stages, stage("mkfs-btrfs", bt))
+		if pt.Field != "" {
+			p.origin(vols.Name, len(vols.Stages)-1, pt.Field)
+		}
+	}
+	return []manifest.Pipeline{{Name: pipelineBtrfsBuild, Stages: p.debs(p.btrfsBase, p.btrfsPkgs)}, vols}
 }
 
 // biosBoots says whether the layout boots from a PC BIOS: a GPT with a

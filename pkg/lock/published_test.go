@@ -7,8 +7,7 @@ package lock_test
 // "SSH KEY" is no key; OpenSCAP has no SCAP content for Debian 12 in
 // Debian (ssg-debian covers 10 and 11). installer and
 // installation_device are honoured only when an ISO type is locked (the
-// corpus locks a disk type); btrfs layouts need mkfs.btrfs --subvol,
-// which debian-12's build root lacks. Embedded containers lock with their
+// corpus locks a disk type). Embedded containers lock with their
 // registry served from 127.0.0.1 (@registry in the map).
 var published = map[string]outcome{
 	"images-all-customizations.json":                         mapped,
@@ -56,7 +55,7 @@ var published = map[string]outcome{
 	"images-ostree-filesystem-customizations-installer.json": refused(`customizations.installation_device: debian-12 cannot honour this`),
 	"images-ostree-filesystem-customizations.json":           mapped,
 	"images-ostree.json":                                     mapped,
-	"images-partitioning-btrfs.json":                         refused(`customizations.disk.partitions: debian-12 cannot honour this`),
+	"images-partitioning-btrfs.json":                         mapped,
 	"images-partitioning-dos-lvm.json":                       mapped,
 	"images-partitioning-lvm-noswap.json":                    mapped,
 	"images-partitioning-lvm.json":                           mapped,
