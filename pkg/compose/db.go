@@ -347,10 +347,13 @@ func (d *db) jobState(ctx context.Context, job int64) (string, error) {
 }
 
 // appendLog adds a chunk of an image's live log. Chunks are text: both
-// databases' TEXT wants valid UTF-8 (PostgreSQL refuses NUL too).
+// databases' TEXT wants valid UTF-8 (PostgreSQL refuses NUL too). A chunk
+// whose seq is there already is not added again: an insert that committed
+// but reported an error (a timeout) is then retried without a key error
+// that would stop the log for good.
 func (d *db) appendLog(ctx context.Context, id string, idx, seq int, chunk []byte) error {
 	text := strings.ToValidUTF8(strings.ReplaceAll(string(chunk), "\x00", ""), "\uFFFD")
-	if _, err := d.sql.ExecContext(ctx, `INSERT INTO ibuild_log (compose_id, idx, seq, chunk) VALUES ($1, $2, $3, $4)`, id, idx, seq, text); err != nil {
+	if _, err := d.sql.ExecContext(ctx, `INSERT INTO ibuild_log (compose_id, idx, seq, chunk) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, id, idx, seq, text); err != nil {
 		return fmt.Errorf("appending to the log of compose %s image %d: %w", id, idx, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 
@@ -547,12 +548,20 @@ func orGone(state string) string {
 	return state
 }
 
+// maxLogLine bounds the text shipLog holds back waiting for a newline: a
+// tool drawing a progress bar with '\r' may write none for a long time.
+const maxLogLine = 64 << 10
+
 // shipLog appends the lines the build writes to path to the database
 // every Config.LiveLogInterval, until the returned stop is called, so an API
 // node that does not share this machine shows the log while the build
-// runs. Whole lines only: a chunk never splits a character.
+// runs. Whole lines while the build runs (a chunk then never splits a
+// character; appendLog makes any text valid UTF-8), unless a line grows
+// past maxLogLine; stop ships what is left, newline or not, so the live
+// log is whole even when the store does not get the log file.
 func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	finish := make(chan struct{})
 	done := make(chan struct{})
 	if err := s.db.deleteLog(ctx, id, idx); err != nil {
 		s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
@@ -569,14 +578,7 @@ func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) 
 			buf     = make([]byte, 64<<10)
 			seq     int
 		)
-		t := time.NewTicker(s.cfg.LiveLogInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		ship := func(ctx context.Context, last bool) {
 			for {
 				n, _ := f.Read(buf)
 				if n == 0 {
@@ -584,19 +586,52 @@ func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) 
 				}
 				pending = append(pending, buf[:n]...)
 			}
-			i := bytes.LastIndexByte(pending, '\n')
-			if i < 0 {
-				continue
+			end := bytes.LastIndexByte(pending, '\n') + 1
+			if last {
+				end = len(pending)
+			} else if len(pending)-end > maxLogLine {
+				// A long line goes in parts, cut between characters.
+				end = len(pending)
+				for k := end - 1; k >= 0 && k >= end-utf8.UTFMax; k-- {
+					if utf8.RuneStart(pending[k]) {
+						if !utf8.FullRune(pending[k:end]) {
+							end = k
+						}
+						break
+					}
+				}
 			}
-			if err := s.db.appendLog(ctx, id, idx, seq, pending[:i+1]); err != nil {
+			if end == 0 {
+				return
+			}
+			if err := s.db.appendLog(ctx, id, idx, seq, pending[:end]); err != nil {
 				if ctx.Err() == nil {
 					s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
 				}
-				continue
+				return
 			}
 			seq++
-			pending = append(pending[:0], pending[i+1:]...)
+			pending = append(pending[:0], pending[end:]...)
+		}
+		t := time.NewTicker(s.cfg.LiveLogInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-finish:
+				fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+				ship(fctx, true)
+				fcancel()
+				return
+			case <-t.C:
+				ship(ctx, false)
+			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	return func() {
+		close(finish)
+		<-done
+		cancel()
+	}
 }

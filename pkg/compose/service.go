@@ -759,7 +759,8 @@ func artifactKey(id string, image int, name string) string {
 
 // Log opens the build log of one image of a compose: the stored log once
 // the build ended; while it builds, the log file when this process builds
-// it, else the chunks its worker appended to the database.
+// it, else the chunks its worker appended to the database. While a retry
+// builds, that is its own log, not the stored one of the attempt before.
 func (s *Service) Log(ctx context.Context, owner, id string, image int) (io.ReadCloser, error) {
 	l, err := s.owned(ctx, owner, id)
 	if err != nil {
@@ -768,9 +769,13 @@ func (s *Service) Log(ctx context.Context, owner, id string, image int) (io.Read
 	if err := imageIndex(l, image); err != nil {
 		return nil, err
 	}
-	r, _, err := s.store.Open(ctx, artifactKey(id, image, "build.log"))
-	if err == nil {
-		return r, nil
+	building := l.images[image].Status == StatusBuilding
+	err = fs.ErrNotExist
+	if !building {
+		var r io.ReadCloser
+		if r, _, err = s.store.Open(ctx, artifactKey(id, image, "build.log")); err == nil {
+			return r, nil
+		}
 	}
 	if f, ferr := os.Open(filepath.Join(s.workDir(id, image), "build.log")); ferr == nil {
 		return f, nil
@@ -784,7 +789,7 @@ func (s *Service) Log(ctx context.Context, owner, id string, image int) (io.Read
 	if lerr != nil {
 		return nil, lerr
 	}
-	if len(live) == 0 {
+	if len(live) == 0 && !building {
 		// The build may have ended between the two reads.
 		if r, _, err := s.store.Open(ctx, artifactKey(id, image, "build.log")); err == nil {
 			return r, nil
