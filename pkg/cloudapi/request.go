@@ -226,7 +226,15 @@ func (c *converter) upload(field, imageType string, target UploadTypes, o Upload
 		return badField(field+"."+name, why)
 	}
 	if o.ImageName != nil {
-		return nil, refuse("image_name", "not supported: ibuild names cloud images after the lockfile's and the image's digests, so a repeat upload is found instead of duplicated")
+		if target != "aws.s3" {
+			return nil, refuse("image_name", "honoured only for aws.s3 so far: ibuild names "+string(target)+" images after the lockfile's and the image's digests, so a repeat upload is found instead of duplicated")
+		}
+		// An object of that name holding another image is not
+		// overwritten: the upload fails.
+		if err := upload.CheckS3Name(*o.ImageName); err != nil {
+			return nil, refuse("image_name", err.Error())
+		}
+		opts.ImageName = *o.ImageName
 	}
 	if o.SnapshotName != nil {
 		return nil, refuse("snapshot_name", "not supported: ibuild names snapshots after the lockfile's and the image's digests")

@@ -72,6 +72,15 @@ func TestConvertV2(t *testing.T) {
 	if img.Upload == nil || img.Upload.Target != "aws.s3" || img.Upload.Options.Region != "us-east-1" || img.Upload.Options.Bucket != "images" {
 		t.Errorf("upload %+v", img.Upload)
 	}
+	// aws.s3 honours image_name.
+	var named ComposeRequest
+	if err := json.Unmarshal([]byte(`{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "guest-image",
+		"upload_options": {"image_name": "web-1.qcow2"}}}`), &named); err != nil {
+		t.Fatal(err)
+	}
+	if sub, err := c.v2(&named); err != nil || sub.Images[0].Upload == nil || sub.Images[0].Upload.Target != "aws.s3" || sub.Images[0].Upload.Options.ImageName != "web-1.qcow2" {
+		t.Errorf("aws.s3 with image_name: %v %+v", err, sub)
+	}
 	if len(sub.Repositories) != 1 || sub.Repositories[0].BaseURLs[0] != "https://archive.example/debian" || !sub.Repositories[0].InstallFrom {
 		t.Errorf("repositories %+v", sub.Repositories)
 	}
@@ -134,8 +143,12 @@ func TestConvertErrors(t *testing.T) {
 		{"payload repo components without suites", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
 			"customizations": {"custom_repositories": [{"id": "extra", "baseurl": ["https://extra.example/debian"]}],
 			"payload_repositories": [{"baseurl": "http://a.example/"}, {"baseurl": "http://b.example/", "components": ["main"]}]}}`, "customizations.payload_repositories[1].components", codeCustomizations},
-		{"image name", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2",
+		{"image name on gcp", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "gcp",
 			"upload_options": {"image_name": "x"}}}`, "image_request.upload_options.image_name", codeValidation},
+		{"s3 image name with a path", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2",
+			"upload_options": {"image_name": "../x"}}}`, "image_request.upload_options.image_name", codeValidation},
+		{"snapshot name", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2",
+			"upload_options": {"snapshot_name": "x"}}}`, "image_request.upload_options.snapshot_name", codeValidation},
 		{"s3 on gcp", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "gcp",
 			"upload_options": {"public": true}}}`, "image_request.upload_options.public", codeValidation},
 		{"two repos", `{"distribution": "debian-12", "image_requests": [{"architecture": "x86_64", "image_type": "qcow2"},

@@ -111,7 +111,7 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 		}
 	})
 	key := "ibuild-staging/" + name + ".raw"
-	sent, _, serr := putObject(ctx, s3c, t.Bucket, key, img, false, 0, 0)
+	sent, _, serr := putObject(ctx, s3c, t.Bucket, key, img, false, 0, 0, false)
 	res.BytesSent = sent
 	defer func() {
 		// The staging object goes even when ctx was cancelled.

@@ -3,8 +3,21 @@ package upload
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
+
+// s3NameRE is what an aws.s3 image name may be: a plain file name, no
+// path (the operator's Prefix says where objects go).
+var s3NameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+
+// CheckS3Name checks an aws.s3 image name.
+func CheckS3Name(name string) error {
+	if !s3NameRE.MatchString(name) {
+		return fmt.Errorf("image name %q: want 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
 
 // Targets are the targets' names, as composer names them.
 var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
@@ -14,6 +27,9 @@ var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
 // kebab-case). Credentials are not among them: each SDK's default chain
 // finds those.
 type Options struct {
+	// ImageName names the uploaded image instead of the name derived from
+	// the digests (composer's image_name); only aws.s3 honours it so far.
+	ImageName string `json:",omitempty"`
 	// aws, aws.s3
 	Region            string
 	Bucket            string
@@ -51,6 +67,9 @@ func New(name string, o Options) (Target, error) {
 		}
 		return nil
 	}
+	if o.ImageName != "" && name != "aws.s3" {
+		return nil, fmt.Errorf("upload to %s: an image name is honoured only for aws.s3 so far; %s images are named after the lockfile's and the image's digests", name, name)
+	}
 	switch name {
 	case "aws.s3":
 		if err := need("bucket", o.Bucket); err != nil {
@@ -59,7 +78,11 @@ func New(name string, o Options) (Target, error) {
 		if o.Expires < 0 || o.Expires > DefaultPresignExpiry {
 			return nil, errors.New("upload to aws.s3: --expires must be at most 7 days (168h), S3's limit for presigned URLs")
 		}
-		return &S3{Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, Endpoint: o.Endpoint, Public: o.Public, Expires: o.Expires}, nil
+		if err := CheckS3Name(o.ImageName); o.ImageName != "" && err != nil {
+			return nil, fmt.Errorf("upload to aws.s3: %w", err)
+		}
+		return &S3{Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, Endpoint: o.Endpoint, Public: o.Public, Expires: o.Expires,
+			ImageName: o.ImageName}, nil
 	case "aws":
 		if err := need("bucket", o.Bucket); err != nil {
 			return nil, err

@@ -35,6 +35,12 @@ type S3 struct {
 	Endpoint string
 	// Public makes the object public-read and returns its plain URL.
 	Public bool
+	// ImageName, when set, names the object (composer's image_name):
+	// Prefix + ImageName + the file's extension, instead of the name
+	// derived from the digests. An object of that name made from the same
+	// image (by its sha256 tag) is reused; one holding another image is
+	// not overwritten: the upload fails with ErrNameTaken.
+	ImageName string
 	// Expires is the presigned URL's lifetime (default 7 days, S3's limit).
 	Expires time.Duration
 	// PartSize and Concurrency tune the multipart upload (default 16 MiB,
@@ -50,8 +56,15 @@ var _ Target = (*S3)(nil)
 
 func (t *S3) Name() string                      { return "aws.s3" }
 func (t *S3) Accepts(typ string) bool           { return true }
-func (t *S3) key(img *Image) string             { return t.Prefix + img.Name() + fileExt(img.Path) }
 func (t *S3) fail(step string, err error) error { return cloudError(t.Name(), step, err) }
+
+func (t *S3) key(img *Image) string {
+	name := img.Name()
+	if t.ImageName != "" {
+		name = t.ImageName
+	}
+	return t.Prefix + name + fileExt(img.Path)
+}
 
 // Upload puts img into the bucket unless an object of the same name and
 // sha256 is there already.
@@ -66,7 +79,7 @@ func (t *S3) Upload(ctx context.Context, img *Image) (*Result, error) {
 	}
 	key := t.key(img)
 	res := &Result{Target: t.Name(), Arch: img.Arch, Type: img.Type, Region: client.Options().Region}
-	sent, reused, serr := putObject(ctx, client, t.Bucket, key, img, t.Public, t.PartSize, t.Concurrency)
+	sent, reused, serr := putObject(ctx, client, t.Bucket, key, img, t.Public, t.PartSize, t.Concurrency, t.ImageName != "")
 	if serr != nil {
 		return nil, t.fail(serr.step, serr.err)
 	}
@@ -100,7 +113,11 @@ type stepErr struct {
 // lockfile's digests. An object already there with the image's sha256 is
 // reused. Incomplete multipart uploads of the key (an interrupted earlier
 // run) are aborted first, and a failed upload aborts its own.
-func putObject(ctx context.Context, client *s3.Client, bucket, key string, img *Image, public bool, partSize int64, concurrency int) (int64, bool, *stepErr) {
+//
+// keepOther refuses to overwrite an object holding another image: a name
+// the user chose may be taken by something else, while a name derived from
+// the digests can only be the same image (or a broken copy of it).
+func putObject(ctx context.Context, client *s3.Client, bucket, key string, img *Image, public bool, partSize int64, concurrency int, keepOther bool) (int64, bool, *stepErr) {
 	// A listing, not a HEAD, comes first: a HEAD's reply has no body, so a
 	// refusal would have no error code to tell bad credentials apart.
 	list, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &key, MaxKeys: aws.Int32(1)})
@@ -111,6 +128,10 @@ func putObject(ctx context.Context, client *s3.Client, bucket, key string, img *
 		head, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 		if err == nil && head.Metadata[TagImage] == img.SHA256 {
 			return 0, true, nil
+		}
+		if err == nil && keepOther {
+			return 0, false, &stepErr{"looking for the object", fmt.Errorf("%w: %s holds another image (sha256 %q), not overwritten",
+				ErrNameTaken, key, head.Metadata[TagImage])}
 		}
 		if err != nil && !isNotFound(err) {
 			return 0, false, &stepErr{"looking for the object", err}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/image-builder-action/image-builder-action/pkg/manifest"
 	"github.com/image-builder-action/image-builder-action/pkg/upload/uploadtest"
 )
@@ -185,4 +188,45 @@ type countingClient struct{ n *int }
 func (c countingClient) Do(r *http.Request) (*http.Response, error) {
 	*c.n++
 	return http.DefaultClient.Do(r)
+}
+
+// image_name: the object is named as asked; the same image again is
+// reused; another image under that name fails and leaves the object as
+// it was.
+func TestS3ImageName(t *testing.T) {
+	srv := uploadtest.Versitygw(t, "", 0)
+	makeBucket(t, srv.URL, "images")
+	img := sparseImage(t, "disk.raw", 8<<20, 0)
+	target := &S3{Bucket: "images", Prefix: "ci/", Endpoint: srv.URL, ImageName: "web-1", Config: testAWSConfig(uploadtest.S3Access, uploadtest.S3Secret, 0)}
+	res, err := target.Upload(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ID != "s3://images/ci/web-1.raw" || res.Reused {
+		t.Errorf("first upload: %+v", res)
+	}
+	res, err = target.Upload(context.Background(), img)
+	if err != nil || !res.Reused || res.BytesSent != 0 {
+		t.Fatalf("the same image again: %+v, %v", res, err)
+	}
+	other := sparseImage(t, "disk.raw", 9<<20, 0)
+	if _, err := target.Upload(context.Background(), other); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("another image under the same name: %v, want ErrNameTaken", err)
+	}
+	head, err := testS3Client(t, srv.URL).HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("images"), Key: aws.String("ci/web-1.raw")})
+	if err != nil || head.Metadata[TagImage] != img.SHA256 {
+		t.Fatalf("the object after the refused upload: %v %v", err, head)
+	}
+	if keys, ups := objects(t, srv.URL, "images"); len(keys) != 1 || len(ups) != 0 {
+		t.Errorf("bucket holds %v and incomplete uploads %v; want one object", keys, ups)
+	}
+	// Names are checked before any request.
+	for _, bad := range []string{"../x", "a/b", "", ".hidden"} {
+		if _, err := New("aws.s3", Options{Bucket: "images", ImageName: bad}); bad != "" && err == nil {
+			t.Errorf("image name %q accepted", bad)
+		}
+	}
+	if _, err := New("gcp", Options{Project: "p", Bucket: "b", ImageName: "x"}); err == nil || !strings.Contains(err.Error(), "only for aws.s3") {
+		t.Errorf("gcp with an image name: %v", err)
+	}
 }

@@ -131,6 +131,10 @@ var authCodes = map[string]bool{
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrNameTaken is returned when the name asked for (image_name) is taken
+// by a cloud object made from another image; it is not overwritten.
+var ErrNameTaken = errors.New("the image name is taken")
+
 // ErrTampered is returned when an image's sha256 is not the one its build
 // recorded.
 var ErrTampered = errors.New("image does not match its build record")
