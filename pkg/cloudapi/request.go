@@ -226,12 +226,9 @@ func (c *converter) upload(field, imageType string, target UploadTypes, o Upload
 		return badField(field+"."+name, why)
 	}
 	if o.ImageName != nil {
-		if target != "aws.s3" {
-			return nil, refuse("image_name", "honoured only for aws.s3 so far: ibuild names "+string(target)+" images after the lockfile's and the image's digests, so a repeat upload is found instead of duplicated")
-		}
-		// An object of that name holding another image is not
+		// An image of that name made from another image is not
 		// overwritten: the upload fails.
-		if err := upload.CheckS3Name(*o.ImageName); err != nil {
+		if err := upload.CheckImageName(string(target), *o.ImageName); err != nil {
 			return nil, refuse("image_name", err.Error())
 		}
 		opts.ImageName = *o.ImageName

@@ -29,6 +29,12 @@ type GCP struct {
 	// nearest the bucket, GCE's choice).
 	Region string
 	Family string
+	// ImageName, when set, names the image (composer's image_name) and
+	// its staging object instead of the name derived from the digests.
+	// An image of that name made from the same image (its description
+	// names the sha256) is reused; one made from another is left alone
+	// and the upload fails with ErrNameTaken.
+	ImageName string
 	// StorageEndpoint and ComputeEndpoint replace the services' URLs
 	// (tests); with either, requests are made without credentials.
 	StorageEndpoint, ComputeEndpoint string
@@ -73,6 +79,9 @@ func (t *GCP) Upload(ctx context.Context, img *Image) (*Result, error) {
 		return nil, t.fail("loading credentials", err)
 	}
 	name := img.Name()
+	if t.ImageName != "" {
+		name = t.ImageName
+	}
 	res := &Result{Target: t.Name(), Arch: img.Arch, Type: img.Type, Project: t.Project, Region: t.Region}
 	imgURL := c.base + "/projects/" + url.PathEscape(t.Project) + "/global/images/"
 
@@ -85,7 +94,9 @@ func (t *GCP) Upload(ctx context.Context, img *Image) (*Result, error) {
 		res.ID, res.Reused = name, true
 		res.Duration = time.Since(start)
 		return res, nil
-	} else if err != nil && !isGCPStatus(err, 404) {
+	} else if err == nil {
+		return nil, t.fail("looking for image "+name, fmt.Errorf("%w: image %s was made from another image (%q)", ErrNameTaken, name, found.Description))
+	} else if !isGCPStatus(err, 404) {
 		return nil, t.fail("looking for image "+name, err)
 	}
 

@@ -30,6 +30,8 @@ type fakeGCE struct {
 	mu       sync.Mutex
 	calls    []string
 	image    bool
+	imageSHA string // the sha256 the image was made from
+	name     string // the name images.insert must get (default: the image's derived name)
 	polls    int
 	throttle int
 	quota    bool
@@ -52,7 +54,11 @@ func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, `{"error":{"code":404,"message":"The resource 'projects/proj-1/global/images/%s' was not found","errors":[{"reason":"notFound"}]}}`, strings.TrimPrefix(r.URL.Path, images))
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]string{"name": strings.TrimPrefix(r.URL.Path, images), "description": "lockfile sha256:" + lockDigest + " image sha256:" + f.img.SHA256})
+		sha := f.imageSHA
+		if sha == "" {
+			sha = f.img.SHA256
+		}
+		json.NewEncoder(w).Encode(map[string]string{"name": strings.TrimPrefix(r.URL.Path, images), "description": "lockfile sha256:" + lockDigest + " image sha256:" + sha})
 	case r.Method == http.MethodPost && r.URL.Path == images:
 		if f.quota {
 			w.WriteHeader(403)
@@ -71,7 +77,11 @@ func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Error(err)
 		}
 		src := "https://storage.googleapis.com/images/" + body.Name + ".tar.gz"
-		if body.Name != f.img.Name() || body.Architecture != "X86_64" || body.Family != "debian-ibuild" || body.RawDisk["source"] != src || len(body.GuestOsFeatures) != 4 {
+		want := f.name
+		if want == "" {
+			want = f.img.Name()
+		}
+		if body.Name != want || body.Architecture != "X86_64" || body.Family != "debian-ibuild" || body.RawDisk["source"] != src || len(body.GuestOsFeatures) != 4 {
 			t.Errorf("images.insert body %+v", body)
 		}
 		for k, v := range body.Labels {
@@ -193,5 +203,33 @@ func TestGCPInterruptedRemovesObject(t *testing.T) {
 	}
 	if _, err := obj.Attrs(context.Background()); !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Errorf("the staging object after an interrupt: %v, want it deleted", err)
+	}
+}
+
+// image_name: the image (and its staging object) is named as asked; the
+// same image again is reused; another image under that name fails before
+// anything is sent, and the image is left alone.
+func TestGCPImageName(t *testing.T) {
+	target, f, _ := gcpSetup(t)
+	target.ImageName, f.name = "web-1", "web-1"
+	res, err := target.Upload(context.Background(), f.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ID != "web-1" || res.Reused {
+		t.Errorf("result %+v", res)
+	}
+	f.imageSHA = f.img.SHA256
+	if res, err := target.Upload(context.Background(), f.img); err != nil || !res.Reused || res.BytesSent != 0 {
+		t.Fatalf("the same image again: %+v, %v", res, err)
+	}
+	other := sparseImage(t, "image.tar.gz", 1<<20+3, 0)
+	other.Type = "gce"
+	f.calls = nil
+	if _, err := target.Upload(context.Background(), other); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("another image under the same name: %v, want ErrNameTaken", err)
+	}
+	if len(f.calls) != 1 || !strings.HasPrefix(f.calls[0], "GET ") {
+		t.Errorf("calls after the name was found taken: %v", f.calls)
 	}
 }

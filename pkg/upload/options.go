@@ -7,14 +7,26 @@ import (
 	"time"
 )
 
-// s3NameRE is what an aws.s3 image name may be: a plain file name, no
-// path (the operator's Prefix says where objects go).
-var s3NameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+// imageNames are the image names each target takes: for aws.s3 a plain
+// file name, no path (the operator's Prefix says where objects go); for
+// gcp what GCE allows (RFC 1035 labels of at most 63 characters).
+var imageNames = map[string]struct {
+	re   *regexp.Regexp
+	want string
+}{
+	"aws.s3": {regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`), "1-200 letters, digits, '.', '_' or '-', starting with a letter or digit"},
+	"gcp":    {regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`), "1-63 lower-case letters, digits or '-', starting with a letter, not ending with '-'"},
+}
 
-// CheckS3Name checks an aws.s3 image name.
-func CheckS3Name(name string) error {
-	if !s3NameRE.MatchString(name) {
-		return fmt.Errorf("image name %q: want 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+// CheckImageName checks an image name asked for target (composer's
+// image_name). Targets that do not honour one refuse it.
+func CheckImageName(target, name string) error {
+	n, ok := imageNames[target]
+	if !ok {
+		return fmt.Errorf("an image name is honoured only for aws.s3 and gcp so far; %s images are named after the lockfile's and the image's digests", target)
+	}
+	if !n.re.MatchString(name) {
+		return fmt.Errorf("image name %q: want %s", name, n.want)
 	}
 	return nil
 }
@@ -28,7 +40,8 @@ var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
 // finds those.
 type Options struct {
 	// ImageName names the uploaded image instead of the name derived from
-	// the digests (composer's image_name); only aws.s3 honours it so far.
+	// the digests (composer's image_name); aws.s3 and gcp honour it so
+	// far (see CheckImageName).
 	ImageName string `json:",omitempty"`
 	// aws, aws.s3
 	Region            string
@@ -67,8 +80,10 @@ func New(name string, o Options) (Target, error) {
 		}
 		return nil
 	}
-	if o.ImageName != "" && name != "aws.s3" {
-		return nil, fmt.Errorf("upload to %s: an image name is honoured only for aws.s3 so far; %s images are named after the lockfile's and the image's digests", name, name)
+	if o.ImageName != "" {
+		if err := CheckImageName(name, o.ImageName); err != nil {
+			return nil, fmt.Errorf("upload to %s: %w", name, err)
+		}
 	}
 	switch name {
 	case "aws.s3":
@@ -77,9 +92,6 @@ func New(name string, o Options) (Target, error) {
 		}
 		if o.Expires < 0 || o.Expires > DefaultPresignExpiry {
 			return nil, errors.New("upload to aws.s3: --expires must be at most 7 days (168h), S3's limit for presigned URLs")
-		}
-		if err := CheckS3Name(o.ImageName); o.ImageName != "" && err != nil {
-			return nil, fmt.Errorf("upload to aws.s3: %w", err)
 		}
 		return &S3{Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, Endpoint: o.Endpoint, Public: o.Public, Expires: o.Expires,
 			ImageName: o.ImageName}, nil
@@ -98,7 +110,7 @@ func New(name string, o Options) (Target, error) {
 		if err := need("project", o.Project, "bucket", o.Bucket); err != nil {
 			return nil, err
 		}
-		return &GCP{Project: o.Project, Bucket: o.Bucket, Region: o.Region, Family: o.Family,
+		return &GCP{Project: o.Project, Bucket: o.Bucket, Region: o.Region, Family: o.Family, ImageName: o.ImageName,
 			StorageEndpoint: o.StorageEndpoint, ComputeEndpoint: o.ComputeEndpoint}, nil
 	case "azure":
 		if err := need("subscription-id", o.SubscriptionID, "resource-group", o.ResourceGroup, "location", o.Location); err != nil {
