@@ -171,19 +171,14 @@ func (p *buildProc) waitFor(t *testing.T, d time.Duration, what string, cond fun
 	}
 }
 
-// freezeWriting stops a commit's tar once its archive exists, and
+// freezeWriting stops a commit's tar once its archive (the compressed
+// file ibuild writes tar's output to, matched by archiveGlob) exists, and
 // reports whether it did (false: the tar ended first). The kill then
 // lands during the commit however loaded the machine is: under CI load a
-// commit once ended before the kill came, and a tar stopped as soon as it
-// was seen had not yet made its archive. The tar runs in slices of a few
+// commit once ended before the kill came. The tar runs in slices of a few
 // milliseconds until the archive is there. SIGKILL ends a stopped
 // process as any other.
-func freezeWriting(q procInfo) bool {
-	_, archive, ok := strings.Cut(q.cmdline, " --file ")
-	if !ok {
-		return false
-	}
-	archive, _, _ = strings.Cut(archive, " ")
+func freezeWriting(q procInfo, archiveGlob string) bool {
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		if unix.Kill(q.pid, unix.SIGSTOP) != nil {
 			return false
@@ -192,7 +187,7 @@ func freezeWriting(q procInfo) bool {
 		if err != nil || bytes.Contains(stat[bytes.LastIndexByte(stat, ')')+1:], []byte(" Z ")) {
 			return false // ended
 		}
-		if _, err := os.Stat(archive); err == nil {
+		if m, _ := filepath.Glob(archiveGlob); len(m) > 0 {
 			return true
 		}
 		unix.Kill(q.pid, unix.SIGCONT)
@@ -388,13 +383,13 @@ func (e *interruptEnv) checkStore(t *testing.T) (objects, packages int) {
 			continue
 		}
 		switch meta.Format {
-		case "tar":
-			fi, err := os.Stat(filepath.Join(d, "tree.tar"))
+		case "tar.zst":
+			fi, err := os.Stat(filepath.Join(d, "tree.tar.zst"))
 			if err != nil || fi.Size() != meta.Size {
-				t.Errorf("object %s: tree.tar: %v, size %v, meta.json says %d", d, err, fi, meta.Size)
+				t.Errorf("object %s: tree.tar.zst: %v, size %v, meta.json says %d", d, err, fi, meta.Size)
 				continue
 			}
-			if out, err := exec.Command("tar", "-tf", filepath.Join(d, "tree.tar")).CombinedOutput(); err != nil {
+			if out, err := exec.Command("tar", "--zstd", "-tf", filepath.Join(d, "tree.tar.zst")).CombinedOutput(); err != nil {
 				t.Errorf("object %s: tar -tf: %v: %s", d, err, lastLines(string(out), 5))
 			}
 		case "dir":
@@ -529,8 +524,10 @@ func TestInterrupt(t *testing.T) {
 					return false
 				}
 				for _, q := range listProcs() {
-					if !q.zombie && strings.HasPrefix(q.cmdline, "tar ") && strings.Contains(q.cmdline, "--create") && strings.Contains(q.cmdline, storeTmp) {
-						if freezeWriting(q) {
+					// The store's commits are the only tar --create ibuild
+					// runs; it writes to ibuild, which compresses.
+					if !q.zombie && strings.HasPrefix(q.cmdline, "tar ") && strings.Contains(q.cmdline, "--create --file - ") {
+						if freezeWriting(q, filepath.Join(storeTmp, "build-*", "commit-*", "tree.tar.zst")) {
 							committer = q
 							return true
 						}
@@ -573,7 +570,7 @@ func TestInterrupt(t *testing.T) {
 			tr.checkGone(t)
 			e.checkNoMounts(t)
 			// The half-written tree stays in the temp area, not in objects/.
-			partial, _ := filepath.Glob(filepath.Join(storeTmp, "build-*", "commit-*", "tree.tar"))
+			partial, _ := filepath.Glob(filepath.Join(storeTmp, "build-*", "commit-*", "tree.tar.zst"))
 			if len(partial) == 0 {
 				t.Errorf("no half-written commit in %s: the kill did not land during the commit", storeTmp)
 			}

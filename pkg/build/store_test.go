@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,10 +59,17 @@ func TestStoreRoundTrip(t *testing.T) {
 			must(err)
 			wantFormat := "dir"
 			if files > dirFormatMax {
-				wantFormat = "tar"
+				wantFormat = "tar.zst"
 			}
 			if m.Format != wantFormat || m.Size <= 0 {
 				t.Errorf("meta %+v, want format %s", m, wantFormat)
+			}
+			if wantFormat == "tar.zst" {
+				data, err := os.ReadFile(filepath.Join(st.objectDir("k1"), "tree.tar.zst"))
+				must(err)
+				if int64(len(data)) != m.Size || !bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+					t.Errorf("tree.tar.zst: %d bytes starting %x, meta says %d bytes", len(data), data[:min(4, len(data))], m.Size)
+				}
 			}
 			dst := filepath.Join(t.TempDir(), "out")
 			must(st.Materialize(context.Background(), "k1", dst))
@@ -101,6 +109,37 @@ func TestStoreRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoreReadsTarObjects: caches written before objects were compressed
+// hold tree.tar, which must still materialize.
+func TestStoreReadsTarObjects(t *testing.T) {
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stage, err := st.TempDir("commit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runTar(context.Background(), "--create", "--file", filepath.Join(stage, "tree.tar"), "--directory", src, "."); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.publish("old", stage, objectMeta{Pipeline: "os", Format: "tar", Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if err := st.Materialize(context.Background(), "old", dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "f")); err != nil || string(b) != "old" {
+		t.Errorf("materialized f: %q %v", b, err)
 	}
 }
 
