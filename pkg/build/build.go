@@ -37,8 +37,9 @@ type options struct {
 	freshTrees bool
 	// rerun names pipelines whose stages run though cached (WithRerun).
 	rerun map[string]bool
-	// commitAfter is the stage duration from which an intermediate tree is
-	// committed (debs and last stages always are).
+	// commitAfter is the stage duration from which an intermediate tree of
+	// many files is committed (debs and last stages always are; 0: every
+	// stage's tree).
 	commitAfter time.Duration
 	// buildArch picks the build root among a lockfile's stand-ins
 	// (WithBuildArch).
@@ -844,8 +845,19 @@ func (b *builder) step(ctx context.Context, pp *pipelinePlan, i int, tree, build
 		return dir, nil
 	case mustCommit:
 		return tree, b.commit(pp, i, tree, false)
-	case last || sp.typ == "debs" || (o.commitAfter >= 0 && d >= o.commitAfter):
+	case last || sp.typ == "debs":
 		return tree, b.commit(pp, i, tree, last)
+	case o.commitAfter >= 0 && d >= o.commitAfter:
+		// A slow stage's tree of few files (stored as such) is a disk
+		// image: keeping it costs gigabytes of cache, and making it again
+		// from the tree before costs about what copying it out of the
+		// cache would. Only commitAfter 0 (every stage) keeps those.
+		if o.commitAfter > 0 {
+			if n, err := countEntries(tree, dirFormatMax+1); err != nil || n <= dirFormatMax {
+				return tree, nil
+			}
+		}
+		return tree, b.commit(pp, i, tree, false)
 	}
 	return tree, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ type testWrite struct {
 	Data     string   `json:"data"`
 	Packages []string `json:"packages,omitempty"`
 	Fail     bool     `json:"fail,omitempty"`
+	Files    int      `json:"files,omitempty"` // empty files /many/N to write too
 }
 
 func (s *testWrite) Run(ctx context.Context, env *stages.Env) error {
@@ -61,6 +63,16 @@ func (s *testWrite) Run(ctx context.Context, env *stages.Env) error {
 			return err
 		}
 		if _, err := os.Stat(p); err != nil {
+			return err
+		}
+	}
+	if s.Files > 0 {
+		if err := os.MkdirAll(filepath.Join(env.Tree, "many"), 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range s.Files {
+		if err := os.WriteFile(filepath.Join(env.Tree, "many", fmt.Sprint(i)), nil, 0o644); err != nil {
 			return err
 		}
 	}
@@ -181,6 +193,55 @@ func testLockfile(t *testing.T, srv *pkgServer, tag string, second string) *mani
 
 func commitEveryStage() Option {
 	return func(o *options) error { o.commitAfter = 0; return nil }
+}
+
+// TestBuildKeepsSlowTreesOfManyFiles: past the commit threshold an
+// intermediate tree of many files (a root file system) is kept, one of few
+// files (a disk image) is not; the last stage's always is.
+func TestBuildKeepsSlowTreesOfManyFiles(t *testing.T) {
+	srv := newPkgServer(t)
+	for _, tc := range []struct {
+		name  string
+		files int
+		want  int // stored trees of pipeline os
+	}{
+		{"few files", 1, 1},
+		{"many files", dirFormatMax + 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := t.TempDir()
+			lf := testLockfile(t, srv, "slow", tc.name)
+			write := func(tag string, files int) manifest.Stage {
+				return manifest.Stage{Type: "test-write", Options: opts(t, map[string]any{"tag": tag, "path": "/f", "data": tag, "files": files})}
+			}
+			lf.Entries[0].Pipelines[0].Stages = []manifest.Stage{write("slow/a", tc.files), write("slow/b", 0), write("slow/c", 0)}
+			everySlow := func(o *options) error { o.commitAfter = time.Nanosecond; return nil }
+			if _, err := Build(context.Background(), lf, "amd64", "test", WithCacheDir(cache), WithOutputDir(t.TempDir()), everySlow); err != nil {
+				t.Fatal(err)
+			}
+			metas, err := filepath.Glob(filepath.Join(cache, "objects", "*", "meta.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored []int
+			for _, p := range metas {
+				var m objectMeta
+				data, err := os.ReadFile(p)
+				if err == nil {
+					err = json.Unmarshal(data, &m)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Pipeline == "os" {
+					stored = append(stored, m.Stage)
+				}
+			}
+			if len(stored) != tc.want || !slices.Contains(stored, 2) {
+				t.Errorf("stored trees of os: stages %v, want %d of them with the last (2)", stored, tc.want)
+			}
+		})
+	}
 }
 
 func TestBuildCachesStages(t *testing.T) {
