@@ -158,7 +158,6 @@ func TestNewRefusals(t *testing.T) {
 		{"start offset", "name = \"x\"\n[customizations.disk]\nsector_size = 4096\nstart_offset = 512\n", "customizations.disk.start_offset", "sectors"},
 		{"dos too many", "name = \"x\"\n[customizations.disk]\ntype = \"dos\"\n[[customizations.disk.partitions]]\nmountpoint = \"/var\"\nfs_type = \"ext4\"\nminsize = 1000000\n[[customizations.disk.partitions]]\nmountpoint = \"/home\"\nfs_type = \"ext4\"\nminsize = 1000000\n[[customizations.disk.partitions]]\nmountpoint = \"/srv\"\nfs_type = \"ext4\"\nminsize = 1000000\n", "customizations.disk.partitions", "4 partitions"},
 		{"mode", "name = \"x\"\n[customizations]\npartitioning_mode = \"zfs\"\n", "customizations.partitioning_mode", "unknown partitioning mode"},
-		{"filesystem and partitions", "name = \"x\"\n[[customizations.filesystem]]\nmountpoint = \"/var\"\nminsize = \"1 GiB\"\n[[customizations.disk.partitions]]\nmountpoint = \"/home\"\nfs_type = \"ext4\"\nminsize = \"1 GiB\"\n", "customizations.filesystem", "cannot be used with customizations.disk.partitions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bp, err := blueprint.Parse("x.toml", []byte(tc.src))

@@ -85,11 +85,6 @@ func New(base Base, cu *blueprint.Customizations) (*Table, []*FieldError) {
 	b.defaultRoot = defaultRoot(base)
 	b.addBase(base.Partitions)
 	switch {
-	case dk != nil && len(dk.Partitions) > 0 && len(cu.Filesystem) > 0:
-		// Composer refuses both ("partitioning customizations cannot be
-		// used with custom filesystems"): the partitions are the whole
-		// layout, and the mountpoints would be dropped.
-		b.fail("customizations.filesystem", "cannot be used with customizations.disk.partitions: give each mountpoint as a partition, logical volume or subvolume there")
 	case dk != nil && len(dk.Partitions) > 0:
 		b.custom(dk)
 	default:
