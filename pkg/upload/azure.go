@@ -43,6 +43,12 @@ type Azure struct {
 	Container string
 	// HyperVGeneration is V2 (UEFI, default) or V1.
 	HyperVGeneration string
+	// ImageName, when set, names the image and its page blob (composer's
+	// image_name) instead of the name derived from the digests. An image
+	// of that name tagged with the image's sha256 is reused; one made from
+	// another image is left alone and the upload fails with ErrNameTaken
+	// (a PUT would replace it).
+	ImageName string
 	// BlobEndpoint is the account's blob service URL (default
 	// https://ACCOUNT.blob.core.windows.net); ARMEndpoint is Resource
 	// Manager's (default Azure's public cloud).
@@ -95,6 +101,9 @@ func (t *Azure) Upload(ctx context.Context, img *Image) (*Result, error) {
 		cred = c
 	}
 	name := img.Name()
+	if t.ImageName != "" {
+		name = t.ImageName
+	}
 	res := &Result{Target: t.Name(), Arch: img.Arch, Type: img.Type, Region: t.Location}
 
 	arm, err := t.armClient(cred)
@@ -111,6 +120,8 @@ func (t *Azure) Upload(ctx context.Context, img *Image) (*Result, error) {
 		res.ID, res.Reused = im.ID, true
 		res.Duration = time.Since(start)
 		return res, nil
+	} else if im != nil && t.ImageName != "" {
+		return nil, t.fail("looking for image "+name, fmt.Errorf("%w: image %s was made from another image (sha256 %q)", ErrNameTaken, name, im.Tags[TagImage]))
 	}
 
 	// 2. The page blob.

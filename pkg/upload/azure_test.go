@@ -217,3 +217,30 @@ func TestAzureRefusesDynamicVHD(t *testing.T) {
 		t.Fatalf("got %v, want the VHD refused", err)
 	}
 }
+
+// image_name: the image and its page blob are named as asked; the same
+// image again is reused; another image under that name fails before
+// anything is sent, and the image is left alone.
+func TestAzureImageName(t *testing.T) {
+	target, f, az, img := azureSetup(t)
+	target.ImageName = "web-1"
+	f.blobURL = az.URL + "/images/web-1.vhd"
+	res, err := target.Upload(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(res.ID, "/images/web-1") || res.Reused {
+		t.Errorf("result %+v", res)
+	}
+	if res, err := target.Upload(context.Background(), img); err != nil || !res.Reused || res.BytesSent != 0 {
+		t.Fatalf("the same image again: %+v, %v", res, err)
+	}
+	other := fixedVHD(t, 128<<20, 0)
+	f.calls = nil
+	if _, err := target.Upload(context.Background(), other); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("another image under the same name: %v, want ErrNameTaken", err)
+	}
+	if len(f.calls) != 1 || !strings.HasPrefix(f.calls[0], "GET ") {
+		t.Errorf("calls after the name was found taken: %v", f.calls)
+	}
+}

@@ -9,13 +9,15 @@ import (
 
 // imageNames are the image names each target takes: for aws.s3 a plain
 // file name, no path (the operator's Prefix says where objects go); for
-// gcp what GCE allows (RFC 1035 labels of at most 63 characters).
+// gcp what GCE allows (RFC 1035 labels of at most 63 characters); for
+// azure what Resource Manager allows for an image.
 var imageNames = map[string]struct {
 	re   *regexp.Regexp
 	want string
 }{
 	"aws.s3": {regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`), "1-200 letters, digits, '.', '_' or '-', starting with a letter or digit"},
 	"gcp":    {regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`), "1-63 lower-case letters, digits or '-', starting with a letter, not ending with '-'"},
+	"azure":  {regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$`), "1-80 letters, digits, '_', '.' or '-', starting with a letter or digit, ending with a letter, digit or '_'"},
 }
 
 // CheckImageName checks an image name asked for target (composer's
@@ -23,7 +25,7 @@ var imageNames = map[string]struct {
 func CheckImageName(target, name string) error {
 	n, ok := imageNames[target]
 	if !ok {
-		return fmt.Errorf("an image name is honoured only for aws.s3 and gcp so far; %s images are named after the lockfile's and the image's digests", target)
+		return fmt.Errorf("an image name is honoured only for aws.s3, gcp and azure so far; %s images are named after the lockfile's and the image's digests", target)
 	}
 	if !n.re.MatchString(name) {
 		return fmt.Errorf("image name %q: want %s", name, n.want)
@@ -40,8 +42,8 @@ var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
 // finds those.
 type Options struct {
 	// ImageName names the uploaded image instead of the name derived from
-	// the digests (composer's image_name); aws.s3 and gcp honour it so
-	// far (see CheckImageName).
+	// the digests (composer's image_name); aws.s3, gcp and azure honour it
+	// so far (see CheckImageName).
 	ImageName string `json:",omitempty"`
 	// aws, aws.s3
 	Region            string
@@ -128,7 +130,7 @@ func New(name string, o Options) (Target, error) {
 		}
 		return &Azure{SubscriptionID: o.SubscriptionID, ResourceGroup: o.ResourceGroup, Location: o.Location,
 			StorageAccount: o.StorageAccount, Container: o.Container, HyperVGeneration: o.HyperVGeneration,
-			BlobEndpoint: o.BlobEndpoint, ARMEndpoint: o.ARMEndpoint}, nil
+			BlobEndpoint: o.BlobEndpoint, ARMEndpoint: o.ARMEndpoint, ImageName: o.ImageName}, nil
 	}
 	return nil, fmt.Errorf("upload target %q: want one of aws, aws.s3, gcp, azure", name)
 }

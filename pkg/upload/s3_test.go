@@ -226,7 +226,7 @@ func TestS3ImageName(t *testing.T) {
 			t.Errorf("image name %q accepted", bad)
 		}
 	}
-	if _, err := New("azure", Options{ImageName: "x"}); err == nil || !strings.Contains(err.Error(), "only for aws.s3 and gcp") {
-		t.Errorf("azure with an image name: %v", err)
+	if _, err := New("aws", Options{Bucket: "b", ImageName: "x"}); err == nil || !strings.Contains(err.Error(), "only for aws.s3, gcp and azure") {
+		t.Errorf("aws with an image name: %v", err)
 	}
 }
