@@ -234,7 +234,10 @@ func (c *converter) upload(field, imageType string, target UploadTypes, o Upload
 		opts.ImageName = *o.ImageName
 	}
 	if o.SnapshotName != nil {
-		return nil, refuse("snapshot_name", "not supported: ibuild names snapshots after the lockfile's and the image's digests")
+		if err := upload.CheckSnapshotName(string(target), *o.SnapshotName); err != nil {
+			return nil, refuse("snapshot_name", err.Error())
+		}
+		opts.SnapshotName = *o.SnapshotName
 	}
 	if o.Region != nil {
 		opts.Region = *o.Region

@@ -143,7 +143,7 @@ func TestConvertErrors(t *testing.T) {
 		{"payload repo components without suites", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "qcow2"},
 			"customizations": {"custom_repositories": [{"id": "extra", "baseurl": ["https://extra.example/debian"]}],
 			"payload_repositories": [{"baseurl": "http://a.example/"}, {"baseurl": "http://b.example/", "components": ["main"]}]}}`, "customizations.payload_repositories[1].components", codeCustomizations},
-		{"image name on aws", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "aws",
+		{"AMI name EC2 refuses", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "aws",
 			"upload_options": {"image_name": "x"}}}`, "image_request.upload_options.image_name", codeValidation},
 		{"azure image name Azure refuses", `{"distribution": "debian-12", "image_request": {"architecture": "x86_64", "image_type": "azure",
 			"upload_options": {"image_name": "web-"}}}`, "image_request.upload_options.image_name", codeValidation},

@@ -25,6 +25,12 @@ type AWS struct {
 	ShareWithAccounts []string
 	// BootMode is uefi-preferred by default: our disks boot both ways.
 	BootMode string
+	// ImageName and SnapshotName, when set, name the AMI and its snapshot
+	// (composer's image_name and snapshot_name; the snapshot's name is its
+	// Name tag, the AMI's by default) instead of the name derived from the
+	// digests. An AMI of that name tagged with the image's sha256 is
+	// reused; one made from another image fails with ErrNameTaken.
+	ImageName, SnapshotName string
 	// S3Endpoint and EC2Endpoint replace the services' endpoints.
 	S3Endpoint, EC2Endpoint string
 	// Poll is how often the import task is asked about (default 15 s).
@@ -76,6 +82,13 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 		}
 	})
 	name := img.Name()
+	if t.ImageName != "" {
+		name = t.ImageName
+	}
+	snapName := name
+	if t.SnapshotName != "" {
+		snapName = t.SnapshotName
+	}
 	res := &Result{Target: t.Name(), Arch: img.Arch, Type: img.Type, Region: cfg.Region}
 
 	// 1. The image, when a previous upload made it.
@@ -87,6 +100,13 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 		return nil, t.fail("looking for image "+name, err)
 	}
 	for _, im := range found.Images {
+		if t.ImageName != "" && ec2Tag(im.Tags, TagImage) != img.SHA256 {
+			// A name the user chose may be taken by another image; one
+			// derived from the digests cannot (its tags may be missing
+			// when an earlier run stopped before tagging).
+			return nil, t.fail("looking for image "+name, fmt.Errorf("%w: AMI %s (%s) was made from another image (sha256 %q)",
+				ErrNameTaken, aws.ToString(im.ImageId), name, ec2Tag(im.Tags, TagImage)))
+		}
 		if im.State == ec2types.ImageStateAvailable || im.State == ec2types.ImageStatePending {
 			res.ID, res.Reused = aws.ToString(im.ImageId), true
 			snap := ""
@@ -110,7 +130,9 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 			o.UsePathStyle = true
 		}
 	})
-	key := "ibuild-staging/" + name + ".raw"
+	// Staged, and imported, under the derived name: two images given the
+	// same name never share a staging object or an import task.
+	key := "ibuild-staging/" + img.Name() + ".raw"
 	sent, _, serr := putObject(ctx, s3c, t.Bucket, key, img, false, 0, 0, false)
 	res.BytesSent = sent
 	defer func() {
@@ -126,14 +148,17 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 
 	// 3. The snapshot. The client token makes a retried call (or a rerun
 	// while the task still runs) return the same task.
-	tags := []ec2types.Tag{
-		{Key: aws.String("Name"), Value: aws.String(name)},
-		{Key: aws.String(TagLockfile), Value: aws.String(img.LockDigest)},
-		{Key: aws.String(TagImage), Value: aws.String(img.SHA256)},
+	tagsNamed := func(n string) []ec2types.Tag {
+		return []ec2types.Tag{
+			{Key: aws.String("Name"), Value: aws.String(n)},
+			{Key: aws.String(TagLockfile), Value: aws.String(img.LockDigest)},
+			{Key: aws.String(TagImage), Value: aws.String(img.SHA256)},
+		}
 	}
+	tags := tagsNamed(snapName)
 	imp, err := ec.ImportSnapshot(ctx, &ec2.ImportSnapshotInput{
-		ClientToken: aws.String(name),
-		Description: aws.String(name),
+		ClientToken: aws.String(img.Name()),
+		Description: aws.String(snapName),
 		DiskContainer: &ec2types.SnapshotDiskContainer{
 			Format:     aws.String("RAW"),
 			UserBucket: &ec2types.UserBucket{S3Bucket: &t.Bucket, S3Key: &key},
@@ -175,8 +200,17 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 		return nil, t.fail("registering image", err)
 	}
 	res.ID = aws.ToString(reg.ImageId)
-	if _, err := ec.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{res.ID, snap}, Tags: tags}); err != nil {
-		return nil, t.fail("tagging "+res.ID, err)
+	if snapName == name {
+		if _, err := ec.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{res.ID, snap}, Tags: tags}); err != nil {
+			return nil, t.fail("tagging "+res.ID, err)
+		}
+	} else {
+		if _, err := ec.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{res.ID}, Tags: tagsNamed(name)}); err != nil {
+			return nil, t.fail("tagging "+res.ID, err)
+		}
+		if _, err := ec.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{snap}, Tags: tags}); err != nil {
+			return nil, t.fail("tagging "+snap, err)
+		}
 	}
 	if err := t.share(ctx, ec, res.ID, snap); err != nil {
 		return nil, err
@@ -253,4 +287,14 @@ func (t *AWS) share(ctx context.Context, ec *ec2.Client, ami, snap string) error
 		return t.fail("sharing image "+ami, err)
 	}
 	return nil
+}
+
+// ec2Tag is the value of the tag key in tags, "" when absent.
+func ec2Tag(tags []ec2types.Tag, key string) string {
+	for _, t := range tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
 }

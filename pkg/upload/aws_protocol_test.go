@@ -32,7 +32,8 @@ type fakeEC2 struct {
 	img      *Image
 	mu       sync.Mutex
 	calls    []string
-	images   map[string]string // name → AMI id
+	images   map[string]string            // name → AMI id
+	tags     map[string]map[string]string // resource id → its tags
 	polls    int
 	throttle map[string]int // action → 503 replies still to give
 	// importFails makes the import task end with this status message.
@@ -85,7 +86,11 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name := r.PostForm.Get("Filter.1.Value.1")
 		set := ""
 		if id, ok := f.images[name]; ok {
-			set = fmt.Sprintf(`<item><imageId>%s</imageId><name>%s</name><imageState>available</imageState><blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><snapshotId>snap-0a1</snapshotId></ebs></item></blockDeviceMapping></item>`, id, name)
+			tags := ""
+			for k, v := range f.tags[id] {
+				tags += fmt.Sprintf(`<item><key>%s</key><value>%s</value></item>`, k, v)
+			}
+			set = fmt.Sprintf(`<item><imageId>%s</imageId><name>%s</name><imageState>available</imageState><blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><snapshotId>snap-0a1</snapshotId></ebs></item></blockDeviceMapping><tagSet>%s</tagSet></item>`, id, name, tags)
 		}
 		ec2Reply(w, act, "<imagesSet>"+set+"</imagesSet>")
 	case "ImportSnapshot":
@@ -132,12 +137,22 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.images[r.PostForm.Get("Name")] = "ami-0c0ffee"
 		ec2Reply(w, act, `<imageId>ami-0c0ffee</imageId>`)
 	case "CreateTags":
-		want("ResourceId.1", "ami-0c0ffee")
-		want("ResourceId.2", "snap-0a1")
 		for i, k := range []string{"Name", TagLockfile, TagImage} {
 			want(fmt.Sprintf("Tag.%d.Key", i+1), k)
 		}
 		want("Tag.3.Value", f.img.SHA256)
+		for i := 1; r.PostForm.Get(fmt.Sprintf("ResourceId.%d", i)) != ""; i++ {
+			id := r.PostForm.Get(fmt.Sprintf("ResourceId.%d", i))
+			if id != "ami-0c0ffee" && id != "snap-0a1" {
+				t.Errorf("CreateTags on %s", id)
+			}
+			if f.tags[id] == nil {
+				f.tags[id] = map[string]string{}
+			}
+			for j := 1; j <= 3; j++ {
+				f.tags[id][r.PostForm.Get(fmt.Sprintf("Tag.%d.Key", j))] = r.PostForm.Get(fmt.Sprintf("Tag.%d.Value", j))
+			}
+		}
 		ec2Reply(w, act, `<return>true</return>`)
 	case "ModifySnapshotAttribute":
 		want("SnapshotId", "snap-0a1")
@@ -184,7 +199,7 @@ func awsProtocolSetup(t *testing.T) (*AWS, *fakeEC2, string) {
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}
-	f := &fakeEC2{t: t, s3: testS3Client(t, srv.URL), img: img, images: map[string]string{}, throttle: map[string]int{}}
+	f := &fakeEC2{t: t, s3: testS3Client(t, srv.URL), img: img, images: map[string]string{}, tags: map[string]map[string]string{}, throttle: map[string]int{}}
 	ec2srv := httptest.NewServer(f)
 	t.Cleanup(ec2srv.Close)
 	target := &AWS{Bucket: "staging", S3Endpoint: srv.URL, EC2Endpoint: ec2srv.URL, Poll: time.Millisecond, Config: cfg,
@@ -257,5 +272,44 @@ func TestAWSProtocolQuotaOnRegister(t *testing.T) {
 	}
 	if keys, ups := objects(t, s3url, "staging"); len(keys)+len(ups) != 0 {
 		t.Errorf("staging bucket holds %v, uploads %v", keys, ups)
+	}
+}
+
+// image_name and snapshot_name: the AMI and its snapshot are named (and
+// tagged) as asked; the same image again is reused; another image under
+// that name fails before anything is sent or imported.
+func TestAWSProtocolImageName(t *testing.T) {
+	target, f, _ := awsProtocolSetup(t)
+	target.ImageName, target.SnapshotName = "web image (1)", "web-1 snapshot"
+	res, err := target.Upload(context.Background(), f.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ID != "ami-0c0ffee" || res.Reused {
+		t.Errorf("result %+v", res)
+	}
+	if f.images["web image (1)"] != "ami-0c0ffee" {
+		t.Errorf("registered names %v", f.images)
+	}
+	if got := f.tags["ami-0c0ffee"]["Name"]; got != "web image (1)" {
+		t.Errorf("the AMI's Name tag %q", got)
+	}
+	if got := f.tags["snap-0a1"]["Name"]; got != "web-1 snapshot" {
+		t.Errorf("the snapshot's Name tag %q", got)
+	}
+	if !strings.Contains(f.actions(), "RegisterImage CreateTags CreateTags") {
+		t.Errorf("calls %s", f.actions())
+	}
+	f.calls = nil
+	if res, err := target.Upload(context.Background(), f.img); err != nil || !res.Reused || res.BytesSent != 0 {
+		t.Fatalf("the same image again: %+v, %v", res, err)
+	}
+	other := sparseImage(t, "disk.raw", 32<<20, 0)
+	f.calls = nil
+	if _, err := target.Upload(context.Background(), other); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("another image under the same name: %v, want ErrNameTaken", err)
+	}
+	if got := f.actions(); got != "DescribeImages" {
+		t.Errorf("calls after the name was found taken: %s", got)
 	}
 }

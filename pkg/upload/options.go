@@ -17,7 +17,23 @@ var imageNames = map[string]struct {
 }{
 	"aws.s3": {regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`), "1-200 letters, digits, '.', '_' or '-', starting with a letter or digit"},
 	"gcp":    {regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`), "1-63 lower-case letters, digits or '-', starting with a letter, not ending with '-'"},
+	"aws":    {regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_-]{3,128}$`), "3-128 letters, digits, spaces or ( ) [ ] . / - ' @ _ (EC2's rule for AMI names)"},
 	"azure":  {regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$`), "1-80 letters, digits, '_', '.' or '-', starting with a letter or digit, ending with a letter, digit or '_'"},
+}
+
+// snapshotNameRE is what an AMI's snapshot name (its Name tag) may be.
+var snapshotNameRE = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_:+=-]{1,255}$`)
+
+// CheckSnapshotName checks a snapshot name asked for target (composer's
+// snapshot_name): only aws makes snapshots.
+func CheckSnapshotName(target, name string) error {
+	if target != "aws" {
+		return fmt.Errorf("%s makes no snapshot to name", target)
+	}
+	if !snapshotNameRE.MatchString(name) {
+		return fmt.Errorf("snapshot name %q: want 1-255 letters, digits, spaces or ( ) [ ] . / - ' @ _ : + =", name)
+	}
+	return nil
 }
 
 // CheckImageName checks an image name asked for target (composer's
@@ -25,7 +41,7 @@ var imageNames = map[string]struct {
 func CheckImageName(target, name string) error {
 	n, ok := imageNames[target]
 	if !ok {
-		return fmt.Errorf("an image name is honoured only for aws.s3, gcp and azure so far; %s images are named after the lockfile's and the image's digests", target)
+		return fmt.Errorf("upload target %q takes no image name", target)
 	}
 	if !n.re.MatchString(name) {
 		return fmt.Errorf("image name %q: want %s", name, n.want)
@@ -42,9 +58,10 @@ var Targets = []string{"aws", "aws.s3", "gcp", "azure"}
 // finds those.
 type Options struct {
 	// ImageName names the uploaded image instead of the name derived from
-	// the digests (composer's image_name); aws.s3, gcp and azure honour it
-	// so far (see CheckImageName).
-	ImageName string `json:",omitempty"`
+	// the digests (composer's image_name; see CheckImageName);
+	// SnapshotName names an aws AMI's snapshot (default: ImageName).
+	ImageName    string `json:",omitempty"`
+	SnapshotName string `json:",omitempty"`
 	// aws, aws.s3
 	Region            string
 	Bucket            string
@@ -87,6 +104,11 @@ func New(name string, o Options) (Target, error) {
 			return nil, fmt.Errorf("upload to %s: %w", name, err)
 		}
 	}
+	if o.SnapshotName != "" {
+		if err := CheckSnapshotName(name, o.SnapshotName); err != nil {
+			return nil, fmt.Errorf("upload to %s: %w", name, err)
+		}
+	}
 	switch name {
 	case "aws.s3":
 		if err := need("bucket", o.Bucket); err != nil {
@@ -107,6 +129,7 @@ func New(name string, o Options) (Target, error) {
 			return nil, fmt.Errorf("upload to aws: --boot-mode %q: want uefi-preferred, uefi or legacy-bios", o.BootMode)
 		}
 		return &AWS{Region: o.Region, Bucket: o.Bucket, ShareWithAccounts: o.ShareWithAccounts, BootMode: o.BootMode,
+			ImageName: o.ImageName, SnapshotName: o.SnapshotName,
 			S3Endpoint: o.Endpoint, EC2Endpoint: o.EC2Endpoint}, nil
 	case "gcp":
 		if err := need("project", o.Project, "bucket", o.Bucket); err != nil {

@@ -226,7 +226,7 @@ func TestS3ImageName(t *testing.T) {
 			t.Errorf("image name %q accepted", bad)
 		}
 	}
-	if _, err := New("aws", Options{Bucket: "b", ImageName: "x"}); err == nil || !strings.Contains(err.Error(), "only for aws.s3, gcp and azure") {
-		t.Errorf("aws with an image name: %v", err)
+	if _, err := New("aws.s3", Options{Bucket: "b", SnapshotName: "x"}); err == nil || !strings.Contains(err.Error(), "no snapshot") {
+		t.Errorf("aws.s3 with a snapshot name: %v", err)
 	}
 }

@@ -503,6 +503,15 @@ func uploadTarget(u *uploadRequest) (*compose.UploadTarget, error) {
 	default:
 		return nil, fmt.Errorf("unknown upload provider %q (aws, aws.s3, gcp, azure)", u.Provider)
 	}
+	// composer-cli's IMAGE-NAME names the image in the cloud; an image of
+	// that name made from another image is not overwritten (the upload
+	// fails).
+	if u.ImageName != "" {
+		if err := upload.CheckImageName(t.Target, u.ImageName); err != nil {
+			return nil, fmt.Errorf("upload image_name: %w", err)
+		}
+		t.Options.ImageName = u.ImageName
+	}
 	return &t, nil
 }
 

@@ -293,3 +293,31 @@ func readAll(t *testing.T, resp *http.Response) string {
 }
 
 func ioCopy(b *strings.Builder, resp *http.Response) (int64, error) { return io.Copy(b, resp.Body) }
+
+// composer-cli's IMAGE-NAME names the cloud image, checked against the
+// target's rule when the compose starts.
+func TestUploadImageName(t *testing.T) {
+	for _, tc := range []struct {
+		provider, name, settings string
+		want, err                string
+	}{
+		{"aws.s3", "second-disk-image", `{"bucket": "b"}`, "second-disk-image", ""},
+		{"aws", "second-disk (1)", `{"bucket": "b", "region": "eu-west-1"}`, "second-disk (1)", ""},
+		{"gcp", "second-disk", `{"bucket": "b", "project": "p"}`, "second-disk", ""},
+		{"gcp", "Second_Disk", `{"bucket": "b", "project": "p"}`, "", `image name "Second_Disk"`},
+		{"aws.s3", "../etc", `{"bucket": "b"}`, "", `image name "../etc"`},
+		{"aws.s3", "", `{"bucket": "b"}`, "", ""},
+	} {
+		u, err := uploadTarget(&uploadRequest{Provider: tc.provider, ImageName: tc.name, Settings: []byte(tc.settings)})
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %q: %v, want an error with %s", tc.provider, tc.name, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%s %q: %v", tc.provider, tc.name, err)
+		case u.Options.ImageName != tc.want:
+			t.Errorf("%s %q: image name %q", tc.provider, tc.name, u.Options.ImageName)
+		}
+	}
+}
