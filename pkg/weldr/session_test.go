@@ -264,7 +264,8 @@ func checkUpload(t *testing.T, c *Client, ref, id, dir string) {
 		t.Fatalf("upload compose: %+v", got)
 	}
 	up := got.Uploads[0]
-	if up.Status != "FINISHED" || up.ProviderName != "aws.s3" || !strings.HasPrefix(up.ImageName, "s3://"+u.Host+"/") || up.URL == "" {
+	// IMAGE-NAME names the object.
+	if up.Status != "FINISHED" || up.ProviderName != "aws.s3" || up.ImageName != "s3://"+u.Host+"/second-disk-image.qcow2" || up.URL == "" {
 		t.Fatalf("upload status: %+v", up)
 	}
 	img := filepath.Join(dir, "upload.qcow2")
