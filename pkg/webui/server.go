@@ -148,7 +148,12 @@ func cacheStatic(h http.Handler) http.Handler {
 // carry the session's CSRF token.
 func (s *Server) auth(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sess := s.sessions.lookup(r)
+		sess, err := s.sessions.lookup(r)
+		if err != nil {
+			s.log.Error("checking a session", "err", err)
+			http.Error(w, "the session cannot be checked now; try again", http.StatusInternalServerError)
+			return
+		}
 		if sess == nil {
 			if r.Header.Get("HX-Request") != "" {
 				w.Header().Set("HX-Redirect", "/login")

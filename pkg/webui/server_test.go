@@ -38,7 +38,7 @@ func (t tokens) AuthenticateSum(_ context.Context, sum string) (string, error) {
 			return o, nil
 		}
 	}
-	return "", fmt.Errorf("unknown token")
+	return "", auth.ErrBadToken
 }
 
 // services opens the real backends on a temporary directory: each

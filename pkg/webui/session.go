@@ -88,20 +88,41 @@ func (s *sessions) load(ctx context.Context) error {
 	}
 	now := time.Now()
 	for k, v := range saved {
-		if now.Before(v.Expires) && s.valid(ctx, v.Owner, v.Token) {
+		if !now.Before(v.Expires) {
+			continue
+		}
+		// A token store that cannot be read now (a hand edit under way,
+		// a permission slip) keeps the session: the next request asks
+		// again, as the API does.
+		ok, err := s.valid(ctx, v.Owner, v.Token)
+		if err != nil {
+			s.log.Warn("checking a saved session's token: kept until its token can be checked", "owner", v.Owner, "err", err)
+		}
+		if ok || err != nil {
 			s.m[k] = &session{owner: v.Owner, token: v.Token, csrf: v.CSRF, expires: v.Expires}
 		}
 	}
 	return nil
 }
 
-// valid says the token a session was made with still names its owner.
-func (s *sessions) valid(ctx context.Context, owner, token string) bool {
+// valid says whether the token a session was made with still names its
+// owner. Only a verdict on the token ends a session: an unknown token
+// (auth.ErrBadToken: revoked, rotated) or one of another owner. Any other
+// error is the token store's (unreadable, half-edited), returned so that
+// the session is kept and the request fails instead: a transient problem
+// must not log everyone out for good.
+func (s *sessions) valid(ctx context.Context, owner, token string) (bool, error) {
 	if token == "" {
-		return false
+		return false, nil
 	}
 	got, err := s.auth.AuthenticateSum(ctx, token)
-	return err == nil && got == owner
+	if errors.Is(err, auth.ErrBadToken) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checking the session's token: %w", err)
+	}
+	return got == owner, nil
 }
 
 // save writes the sessions file (with s.mu held). A failure costs the
@@ -158,30 +179,39 @@ func (s *sessions) create(owner, token string) (id string, sess *session) {
 	return id, sess
 }
 
-func (s *sessions) lookup(r *http.Request) *session {
+// lookup returns the request's session, nil when it has none (or it has
+// ended), or an error when its token cannot be checked now: the session
+// is kept and the request fails.
+func (s *sessions) lookup(r *http.Request) (*session, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return nil
+		return nil, nil
 	}
 	key := sessionKey(c.Value)
 	s.mu.Lock()
 	sess := s.m[key]
 	s.mu.Unlock()
 	if sess == nil {
-		return nil
+		return nil, nil
 	}
 	// The token check stats the token file: not under s.mu, which every
 	// request takes.
-	if time.Now().After(sess.expires) || !s.valid(r.Context(), sess.owner, sess.token) {
+	ok := !time.Now().After(sess.expires)
+	if ok {
+		if ok, err = s.valid(r.Context(), sess.owner, sess.token); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
 		s.mu.Lock()
 		if s.m[key] == sess {
 			delete(s.m, key)
 			s.save()
 		}
 		s.mu.Unlock()
-		return nil
+		return nil, nil
 	}
-	return sess
+	return sess, nil
 }
 
 func (s *sessions) remove(r *http.Request) {
