@@ -525,8 +525,11 @@ func TestInterrupt(t *testing.T) {
 				}
 				for _, q := range listProcs() {
 					// The store's commits are the only tar --create ibuild
-					// runs; it writes to ibuild, which compresses.
-					if !q.zombie && strings.HasPrefix(q.cmdline, "tar ") && strings.Contains(q.cmdline, "--create --file - ") {
+					// runs; it writes to ibuild, which compresses. Other
+					// builds (pkg/disk's tests, at the same time) run the
+					// same command: only this ibuild's process group counts.
+					if !q.zombie && q.pgid == p.cmd.Process.Pid && strings.HasPrefix(q.cmdline, "tar ") &&
+						strings.Contains(q.cmdline, "--create --file - ") {
 						if freezeWriting(q, filepath.Join(storeTmp, "build-*", "commit-*", "tree.tar.zst")) {
 							committer = q
 							return true
