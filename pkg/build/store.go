@@ -277,16 +277,7 @@ func createTarZst(ctx context.Context, tree, p string) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	if err != nil {
-		return 0, err
-	}
-	err = runTarStream(ctx, nil, zw, "--create", "--file", "-", "--directory", tree, "--format=posix",
-		"--pax-option=delete=atime,delete=ctime", "--sparse", ".")
-	if cerr := zw.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeTarZst(ctx, tree, f); err != nil {
 		return 0, err
 	}
 	fi, err := f.Stat()
@@ -297,6 +288,46 @@ func createTarZst(ctx context.Context, tree, p string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// writeTarZst writes tree to w as a zstd-compressed tar.
+func writeTarZst(ctx context.Context, tree string, w io.Writer) error {
+	fw := &firstErrWriter{w: w}
+	zw, err := zstd.NewWriter(fw, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return err
+	}
+	tw := &firstErrWriter{w: zw}
+	tarErr := runTarStream(ctx, nil, tw, "--create", "--file", "-", "--directory", tree, "--format=posix",
+		"--pax-option=delete=atime,delete=ctime", "--sparse", ".")
+	closeErr := zw.Close()
+	// When the archive cannot be written (a full disk), tar dies of the
+	// closed pipe, which says nothing: the write's own error comes first.
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case fw.err != nil:
+		return fw.err
+	case tw.err != nil:
+		return tw.err
+	case tarErr != nil:
+		return tarErr
+	}
+	return closeErr
+}
+
+// firstErrWriter keeps the first error its writer returned.
+type firstErrWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *firstErrWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // extractTarZst unpacks the zstd-compressed tar file p into dir.

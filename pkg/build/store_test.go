@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -271,3 +272,22 @@ func TestCommitCancelled(t *testing.T) {
 		t.Fatal("the host tool still runs 30 s after its context ended")
 	}
 }
+
+// TestWriteTarZstSaysWhyItFailed: a full disk under the archive is the
+// error, not the SIGPIPE tar dies of.
+func TestWriteTarZstSaysWhyItFailed(t *testing.T) {
+	tree := t.TempDir()
+	big := make([]byte, 4<<20)
+	rand.Read(big) // incompressible: the encoder must write
+	if err := os.WriteFile(filepath.Join(tree, "f"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := writeTarZst(context.Background(), tree, fullDisk{})
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("writeTarZst to a full disk: %v, want %v", err, syscall.ENOSPC)
+	}
+}
+
+type fullDisk struct{}
+
+func (fullDisk) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
