@@ -86,6 +86,7 @@ func (c *converter) v2(req *ComposeRequest) (*submission, error) {
 		return nil, err
 	}
 	var repos *[]Repository
+	nameFields := make([]string, len(irs))
 	for i, ir := range irs {
 		field := base
 		if base == "image_requests" {
@@ -117,6 +118,7 @@ func (c *converter) v2(req *ComposeRequest) (*submission, error) {
 			if img.Upload, err = c.upload(optField, img.Type, targets[0].Type, targets[0].UploadOptions); err != nil {
 				return nil, err
 			}
+			nameFields[i] = optField + ".image_name"
 		}
 		sub.Images = append(sub.Images, img)
 		// One compose is one lockfile, resolved against one set of
@@ -126,6 +128,9 @@ func (c *converter) v2(req *ComposeRequest) (*submission, error) {
 		} else if !sameRepos(repos, ir.Repositories) {
 			return nil, badField(field+".repositories", "every image request of a compose must name the same repositories (a compose is locked once)")
 		}
+	}
+	if err := c.uniqueNames(sub.Images, nameFields); err != nil {
+		return nil, err
 	}
 	if repos != nil {
 		field := base + ".repositories"
@@ -154,6 +159,7 @@ func (c *converter) v1(req *ComposeRequestV1) (*submission, error) {
 	if err != nil {
 		return nil, err
 	}
+	var nameFields []string
 	for i, ir := range req.ImageRequests {
 		field := fmt.Sprintf("image_requests[%d]", i)
 		img, err := c.image(d, field, string(ir.Architecture), ir.ImageType, ir.Size)
@@ -164,6 +170,10 @@ func (c *converter) v1(req *ComposeRequestV1) (*submission, error) {
 			return nil, err
 		}
 		sub.Images = append(sub.Images, img)
+		nameFields = append(nameFields, field+".upload_request.options.image_name")
+	}
+	if err := c.uniqueNames(sub.Images, nameFields); err != nil {
+		return nil, err
 	}
 	name := "compose"
 	if req.ImageName != nil && *req.ImageName != "" {
@@ -293,6 +303,41 @@ func (c *converter) upload(field, imageType string, target UploadTypes, o Upload
 			Msg: fmt.Sprintf("upload target %s does not take %s images", target, imageType)}
 	}
 	return &uploadSpec{Target: string(target), Options: opts}, nil
+}
+
+// uniqueNames refuses two images of one compose that would upload under
+// one name the user chose: their uploads run concurrently (each image is a
+// build of its own, often on another architecture's queue), so one would
+// overwrite the other's object, or its image would get the other's bytes;
+// one after the other, the second would fail only after its whole build.
+// A name is the target's resource: an aws AMI's is per region, an azure
+// image's per resource group, an aws.s3 object's key also takes the file's
+// extension. fields[i] names images[i]'s image_name.
+func (c *converter) uniqueNames(images []imageSpec, fields []string) error {
+	seen := map[string]int{}
+	for i, img := range images {
+		u := img.Upload
+		if u == nil || u.Options.ImageName == "" {
+			continue
+		}
+		key := u.Target + "\x00" + u.Options.ImageName
+		switch u.Target {
+		case "aws.s3":
+			if t, err := c.defs.Type(img.Type); err == nil {
+				key += upload.FileExt(t.Filename)
+			}
+		case "aws":
+			key += "\x00" + u.Options.Region
+		case "azure":
+			key += "\x00" + u.Options.SubscriptionID + "\x00" + u.Options.ResourceGroup
+		}
+		if j, ok := seen[key]; ok {
+			return badField(fields[i], fmt.Sprintf("%q is also the image_name of %s on %s: two images of one compose cannot upload under one name",
+				u.Options.ImageName, strings.TrimSuffix(fields[j], ".image_name"), u.Target))
+		}
+		seen[key] = i
+	}
+	return nil
 }
 
 func sameRepos(a, b *[]Repository) bool {

@@ -192,3 +192,63 @@ func TestConvertV1(t *testing.T) {
 		t.Errorf("%+v %+v", sub.Blueprint, sub.Images)
 	}
 }
+
+// Two image requests of one compose may not upload under one name the
+// user chose on one target: their uploads run at once and would overwrite
+// each other's objects. Where the target's resource differs (another
+// region, resource group or aws.s3 file extension), the name is free.
+func TestConvertUniqueImageNames(t *testing.T) {
+	c := testConverter(t)
+	c.uploadDefaults = upload.Options{Bucket: "images", Endpoint: "http://127.0.0.1:1", Project: "p",
+		SubscriptionID: "s", ResourceGroup: "rg", Location: "westeurope", StorageAccount: "acct"}
+	req := func(a, b string) string {
+		return `{"distribution": "debian-12", "image_requests": [` + a + `, ` + b + `]}`
+	}
+	for _, tc := range []struct {
+		name, body, field string
+	}{
+		{"gcp, two arches", req(`{"architecture": "x86_64", "image_type": "gcp", "upload_options": {"image_name": "myimg"}}`,
+			`{"architecture": "aarch64", "image_type": "gcp", "upload_options": {"image_name": "myimg"}}`),
+			"image_requests[1].upload_options.image_name"},
+		{"azure", req(`{"architecture": "x86_64", "image_type": "azure", "upload_options": {"image_name": "web"}}`,
+			`{"architecture": "x86_64", "image_type": "azure", "size": 8589934592, "upload_options": {"image_name": "web"}}`),
+			"image_requests[1].upload_options.image_name"},
+		{"aws, one region", req(`{"architecture": "x86_64", "image_type": "aws", "upload_options": {"image_name": "web-1", "region": "eu-west-1"}}`,
+			`{"architecture": "aarch64", "image_type": "aws", "upload_options": {"image_name": "web-1", "region": "eu-west-1"}}`),
+			"image_requests[1].upload_options.image_name"},
+		{"aws.s3, one key", req(`{"architecture": "x86_64", "image_type": "guest-image", "upload_options": {"image_name": "web"}}`,
+			`{"architecture": "aarch64", "image_type": "guest-image", "upload_targets": [{"type": "aws.s3", "upload_options": {"image_name": "web"}}]}`),
+			"image_requests[1].upload_targets[0].upload_options.image_name"},
+		{"aws.s3, other extension", req(`{"architecture": "x86_64", "image_type": "guest-image", "upload_options": {"image_name": "web"}}`,
+			`{"architecture": "x86_64", "image_type": "minimal-raw", "upload_options": {"image_name": "web"}}`), ""},
+		{"aws, other regions", req(`{"architecture": "x86_64", "image_type": "aws", "upload_options": {"image_name": "web-1", "region": "eu-west-1"}}`,
+			`{"architecture": "x86_64", "image_type": "aws", "upload_options": {"image_name": "web-1", "region": "us-east-1"}}`), ""},
+		{"azure, other resource groups", req(`{"architecture": "x86_64", "image_type": "azure", "upload_options": {"image_name": "web"}}`,
+			`{"architecture": "x86_64", "image_type": "azure", "upload_options": {"image_name": "web", "resource_group": "rg2"}}`), ""},
+		{"one name, other targets", req(`{"architecture": "x86_64", "image_type": "gcp", "upload_options": {"image_name": "web"}}`,
+			`{"architecture": "x86_64", "image_type": "azure", "upload_options": {"image_name": "web"}}`), ""},
+		{"derived names", req(`{"architecture": "x86_64", "image_type": "gcp", "upload_options": {}}`,
+			`{"architecture": "aarch64", "image_type": "gcp", "upload_options": {}}`), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r ComposeRequest
+			if err := json.Unmarshal([]byte(tc.body), &r); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.v2(&r)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			ae, ok := err.(*apiError)
+			if !ok {
+				t.Fatalf("err = %v (%T), want an *apiError", err, err)
+			}
+			if ae.Field != tc.field || ae.Code != codeValidation || ae.Status != 400 || !strings.Contains(ae.Msg, "image_requests[0]") {
+				t.Errorf("got field %q code %d status %d (%v), want field %q", ae.Field, ae.Code, ae.Status, ae, tc.field)
+			}
+		})
+	}
+}

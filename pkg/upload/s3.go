@@ -286,6 +286,11 @@ func objectURL(client *s3.Client, bucket, key, endpoint string) string {
 	return fmt.Sprintf("https://%s.s3.%s.amazonaws.com/%s", bucket, client.Options().Region, k)
 }
 
+// FileExt is the extension an aws.s3 object's key takes from the image
+// file's name (an image type's filename): two images given one name share
+// a key only when their files share it.
+func FileExt(name string) string { return fileExt(name) }
+
 func fileExt(p string) string {
 	for _, ext := range []string{".tar.gz", ".raw", ".qcow2", ".vhd", ".vmdk", ".img", ".tar", ".iso", ".ova"} {
 		if strings.HasSuffix(p, ext) {
