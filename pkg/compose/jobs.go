@@ -573,11 +573,35 @@ func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) 
 			return
 		}
 		defer f.Close()
+		appendLog := s.db.appendLog
+		if s.appendLog != nil {
+			appendLog = s.appendLog
+		}
 		var (
 			pending []byte
 			buf     = make([]byte, 64<<10)
 			seq     int
+			// unsure is the length of pending[:unsure] sent as seq by an
+			// insert that reported an error: it may have committed (a
+			// timeout), and a row whose seq is there is not added again,
+			// so exactly those bytes go again under that seq before
+			// anything more. A larger chunk under that seq would lose
+			// the lines added meanwhile.
+			unsure int
 		)
+		send := func(ctx context.Context, end int) bool {
+			if err := appendLog(ctx, id, idx, seq, pending[:end]); err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
+				}
+				unsure = end
+				return false
+			}
+			unsure = 0
+			seq++
+			pending = append(pending[:0], pending[end:]...)
+			return true
+		}
 		ship := func(ctx context.Context, last bool) {
 			for {
 				n, _ := f.Read(buf)
@@ -585,6 +609,9 @@ func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) 
 					break
 				}
 				pending = append(pending, buf[:n]...)
+			}
+			if unsure > 0 && !send(ctx, unsure) {
+				return
 			}
 			end := bytes.LastIndexByte(pending, '\n') + 1
 			if last {
@@ -604,14 +631,7 @@ func (s *Service) shipLog(ctx context.Context, id string, idx int, path string) 
 			if end == 0 {
 				return
 			}
-			if err := s.db.appendLog(ctx, id, idx, seq, pending[:end]); err != nil {
-				if ctx.Err() == nil {
-					s.log.WarnContext(ctx, "live log", "compose", id, "image", idx, "err", err)
-				}
-				return
-			}
-			seq++
-			pending = append(pending[:0], pending[end:]...)
+			send(ctx, end)
 		}
 		t := time.NewTicker(s.cfg.LiveLogInterval)
 		defer t.Stop()

@@ -2,10 +2,13 @@ package compose
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -141,5 +144,71 @@ func TestLiveLog(t *testing.T) {
 	setStatus(StatusFailure)
 	if got := readLog(); got != "attempt 1\nfailed\n" {
 		t.Errorf("after the build: Log serves %q, want the stored log", got)
+	}
+}
+
+// An insert that committed but reported an error (a timeout) is retried
+// with exactly the bytes it sent, under its seq, before the lines written
+// since: a larger chunk under that seq would be dropped as a repeat, and
+// those lines lost.
+func TestLiveLogRetriesTheSameChunk(t *testing.T) {
+	s := openService(t, Config{Workers: 0, LiveLogInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	c, err := s.Submit(ctx, "alice", Request{Blueprint: []byte(tarBlueprint), Images: []ImageRequest{{Arch: "x86_64", Type: "tar"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.ID
+	var (
+		mu    sync.Mutex
+		calls int
+		sent  []string
+	)
+	failed := make(chan struct{})
+	s.appendLog = func(ctx context.Context, id string, idx, seq int, chunk []byte) error {
+		if err := s.db.appendLog(ctx, id, idx, seq, chunk); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		sent = append(sent, fmt.Sprintf("%d:%q", seq, chunk))
+		if calls == 1 {
+			close(failed)
+			return errors.New("i/o timeout")
+		}
+		return nil
+	}
+	path := filepath.Join(t.TempDir(), "build.log")
+	if err := os.WriteFile(path, []byte("A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := s.shipLog(ctx, id, 0, path)
+	select {
+	case <-failed:
+	case <-time.After(time.Minute):
+		stop()
+		t.Fatal("the first chunk was not shipped in a minute")
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("B\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	stop()
+	got, err := s.db.liveLog(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if string(got) != "A\nB\n" {
+		t.Errorf("live log %q, want %q (inserts %v)", got, "A\nB\n", sent)
+	}
+	if len(sent) < 2 || sent[1] != `0:"A\n"` {
+		t.Errorf("inserts %v: the retry is not the failed chunk under its seq", sent)
 	}
 }

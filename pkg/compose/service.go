@@ -115,6 +115,10 @@ type Service struct {
 
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
+
+	// appendLog, when set, stands for db.appendLog: tests make an insert
+	// that commits report an error, as a timeout does.
+	appendLog func(ctx context.Context, id string, idx, seq int, chunk []byte) error
 }
 
 const lockQueue = "lock"
