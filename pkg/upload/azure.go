@@ -43,8 +43,10 @@ type Azure struct {
 	Container string
 	// HyperVGeneration is V2 (UEFI, default) or V1.
 	HyperVGeneration string
-	// ImageName, when set, names the image and its page blob (composer's
-	// image_name) instead of the name derived from the digests. An image
+	// ImageName, when set, names the image (composer's image_name) instead
+	// of the name derived from the digests; the page blob keeps the
+	// derived name, so two uploads given one name never write pages into
+	// one blob (a second Create resets it under the first). An image
 	// of that name tagged with the image's sha256 is reused; one made from
 	// another image is left alone and the upload fails with ErrNameTaken
 	// (a PUT would replace it).
@@ -124,8 +126,9 @@ func (t *Azure) Upload(ctx context.Context, img *Image) (*Result, error) {
 		return nil, t.fail("looking for image "+name, fmt.Errorf("%w: image %s was made from another image (sha256 %q)", ErrNameTaken, name, im.Tags[TagImage]))
 	}
 
-	// 2. The page blob.
-	blobURL, sent, err := t.uploadBlob(ctx, cred, name, img)
+	// 2. The page blob, under the derived name: a blob holding this image
+	// is this image's whatever the image is called.
+	blobURL, sent, err := t.uploadBlob(ctx, cred, img.Name(), img)
 	res.BytesSent = sent
 	if err != nil {
 		return nil, err

@@ -218,13 +218,14 @@ func TestAzureRefusesDynamicVHD(t *testing.T) {
 	}
 }
 
-// image_name: the image and its page blob are named as asked; the same
+// image_name: the image is named as asked (its page blob keeps the
+// derived name); the same
 // image again is reused; another image under that name fails before
 // anything is sent, and the image is left alone.
 func TestAzureImageName(t *testing.T) {
 	target, f, az, img := azureSetup(t)
 	target.ImageName = "web-1"
-	f.blobURL = az.URL + "/images/web-1.vhd"
+	f.blobURL = az.URL + "/images/" + img.Name() + ".vhd" // the blob keeps the derived name
 	res, err := target.Upload(context.Background(), img)
 	if err != nil {
 		t.Fatal(err)

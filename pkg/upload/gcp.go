@@ -29,9 +29,10 @@ type GCP struct {
 	// nearest the bucket, GCE's choice).
 	Region string
 	Family string
-	// ImageName, when set, names the image (composer's image_name) and
-	// its staging object instead of the name derived from the digests.
-	// An image of that name made from the same image (its description
+	// ImageName, when set, names the image (composer's image_name)
+	// instead of the name derived from the digests; the staging object
+	// keeps the derived name, so two uploads given one name never write
+	// into one object (one would import the other's bytes). An image of that name made from the same image (its description
 	// names the sha256) is reused; one made from another is left alone
 	// and the upload fails with ErrNameTaken.
 	ImageName string
@@ -110,7 +111,7 @@ func (t *GCP) Upload(ctx context.Context, img *Image) (*Result, error) {
 		return nil, t.fail("loading credentials", err)
 	}
 	defer sc.Close()
-	obj := sc.Bucket(t.Bucket).Object(name + ".tar.gz")
+	obj := sc.Bucket(t.Bucket).Object(img.Name() + ".tar.gz")
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()

@@ -76,7 +76,8 @@ func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 			t.Error(err)
 		}
-		src := "https://storage.googleapis.com/images/" + body.Name + ".tar.gz"
+		// The staging object has the derived name, whatever the image's.
+		src := "https://storage.googleapis.com/images/" + f.img.Name() + ".tar.gz"
 		want := f.name
 		if want == "" {
 			want = f.img.Name()
@@ -90,7 +91,7 @@ func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		// Read the object as GCE would.
-		rd, err := f.gcs.Bucket("images").Object(body.Name + ".tar.gz").NewReader(r.Context())
+		rd, err := f.gcs.Bucket("images").Object(f.img.Name() + ".tar.gz").NewReader(r.Context())
 		if err != nil {
 			t.Errorf("the object: %v", err)
 		} else {
@@ -206,7 +207,8 @@ func TestGCPInterruptedRemovesObject(t *testing.T) {
 	}
 }
 
-// image_name: the image (and its staging object) is named as asked; the
+// image_name: the image is named as asked (its staging object keeps the
+// derived name); the
 // same image again is reused; another image under that name fails before
 // anything is sent, and the image is left alone.
 func TestGCPImageName(t *testing.T) {
