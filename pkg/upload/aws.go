@@ -2,6 +2,8 @@ package upload
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -157,7 +159,7 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 	}
 	tags := tagsNamed(snapName)
 	imp, err := ec.ImportSnapshot(ctx, &ec2.ImportSnapshotInput{
-		ClientToken: aws.String(img.Name()),
+		ClientToken: aws.String(importToken(img, t.Bucket, key, snapName)),
 		Description: aws.String(snapName),
 		DiskContainer: &ec2types.SnapshotDiskContainer{
 			Format:     aws.String("RAW"),
@@ -217,6 +219,17 @@ func (t *AWS) Upload(ctx context.Context, img *Image) (*Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// importToken is ImportSnapshot's client token. EC2 answers a token sent
+// again with other parameters with IdempotentParameterMismatch, so the
+// token is a function of every parameter that can differ: the image, where
+// it is staged and the snapshot's name (its Description and Name tag).
+// The same image uploaded under another snapshot name is another import,
+// so each snapshot carries the name it was asked for.
+func importToken(img *Image, bucket, key, snapName string) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{img.Name(), img.SHA256, img.LockDigest, bucket, key, snapName}, "\x00")))
+	return hex.EncodeToString(sum[:]) // 64 characters, EC2's limit
 }
 
 // waitImport polls the import task until its snapshot is made.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,10 @@ type fakeEC2 struct {
 	// registerErr is RegisterImage's error code (400).
 	registerErr string
 	stagingKey  string
+	// tokens are ImportSnapshot's client tokens seen, with the other
+	// parameters sent with them: EC2 refuses a token sent again with
+	// others (IdempotentParameterMismatch).
+	tokens map[string]string
 }
 
 func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,6 +101,24 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "ImportSnapshot":
 		need("ClientToken", "DiskContainer.UserBucket.S3Bucket", "DiskContainer.UserBucket.S3Key")
 		want("DiskContainer.Format", "RAW")
+		if tok := r.PostForm.Get("ClientToken"); len(tok) > 64 {
+			t.Errorf("ImportSnapshot: ClientToken of %d characters, EC2 takes at most 64", len(tok))
+		}
+		var params []string
+		for k, v := range r.PostForm {
+			if k != "ClientToken" && k != "Action" && k != "Version" {
+				params = append(params, k+"="+strings.Join(v, ","))
+			}
+		}
+		slices.Sort(params)
+		if prev, ok := f.tokens[r.PostForm.Get("ClientToken")]; ok && prev != strings.Join(params, "&") {
+			ec2Error(w, 400, "IdempotentParameterMismatch", "The request has a duplicate client token with different parameters.")
+			return
+		}
+		if f.tokens == nil {
+			f.tokens = map[string]string{}
+		}
+		f.tokens[r.PostForm.Get("ClientToken")] = strings.Join(params, "&")
 		want("TagSpecification.1.ResourceType", "import-snapshot-task")
 		// Read the staging object as the import would.
 		key := r.PostForm.Get("DiskContainer.UserBucket.S3Key")
@@ -311,5 +334,30 @@ func TestAWSProtocolImageName(t *testing.T) {
 	}
 	if got := f.actions(); got != "DescribeImages" {
 		t.Errorf("calls after the name was found taken: %s", got)
+	}
+}
+
+// The same image uploaded as another AMI (another image_name, so another
+// snapshot name) is another import: its client token is not the first
+// import's sent with other parameters, which EC2 refuses.
+func TestAWSProtocolSameImageTwoNames(t *testing.T) {
+	target, f, _ := awsProtocolSetup(t)
+	target.ImageName = "web-a"
+	if _, err := target.Upload(context.Background(), f.img); err != nil {
+		t.Fatal(err)
+	}
+	target.ImageName = "web-b"
+	res, err := target.Upload(context.Background(), f.img)
+	if err != nil {
+		t.Fatalf("the same image as another AMI: %v", err)
+	}
+	if res.Reused || f.images["web-b"] == "" {
+		t.Errorf("result %+v, registered %v", res, f.images)
+	}
+	if got := f.tags["snap-0a1"]["Name"]; got != "web-b" {
+		t.Errorf("the snapshot's Name tag %q", got)
+	}
+	if len(f.tokens) != 2 {
+		t.Errorf("%d client tokens for two imports", len(f.tokens))
 	}
 }
