@@ -185,26 +185,13 @@ var reproExports = map[string]bool{"qcow2": true, "vmdk": true, "ova": true, "vh
 
 // reproDropPipeline removes a build cache's trees of one pipeline.
 func reproDropPipeline(cache, pipeline string) error {
-	metas, err := filepath.Glob(filepath.Join(cache, "objects", "*", "meta.json"))
-	if err != nil {
-		return err
-	}
-	for _, p := range metas {
-		var m struct{ Pipeline string }
-		data, err := os.ReadFile(p)
+	objs, err := cacheObjects(cache, pipeline)
+	for _, obj := range objs {
 		if err == nil {
-			err = json.Unmarshal(data, &m)
-		}
-		if err != nil {
-			return err
-		}
-		if m.Pipeline == pipeline {
-			if err := os.RemoveAll(filepath.Dir(p)); err != nil {
-				return err
-			}
+			err = os.RemoveAll(obj)
 		}
 	}
-	return nil
+	return err
 }
 
 // ibuildBuild runs `ibuild build` for one type under a umask and extra
@@ -425,9 +412,22 @@ func reproDropObjects(t *testing.T, cache, pipeline string) int {
 // pipeline; it fails the test when there are none.
 func pipelineObjects(t *testing.T, cache, pipeline string) []string {
 	t.Helper()
-	metas, err := filepath.Glob(filepath.Join(cache, "objects", "*", "meta.json"))
+	objs, err := cacheObjects(cache, pipeline)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(objs) == 0 {
+		t.Fatalf("no cached %s trees in %s", pipeline, cache)
+	}
+	return objs
+}
+
+// cacheObjects returns the object directories of a build cache that hold
+// a tree of pipeline (objects/<key>/meta.json names the pipeline).
+func cacheObjects(cache, pipeline string) ([]string, error) {
+	metas, err := filepath.Glob(filepath.Join(cache, "objects", "*", "meta.json"))
+	if err != nil {
+		return nil, err
 	}
 	var objs []string
 	for _, m := range metas {
@@ -437,16 +437,13 @@ func pipelineObjects(t *testing.T, cache, pipeline string) []string {
 			err = json.Unmarshal(data, &meta)
 		}
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if meta.Pipeline == pipeline {
 			objs = append(objs, filepath.Dir(m))
 		}
 	}
-	if len(objs) == 0 {
-		t.Fatalf("no cached %s trees in %s", pipeline, cache)
-	}
-	return objs
+	return objs, nil
 }
 
 // reproVerify checks ibuild verify: build a's raw disk is what build b's
