@@ -258,12 +258,7 @@ func (s *Store) DirTree(key string) (string, bool) {
 // runTar runs GNU tar with what keeps a root tree intact: numeric owners,
 // xattrs (file capabilities), hard links, device nodes.
 func runTar(ctx context.Context, args ...string) error {
-	full := append([]string{"--numeric-owner", "--xattrs", "--xattrs-include=*"}, args...)
-	out, err := hostOutput(ctx, "tar", full...)
-	if err != nil {
-		return fmt.Errorf("tar %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return runTarStream(ctx, nil, nil, args...)
 }
 
 // createTarZst writes tree as a zstd-compressed tar file at p and returns
@@ -346,7 +341,7 @@ func extractTarZst(ctx context.Context, p, dir string) error {
 		"--preserve-permissions", "--same-owner")
 }
 
-// runTarStream is runTar with the archive on stdin or stdout.
+// runTarStream is runTar with the archive on stdin or stdout (nil: none).
 func runTarStream(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) error {
 	full := append([]string{"--numeric-owner", "--xattrs", "--xattrs-include=*"}, args...)
 	cmd := exec.CommandContext(ctx, "tar", full...)
